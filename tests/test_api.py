@@ -1,0 +1,90 @@
+"""The registry and the one method contract."""
+
+import json
+
+import numpy as np
+import pytest
+
+import physeg
+from physeg.api import Param
+
+
+def _square(n=32):
+    img = np.zeros((n, n), dtype=np.float32)
+    img[n // 4 : 3 * n // 4, n // 4 : 3 * n // 4] = 1.0
+    return img
+
+
+def test_segment_otsu_square_exact():
+    img = _square()
+    labels = physeg.segment(img, method="otsu")
+    np.testing.assert_array_equal(labels, (img > 0.5).astype(np.uint8))
+
+
+def test_methods_lists_baselines_with_params():
+    table = physeg.methods()
+    assert {"otsu", "chan-vese"} <= set(table)
+    assert any(p.name == "classes" for p in table["otsu"].params)
+
+
+def test_unknown_method_suggests():
+    with pytest.raises(ValueError, match="Did you mean 'otsu'"):
+        physeg.segment(_square(), method="otsuu")
+
+
+def test_unknown_param_suggests():
+    with pytest.raises(ValueError, match="Did you mean 'classes'"):
+        physeg.segment(_square(), method="otsu", clases=3)
+
+
+def test_param_range_and_cli_strings():
+    p = Param("k", "int", 2, "k", low=2, high=8)
+    assert p.convert("3") == 3
+    with pytest.raises(ValueError, match="out of range"):
+        p.convert(9)
+    with pytest.raises(ValueError, match="expects a int"):
+        p.convert("abc")
+    b = Param("flag", "bool", False, "f")
+    assert b.convert("true") is True
+
+
+def test_bad_images_have_clear_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        physeg.segment(np.full((8, 8), np.nan), method="otsu")
+    with pytest.raises(ValueError, match="empty"):
+        physeg.segment(np.zeros((0, 4)), method="otsu")
+    with pytest.raises(TypeError, match="dtype"):
+        physeg.segment(np.array([["a", "b"], ["c", "d"]]), method="otsu")
+    with pytest.raises(ValueError, match="channel_axis=-1"):
+        physeg.segment(np.zeros((8, 8, 3)), method="chan-vese")
+    with pytest.raises(ValueError, match="constant"):
+        physeg.segment(np.ones((8, 8)), method="otsu")
+
+
+def test_input_not_modified():
+    img = _square()
+    before = img.copy()
+    physeg.segment(img, method="chan-vese")
+    np.testing.assert_array_equal(img, before)
+
+
+def test_fit_on_unfittable_method_is_clear():
+    with pytest.raises(ValueError, match="nothing to fit"):
+        physeg.fit("otsu", [_square()], [_square().astype(int)])
+
+
+def test_model_json_round_trip(tmp_path):
+    m = physeg.Model("otsu", {"classes": 2})
+    path = m.save(tmp_path / "m.json")
+    assert json.loads(path.read_text())["method"] == "otsu"
+    m2 = physeg.load(path)
+    np.testing.assert_array_equal(m2.predict(_square()), physeg.segment(_square(), "otsu"))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        physeg.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a physeg JSON model"):
+        physeg.load(bad)
