@@ -237,8 +237,11 @@ def add_noise(
         bkinds = [look_up_option(k, KINDS, what="background noise kind")
                   for k in _per_channel(background_kind, n_ch, "background_kind")]
         bints = _per_channel(background_intensity, n_ch, "background_intensity")
-    ints = [_check_intensity(k, v, "intensity") for k, v in zip(kinds, ints)]
-    bints = [_check_intensity(k, v, "background_intensity") for k, v in zip(bkinds, bints)]
+    ints = [_check_intensity(k, v, "intensity") for k, v in zip(kinds, ints, strict=True)]
+    bints = [
+        _check_intensity(k, v, "background_intensity")
+        for k, v in zip(bkinds, bints, strict=True)
+    ]
     gen = as_rng(rng)
 
     out = arr.astype(np.float64)  # a copy: the caller's array is never touched

@@ -54,7 +54,9 @@ __all__ = [
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle", "rhombus", "ellipse")
 
 
-def _check_size(size: Any, *, ndim: int = 2, min_size: int = 4, name: str = "size") -> tuple[int, ...]:
+def _check_size(
+    size: Any, *, ndim: int = 2, min_size: int = 4, name: str = "size"
+) -> tuple[int, ...]:
     if isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, bool):
         dims = (int(size),) * ndim
     else:
