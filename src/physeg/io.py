@@ -4,8 +4,9 @@ Formats
 -------
 ``.png``, ``.jpg``/``.jpeg`` and ``.bmp`` go through ``imageio.v3`` with the Pillow plugin
 (named explicitly, so a corrupt file never falls through to some other backend);
-``.tif``/``.tiff`` go through ``tifffile``. The file's suffix chooses the route, never its
-contents, so a PNG named ``.jpg`` is reported as corrupt rather than silently decoded.
+``.tif``/``.tiff`` go through ``tifffile``. The file's suffix chooses the library; Pillow then
+recognises the actual format from the contents, so a PNG misnamed ``.jpg`` still reads
+(losslessly), while a file Pillow cannot decode is reported as corrupt.
 
 Arrays come back exactly as stored, never rescaled (design: "no silent rescaling"):
 
