@@ -156,6 +156,8 @@ def test_sample_without_mask():
     assert s.masks() == [] and s.meta == {}
     with pytest.raises(ValueError, match="has no mask file"):
         s.mask()
+    twin = Sample(id="z", image_path=Path("z.png"), meta={"k": 1})
+    assert hash(s) == hash(twin) and s != twin and len({s, twin}) == 2  # hashable
 
 
 def test_not_a_dataset_folder(tmp_path):

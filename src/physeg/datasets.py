@@ -105,7 +105,7 @@ class Sample:
     id: str
     image_path: Path
     mask_paths: tuple[Path, ...] = ()
-    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     def image(self) -> np.ndarray:
         """The image as stored (:func:`physeg.io.read_image`)."""
