@@ -1,0 +1,251 @@
+"""physeg.batch: executors give identical labels, resume after a crash, bad files are logged."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from physeg import batch
+from physeg.synthetic import shape_image
+
+SHAPES = ("square", "circle", "triangle", "rhombus", "ellipse")
+
+
+def _make_inputs(folder: Path, n: int = 6) -> dict[str, np.ndarray]:
+    """Write ``n`` uint8 PNGs of the synthetic shapes (some RGB) and return their exact masks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(n):
+        shape = SHAPES[i % len(SHAPES)]
+        channels = 3 if i % 2 else None
+        img, mask = shape_image(shape, (40 + 4 * i, 48), channels=channels,
+                                shape_value=0.8, background_value=0.2)
+        name = f"img{i:02d}_{shape}"
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(folder / f"{name}.png")
+        truth[name] = mask
+    return truth
+
+
+def _labels(outdir: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted(outdir.glob("*.png"))}
+
+
+def test_serial_gives_exact_masks_and_a_log(tmp_path):
+    truth = _make_inputs(tmp_path / "in")
+    res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="otsu")
+    assert res.ok and res.count("done") == len(truth)
+    got = _labels(tmp_path / "out")
+    assert set(got) == set(truth)
+    for name, mask in truth.items():
+        np.testing.assert_array_equal(got[name], mask.astype(np.uint8))
+    log = batch.read_log(tmp_path / "out" / batch.LOG_NAME)
+    assert [r["event"] for r in log] == ["run"] + ["file"] * len(truth) + ["summary"]
+    rec = log[1]
+    assert rec["status"] == "done" and rec["method"] == "otsu"
+    assert rec["params"] == {} and rec["error"] is None
+    assert set(rec["seconds"]) == {"read", "segment", "write", "total"}
+    assert len(rec["input_sha256"]) == 64
+    assert log[0]["versions"]["numpy"] == np.__version__
+    assert log[-1]["done"] == len(truth) and log[-1]["failed"] == 0
+
+
+def _dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    return distributed.Client(cluster), cluster
+
+
+def test_executor_equivalence(tmp_path):
+    """Serial, a process pool and a local dask cluster write identical labels and records."""
+    _make_inputs(tmp_path / "in", n=6)
+    params = {"invert": True}
+    serial = batch.segment_many(tmp_path / "in", tmp_path / "serial", method="otsu",
+                                params=params, rng=7)
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        pooled = batch.segment_many(tmp_path / "in", tmp_path / "pool", method="otsu",
+                                    params=params, rng=7, executor=pool)
+    client, cluster = _dask_client()
+    try:
+        dasked = batch.segment_many(tmp_path / "in", tmp_path / "dask", method="otsu",
+                                    params=params, rng=7, executor=client)
+    finally:
+        client.close()
+        cluster.close()
+    assert serial.ok and pooled.ok and dasked.ok
+    ref = _labels(tmp_path / "serial")
+    assert len(ref) == 6 and all(v[0, 0] == 1 for v in ref.values())
+    for other in ("pool", "dask"):
+        got = _labels(tmp_path / other)
+        assert set(got) == set(ref)
+        for k in ref:
+            np.testing.assert_array_equal(got[k], ref[k])
+    workers = {r["worker"] for r in pooled.records}
+    assert all(w.split(":")[1] != str(os.getpid()) for w in workers)  # really in other processes
+    for a, b in zip(serial.records, dasked.records):
+        assert (a["input"], a["seed"], a["input_sha256"]) == (b["input"], b["seed"],
+                                                             b["input_sha256"])
+
+
+def test_seeds_depend_on_name_not_order():
+    s1 = batch._file_seed(3, "a.png")
+    assert s1 == batch._file_seed(3, "a.png")
+    assert s1 != batch._file_seed(3, "b.png") and s1 != batch._file_seed(4, "a.png")
+    assert batch._file_seed(None, "a.png") is None
+    with pytest.raises(TypeError, match="non-negative int seed"):
+        batch._base_seed(-1)
+
+
+def test_resume_after_simulated_crash(tmp_path):
+    """Kill the run after 3 files (and leave a torn temp file): the re-run loses nothing."""
+    truth = _make_inputs(tmp_path / "in", n=7)
+    out = tmp_path / "out"
+    seen = []
+
+    def crash_after_three(rec):
+        seen.append(rec)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.segment_many(tmp_path / "in", out, method="otsu", progress=crash_after_three)
+    (out / ".img03_rhombus.png.999.physeg-tmp").write_bytes(b"\x89PNG torn")
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert len(first) == 3
+    log = batch.read_log(out / batch.LOG_NAME)
+    assert log[-1]["event"] == "summary" and log[-1]["interrupted"] is True
+    assert log[-1]["not_finished"] == 4
+
+    res = batch.segment_many(tmp_path / "in", out, method="otsu")
+    assert res.ok
+    assert res.count("skipped") == 3 and res.count("done") == 4
+    assert not list(out.glob(".*physeg-tmp"))
+    for name, mtime in first.items():  # the finished files were not recomputed
+        assert (out / name).stat().st_mtime_ns == mtime
+    got = _labels(out)
+    for name, mask in truth.items():
+        np.testing.assert_array_equal(got[name], mask.astype(np.uint8))
+    # A third run does nothing; other parameters are not mistaken for done work.
+    again = batch.segment_many(tmp_path / "in", out, method="otsu")
+    assert again.count("skipped") == 7
+    changed = batch.segment_many(tmp_path / "in", out, method="otsu", params={"invert": True})
+    assert changed.count("failed") == 7
+    assert "other parameters" in changed.records[0]["error"]["message"]
+    assert "--overwrite" in changed.records[0]["error"]["message"]
+    redo = batch.segment_many(tmp_path / "in", out, method="otsu", params={"invert": True},
+                              overwrite=True)
+    assert redo.count("done") == 7
+    np.testing.assert_array_equal(_labels(out)["img00_square"], ~truth["img00_square"] * 1)
+
+
+def test_changed_input_is_recomputed(tmp_path):
+    _make_inputs(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    batch.segment_many(tmp_path / "in", out, method="otsu")
+    img = np.zeros((30, 30), np.uint8)
+    img[5:12, 5:12] = 200
+    Image.fromarray(img).save(tmp_path / "in" / "img00_square.png")
+    res = batch.segment_many(tmp_path / "in", out, method="otsu", overwrite=True)
+    assert [r["status"] for r in res.records] == ["done", "skipped"]
+    np.testing.assert_array_equal(_labels(out)["img00_square"], (img > 100).astype(np.uint8))
+
+
+def test_bad_files_are_skipped_and_logged(tmp_path):
+    truth = _make_inputs(tmp_path / "in", n=3)
+    (tmp_path / "in" / "broken.png").write_bytes(b"this is not a png")
+    Image.fromarray(np.full((20, 20), 7, np.uint8)).save(tmp_path / "in" / "constant.png")
+    (tmp_path / "out").mkdir()
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "out" / "img02_triangle.png")
+    res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="otsu")
+    assert not res.ok
+    by_name = {Path(r["input"]).name: r for r in res.records}
+    assert by_name["img00_square.png"]["status"] == "done"
+    assert by_name["img01_circle.png"]["status"] == "done"
+    assert by_name["broken.png"]["status"] == "failed"
+    assert by_name["constant.png"]["status"] == "failed"
+    assert "constant" in by_name["constant.png"]["error"]["message"]
+    foreign = by_name["img02_triangle.png"]
+    assert foreign["status"] == "failed" and "not written by physeg" in foreign["error"]["message"]
+    assert not (tmp_path / "out" / "broken.png").exists()
+    assert not (tmp_path / "out" / "constant.png").exists()
+    log = batch.read_log(tmp_path / "out" / batch.LOG_NAME)
+    failed = [r for r in log if r.get("status") == "failed"]
+    assert {Path(r["input"]).name for r in failed} == {"broken.png", "constant.png",
+                                                        "img02_triangle.png"}
+    assert all(r["error"]["type"] and r["error"]["message"] for r in failed)
+    assert log[-1]["failed"] == 3 and log[-1]["done"] == 2
+    assert len(truth) == 3
+
+
+def test_errors_before_any_work(tmp_path):
+    _make_inputs(tmp_path / "a", n=1)
+    _make_inputs(tmp_path / "b", n=1)
+    with pytest.raises(ValueError, match="would both write"):
+        batch.segment_many([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    with pytest.raises(ValueError, match="has no parameter 'clases'.*Did you mean 'classes'"):
+        batch.segment_many(tmp_path / "a", tmp_path / "out", params={"clases": 3})
+    with pytest.raises(ValueError, match="Unknown method"):
+        batch.segment_many(tmp_path / "a", tmp_path / "out", method="otsuu")
+    with pytest.raises(FileNotFoundError, match="not a file, a folder or a glob"):
+        batch.segment_many(tmp_path / "nothing*.png", tmp_path / "out")
+    with pytest.raises(TypeError, match="concurrent.futures.Executor"):
+        batch.segment_many(tmp_path / "a", tmp_path / "out", executor=object())
+    assert not (tmp_path / "out").exists()
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(batch.os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        batch.write_labels(tmp_path / "x.png", np.ones((4, 4), np.uint8), {"key": "k"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_labels_formats_and_provenance(tmp_path):
+    big = np.arange(300 * 2).reshape(20, 30).astype(np.int64)
+    batch.write_labels(tmp_path / "a.png", big, {"key": "abc"})
+    back = np.asarray(Image.open(tmp_path / "a.png"))
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, big)
+    assert batch.read_provenance(tmp_path / "a.png") == {"key": "abc"}
+    vol = np.zeros((3, 8, 8), np.uint8)
+    vol[1, 2:5, 2:5] = 1
+    batch.write_labels(tmp_path / "v.tif", vol, {"key": "vol"})
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "v.tif"), vol)
+    assert batch.read_provenance(tmp_path / "v.tif") == {"key": "vol"}
+    with pytest.raises(ValueError, match="Write a .tif instead"):
+        batch.write_labels(tmp_path / "v.png", vol)
+    with pytest.raises(TypeError, match="must be integers"):
+        batch.write_labels(tmp_path / "f.png", np.zeros((4, 4)))
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    assert batch.read_provenance(tmp_path / "junk.png") is None
+
+
+def test_volume_tiff_input(tmp_path):
+    import tifffile
+
+    vol = np.zeros((4, 16, 16), np.uint8)
+    vol[1:3, 4:12, 4:12] = 180
+    tifffile.imwrite(tmp_path / "vol.tif", vol, photometric="minisblack")
+    res = batch.segment_many([tmp_path / "vol.tif"], tmp_path / "out", method="otsu")
+    assert res.ok
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "vol.tif"),
+                                  (vol > 0).astype(np.uint8))
+
+
+def test_read_log_ignores_a_torn_line(tmp_path):
+    p = tmp_path / "log.jsonl"
+    p.write_text(json.dumps({"event": "file", "status": "done"}) + "\n{\"event\": \"fi")
+    assert batch.read_log(p) == [{"event": "file", "status": "done"}]
