@@ -49,7 +49,9 @@ def check_label_image(arr: Any, name: str) -> np.ndarray:
             f"{name} has dtype {lab.dtype}; expected integer labels (bool, uint8, int32, ...)."
         )
     if lab.ndim == 0 or lab.size == 0:
-        raise ValueError(f"{name} is empty or scalar (shape {lab.shape}); expected a 2D or 3D label image.")
+        raise ValueError(
+            f"{name} is empty or scalar (shape {lab.shape}); expected a 2D or 3D label image."
+        )
     if np.issubdtype(lab.dtype, np.signedinteger) and lab.min() < 0:
         raise ValueError(
             f"{name} has negative labels (min {int(lab.min())}); labels must be >= 0 "
@@ -108,7 +110,9 @@ def select_labels(
         out = []
         for lab in labels:
             if not isinstance(lab, (numbers.Integral, np.integer)) or int(lab) < 0:
-                raise ValueError(f"labels must be non-negative integers; got {lab!r} in {labels!r}.")
+                raise ValueError(
+                    f"labels must be non-negative integers; got {lab!r} in {labels!r}."
+                )
             out.append(int(lab))
         return sorted(set(out))
     present = np.union1d(np.unique(p), np.unique(g)).astype(np.int64)
@@ -175,7 +179,7 @@ def reduce_scores(
 ) -> float | dict[int, float]:
     """Turn per-label scores into the requested output (NaN-aware mean, or a dict)."""
     if average == "none":
-        return {int(lab): float(v) for lab, v in zip(labels, values)}
+        return {int(lab): float(v) for lab, v in zip(labels, values, strict=True)}
     return nanmean(values)
 
 

@@ -55,11 +55,11 @@ def matched_from_counts(
     per_class[c] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     total = counts.sum()
     accuracy = float(inter.sum() / total) if total > 0 else float("nan")
-    mapping = {int(pred_labels[i]): int(gt_labels[j]) for i, j in zip(r, c)}
+    mapping = {int(pred_labels[i]): int(gt_labels[j]) for i, j in zip(r, c, strict=True)}
     return {
         "miou": float(per_class.mean()) if len(per_class) else float("nan"),
         "accuracy": accuracy,
-        "per_class_iou": {int(g): float(v) for g, v in zip(gt_labels, per_class)},
+        "per_class_iou": {int(g): float(v) for g, v in zip(gt_labels, per_class, strict=True)},
         "mapping": mapping,
     }
 
@@ -83,7 +83,8 @@ class ConfusionAccumulator:
 
     def add(self, counts: np.ndarray, pred_labels: np.ndarray, gt_labels: np.ndarray) -> None:
         nz_r, nz_c = np.nonzero(counts)
-        for i, j in zip(nz_r.tolist(), nz_c.tolist()):  # loop over label pairs, not pixels
+        # a loop over label pairs, not pixels
+        for i, j in zip(nz_r.tolist(), nz_c.tolist(), strict=True):
             key = (int(pred_labels[i]), int(gt_labels[j]))
             self._table[key] = self._table.get(key, 0) + int(counts[i, j])
         self.n_images += 1

@@ -456,7 +456,10 @@ def hausdorff(
 ) -> float | dict[int, float]:
     r"""Symmetric Hausdorff distance between the surfaces of ``pred`` and ``gt``.
 
-    :math:`HD = \max(\max_{x\in\partial P} d(x, \partial G),\ \max_{y\in\partial G} d(y, \partial P))`.
+    .. math::
+
+        HD = \max\big(\max_{x\in\partial P} d(x, \partial G),\
+                      \max_{y\in\partial G} d(y, \partial P)\big)
 
     Parameters
     ----------
@@ -500,9 +503,10 @@ def hausdorff95(
     {common}
     {dist}
     method : {"max", "pooled"}, default "max"
-        ``"max"``: :math:`\max(P_{95}\,d(\partial P\to\partial G),\ P_{95}\,d(\partial G\to\partial P))`
-        (MONAI). ``"pooled"``: :math:`P_{95}` of both directed distance sets pooled together
-        (medpy ``hd95``); never larger than ``"max"``.
+        ``"max"``: :math:`\max(P_{95}\,d(\partial P\to\partial G),\
+        P_{95}\,d(\partial G\to\partial P))` (MONAI). ``"pooled"``: :math:`P_{95}` of both
+        directed distance sets pooled together (medpy ``hd95``); it usually lies between the
+        two directed percentiles, so it is usually the smaller number.
 
     Returns
     -------
@@ -610,7 +614,9 @@ def boundary_f1(
     """
     tol = float(tolerance)
     if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tolerance must be a finite number >= 0 (in spacing units); got {tolerance!r}.")
+        raise ValueError(
+            f"tolerance must be a finite number >= 0 (in spacing units); got {tolerance!r}."
+        )
     eps = 1e-9 * max(tol, 1.0)
 
     def red(d1: np.ndarray, d2: np.ndarray) -> float:
