@@ -162,6 +162,15 @@ def _accepts_rng(func) -> bool:
     )
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def overlay_path_for(input_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Overlay PNG for one input: ``out_dir/overlays/<stem>.png``."""
     return Path(out_dir) / "overlays" / (Path(input_path).stem + ".png")
@@ -237,7 +246,15 @@ def segment_file(
         out = pio.output_path_for(path, out_dir, suffix)
         ov = overlay_path_for(path, out_dir) if overlay else None
         for target in (out, ov):
-            if target is not None and target.exists() and not overwrite:
+            if target is None:
+                continue
+            for q in protect_all:
+                if _same_path(target, Path(q)):
+                    raise pio.ProtectedPathError(
+                        f"refusing to write {target}: it is the input file {q}; physeg never "
+                        "writes over an input, even with --overwrite. Choose another -o folder."
+                    )
+            if target.exists() and not overwrite:
                 raise FileExistsError(
                     f"output {target} already exists; use --overwrite to replace it."
                 )

@@ -1,0 +1,314 @@
+"""The ``physeg`` command line, on files the tests create (CliRunner, in-process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import physeg
+from physeg import io as pio
+from physeg.api import Method, Model, Param
+from physeg.cli import app, parse_params, segment_file
+from physeg.synthetic import shape_image
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _u8(img):
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Three clean shapes as uint8 PNGs (one RGB) plus their exact masks."""
+    src = tmp_path / "in"
+    gt = tmp_path / "gt"
+    truth = {}
+    for name, shape in (("a", "square"), ("b", "circle"), ("c", "triangle")):
+        img, mask = shape_image(shape, 48, shape_value=0.8, background_value=0.2)
+        if name == "c":
+            img, mask = shape_image(shape, 48, channels=3, shape_value=(0.9, 0.7, 0.5),
+                                    background_value=(0.1, 0.2, 0.3))
+        pio.write_image(src / f"{name}.png", _u8(img))
+        pio.write_labels(gt / f"{name}.png", mask)
+        truth[name] = mask
+    return src, gt, truth
+
+
+def test_help_and_methods_listing():
+    res = _invoke("--help")
+    assert res.exit_code == 0
+    for cmd in ("segment", "fit", "evaluate", "methods", "demo"):
+        assert cmd in res.output
+    res = _invoke("methods")
+    assert res.exit_code == 0
+    assert "otsu" in res.output and "classes" in res.output and "chan-vese" in res.output
+    res = _invoke("methods", "--json")
+    doc = json.loads(res.stdout)
+    assert set(doc) == set(physeg.methods())
+    classes = {p["name"]: p for p in doc["otsu"]["params"]}["classes"]
+    assert classes == {"name": "classes", "type": "int", "default": 2, "low": 2, "high": 8,
+                       "choices": None, "help": physeg.get_method("otsu").param("classes").help}
+
+
+def test_segment_folder_exact_labels_and_overlays(images, tmp_path):
+    src, _, truth = images
+    out = tmp_path / "out"
+    res = _invoke("segment", src, "-o", out, "--method", "otsu", "--overlay")
+    assert res.exit_code == 0, res.output
+    assert "segmented 3 of 3" in res.output
+    for name, mask in truth.items():
+        lab = pio.read_mask(out / f"{name}.png")
+        np.testing.assert_array_equal(lab, mask.astype(np.uint8))  # clean shapes: exact
+        ov = pio.read_image(out / "overlays" / f"{name}.png")
+        assert ov.shape == mask.shape + (3,) and ov.dtype == np.uint8
+
+
+def test_segment_file_and_glob_inputs(images, tmp_path):
+    src, _, truth = images
+    out = tmp_path / "out"
+    res = _invoke("segment", src / "a.png", str(src / "[bc].png"), "-o", out)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_param_is_passed(images, tmp_path):
+    src, _, truth = images
+    out = tmp_path / "out"
+    res = _invoke("segment", src / "a.png", "-o", out, "--param", "invert=true")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(pio.read_mask(out / "a.png"), (~truth["a"]).astype(np.uint8))
+
+
+def test_grey_conversion_for_grey_only_method(images, tmp_path, monkeypatch):
+    src, _, truth = images
+    seen = {}
+
+    def func(image, *, channel_axis, spacing, rng, **kw):
+        seen["shape"], seen["axis"], seen["dtype"] = image.shape, channel_axis, image.dtype
+        return (image > 0.5).astype(np.uint8)
+
+    m = Method("grey-only", func, (), "test", supports_multichannel=False)
+    monkeypatch.setitem(physeg.api._REGISTRY, "grey-only", m)
+    res = _invoke("segment", src / "c.png", "-o", tmp_path / "o", "-m", "grey-only")
+    assert res.exit_code == 0, res.output
+    assert seen == {"shape": (48, 48), "axis": None, "dtype": np.float32}
+    # mean of (0.9, 0.7, 0.5) = 0.7 inside, of (0.1, 0.2, 0.3) = 0.2 outside
+    np.testing.assert_array_equal(pio.read_mask(tmp_path / "o" / "c.png"), truth["c"])
+
+
+def test_corrupt_file_is_reported_and_skipped(images, tmp_path):
+    src, _, truth = images
+    (src / "bad.png").write_bytes(b"this is not a png")
+    out = tmp_path / "out"
+    res = _invoke("segment", src, "-o", out)
+    assert res.exit_code == 1
+    assert "bad.png" in res.output and "1 failed" in res.output
+    assert "segmented 3 of 4" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_refuses_to_overwrite_without_flag(images, tmp_path):
+    src, _, _ = images
+    out = tmp_path / "out"
+    assert _invoke("segment", src / "a.png", "-o", out).exit_code == 0
+    pio.write_labels(out / "a.png", np.zeros((48, 48), np.uint8), overwrite=True)
+    res = _invoke("segment", src / "a.png", "-o", out)
+    assert res.exit_code == 1 and "already exists" in res.output and "--overwrite" in res.output
+    assert pio.read_mask(out / "a.png").max() == 0  # untouched
+    res = _invoke("segment", src / "a.png", "-o", out, "--overwrite")
+    assert res.exit_code == 0
+    assert pio.read_mask(out / "a.png").max() == 1
+
+
+def test_never_writes_over_an_input(tmp_path):
+    img, _ = shape_image("square", 32, shape_value=0.8, background_value=0.2)
+    pio.write_labels(tmp_path / "x.png", _u8(img) > 128)  # an input that looks like labels
+    before = (tmp_path / "x.png").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        res = _invoke("segment", tmp_path / "x.png", "-o", tmp_path, *extra)
+        assert res.exit_code == 1
+        assert "input" in res.output
+        assert (tmp_path / "x.png").read_bytes() == before
+    # Another input in the batch with that output name is protected as well.
+    pio.write_image(tmp_path / "y.tif", _u8(img))
+    pio.write_image(tmp_path / "sub" / "x.tif", _u8(img))
+    res = _invoke("segment", tmp_path / "x.png", tmp_path / "sub" / "x.tif", "-o", tmp_path,
+                  "--overwrite")
+    assert res.exit_code == 1
+    assert (tmp_path / "x.png").read_bytes() == before
+
+
+def test_same_stem_inputs_do_not_clobber_each_other(tmp_path):
+    img, _ = shape_image("square", 32)
+    pio.write_image(tmp_path / "in" / "s.png", _u8(img))
+    pio.write_image(tmp_path / "in" / "s.tif", _u8(1 - img))
+    res = _invoke("segment", tmp_path / "in", "-o", tmp_path / "out", "--overwrite")
+    assert res.exit_code == 1
+    assert "same output" in res.output and "segmented 1 of 2" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--param", "classes3"], "KEY=VALUE"),
+        (["--param", "classes=99"], "out of range"),
+        (["--param", "clases=3"], "Did you mean 'classes'"),
+        (["--param", "classes=x"], "expects a int"),
+        (["--method", "otsuu"], "Did you mean 'otsu'"),
+        (["--channel-axis", "left"], "--channel-axis"),
+    ],
+)
+def test_usage_errors_exit_2_before_work(images, tmp_path, args, msg):
+    src, _, _ = images
+    out = tmp_path / "out"
+    res = _invoke("segment", src, "-o", out, *args)
+    assert res.exit_code == 2
+    assert msg in res.output
+    assert not out.exists()
+
+
+def test_missing_input_is_usage_error(tmp_path):
+    res = _invoke("segment", tmp_path / "nope.png", "-o", tmp_path / "out")
+    assert res.exit_code == 2 and "nope.png" in res.output
+
+
+def test_parse_params():
+    assert parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(ValueError, match="given twice"):
+        parse_params(["a=1", "a=2"])
+
+
+def test_segment_file_is_pure_record(images, tmp_path):
+    src, _, _ = images
+    rec = segment_file(str(src / "a.png"), str(tmp_path / "o"), "otsu", {"classes": "2"})
+    assert rec["status"] == "ok" and rec["labels"] == 2 and rec["error"] is None
+    rec = segment_file(str(src / "missing.png"), str(tmp_path / "o"), "otsu", {})
+    assert rec["status"] == "failed" and "missing.png" in rec["error"]
+    json.dumps(rec)  # JSON-able
+
+
+def test_jobs_gives_same_labels_as_serial(images, tmp_path):
+    src, _, _ = images
+    assert _invoke("segment", src, "-o", tmp_path / "s").exit_code == 0
+    res = _invoke("segment", src, "-o", tmp_path / "p", "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    for name in ("a", "b", "c"):
+        np.testing.assert_array_equal(pio.read_mask(tmp_path / "s" / f"{name}.png"),
+                                      pio.read_mask(tmp_path / "p" / f"{name}.png"))
+
+
+def test_evaluate_json_equals_metrics(images, tmp_path):
+    from physeg import metrics
+
+    src, gt, truth = images
+    pred = tmp_path / "pred"
+    rng = np.random.default_rng(0)
+    for name, mask in truth.items():
+        noisy = mask ^ (rng.random(mask.shape) < 0.1)  # flip 10 % of the pixels
+        pio.write_labels(pred / f"{name}.png", noisy)
+    res = _invoke("evaluate", pred, gt, "--metrics", "dice,iou,hd95", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["n"] == 3 and doc["metrics"] == ["dice", "iou", "hausdorff95"]
+    for row in doc["images"]:
+        p = pio.read_mask(pred / f"{row['id']}.png")
+        g = pio.read_mask(gt / f"{row['id']}.png")
+        assert row["dice"] == metrics.dice(p, g, average="binary")
+        assert row["iou"] == metrics.iou(p, g, average="binary")
+        assert row["hausdorff95"] == metrics.hausdorff95(p, g, average="binary")
+    assert doc["mean"]["dice"] == pytest.approx(np.mean([r["dice"] for r in doc["images"]]))
+    assert 0.5 < doc["mean"]["dice"] < 0.95
+
+
+def test_evaluate_table_prints_mean_dice(images, tmp_path):
+    src, gt, _ = images
+    out = tmp_path / "out"
+    assert _invoke("segment", src, "-o", out, "--overlay").exit_code == 0
+    res = _invoke("evaluate", out, gt)  # overlays/ sub-folder is not paired
+    assert res.exit_code == 0, res.output
+    assert "mean dice=1.0000" in res.output and "mean (3)" in res.output
+
+
+def test_evaluate_unpaired_files(images, tmp_path):
+    src, gt, truth = images
+    pred = tmp_path / "pred"
+    pio.write_labels(pred / "a.png", truth["a"])
+    res = _invoke("evaluate", pred, gt)
+    assert res.exit_code == 2 and "--partial" in res.output
+    res = _invoke("evaluate", pred, gt, "--partial", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["n"] == 1
+    res = _invoke("evaluate", pred, gt, "--metrics", "dicee")
+    assert res.exit_code == 2 and "dice" in res.output
+
+
+def _fit_threshold(images, masks, **params):
+    """Learns the midpoint between the mean foreground and background intensities."""
+    fg = np.mean([img[m > 0].mean() for img, m in zip(images, masks, strict=True)])
+    bg = np.mean([img[m == 0].mean() for img, m in zip(images, masks, strict=True)])
+    return Model("test-threshold", {"threshold": float((fg + bg) / 2)})
+
+
+def _threshold(image, *, channel_axis, spacing, rng, threshold=0.5):
+    return (np.asarray(image, dtype=float) > threshold).astype(np.uint8)
+
+
+def test_fit_then_segment_with_model(images, tmp_path, monkeypatch):
+    m = Method("test-threshold", _threshold,
+               (Param("threshold", "float", 0.5, "cut", low=0, high=255),), "test",
+               fit_func=_fit_threshold, supports_multichannel=False)
+    monkeypatch.setitem(physeg.api._REGISTRY, "test-threshold", m)
+    src, gt, truth = images
+    (src / "c.png").unlink()  # grey only
+    (gt / "c.png").unlink()
+    model = tmp_path / "model.json"
+    res = _invoke("fit", "--method", "test-threshold", "--images", src, "--masks", gt,
+                  "-o", model)
+    assert res.exit_code == 0, res.output
+    saved = json.loads(model.read_text())
+    assert saved["params"]["threshold"] == pytest.approx((204 + 51) / 2)  # uint8 0.8 / 0.2
+    res = _invoke("fit", "--method", "test-threshold", "--images", src, "--masks", gt,
+                  "-o", model)
+    assert res.exit_code == 2 and "already exists" in res.output
+    res = _invoke("segment", src, "-o", tmp_path / "out", "--model", model)
+    assert res.exit_code == 0, res.output
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(pio.read_mask(tmp_path / "out" / f"{name}.png"),
+                                      truth[name])
+    res = _invoke("fit", "--method", "otsu", "--images", src, "--masks", gt, "-o",
+                  tmp_path / "m2.json")
+    assert res.exit_code == 2 and "nothing to fit" in res.output
+
+
+def test_demo_writes_and_scores(tmp_path):
+    res = _invoke("demo", "-o", tmp_path / "demo")
+    assert res.exit_code == 0, res.output
+    assert "Dice" in res.output and "coins" in res.output
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"synthetic.png", "synthetic_truth.png", "coins.png", "synthetic_otsu.png",
+            "coins_otsu_overlay.png"} <= names
+    from physeg.demo import run_demo
+
+    # Scores are real: rerunning gives the same numbers, and they are plausible.
+    r = run_demo(tmp_path / "demo", methods=["otsu"], size=64)
+    assert 0.6 < r["synthetic"]["otsu"] < 1.0
+    assert 0 < r["coins"]["otsu"] <= 40
+
+
+def test_console_script_help_is_fast_enough():
+    # The installed entry point works (subprocess, as a user runs it).
+    exe = os.path.join(os.path.dirname(sys.executable), "physeg")
+    if not os.path.exists(exe):
+        pytest.skip("console script not installed")
+    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "segment" in res.stdout
