@@ -294,6 +294,24 @@ def test_multilabel_surface_matches_per_label_binary():
         assert v == pytest.approx(np.concatenate([d1, d2]).mean(), rel=1e-12)
 
 
+def test_many_labels_bounding_box_path_matches_brute_force():
+    # > 3 labels uses per-label bounding boxes (find_objects); labels touch the border,
+    # include the background, and one listed label (50) is absent from both images
+    rng = np.random.default_rng(5)
+    gt = rng.integers(0, 7, (9, 11))
+    pred = np.where(rng.random((9, 11)) < 0.3, rng.integers(0, 7, (9, 11)), gt)
+    labs = [0, 1, 2, 3, 4, 5, 6, 50]
+    spacing = (1.5, 0.7)
+    hd = M.hausdorff(pred, gt, labels=labs, average="none", spacing=spacing)
+    bf = M.boundary_f1(pred, gt, labels=labs, average="none", spacing=spacing)
+    for lab in labs[:-1]:
+        d1, d2 = brute_distances(pred == lab, gt == lab, spacing)
+        assert hd[lab] == pytest.approx(max(d1.max(), d2.max()), rel=1e-12)
+        p_b, r_b = np.mean(d1 <= 2), np.mean(d2 <= 2)
+        assert bf[lab] == pytest.approx(2 * p_b * r_b / (p_b + r_b), rel=1e-12)
+    assert math.isnan(hd[50]) and bf[50] == 1.0
+
+
 def test_cropping_is_exact_and_border_voxels_are_surface():
     rng = np.random.default_rng(7)
     a = random_blob(rng, (20, 20))

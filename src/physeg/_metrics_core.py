@@ -204,10 +204,40 @@ def binary_or_labels(
     ``average="binary"`` scores foreground (label > 0) against foreground, reported under
     label 1. With no label to score (both images all background and the background
     excluded), the foreground masks are scored, so the result follows the empty policy.
+
+    For many labels (instance images), each label's masks are cut from the bounding box of
+    that label in either image plus a one-voxel margin (``scipy.ndimage.find_objects``, one
+    pass over the images) instead of comparing the whole image per label; surface metrics
+    crop to exactly this box anyway, so the values are unchanged.
     """
     if average == "binary":
         return [1], lambda _lab: (p > 0, g > 0)
     labs = select_labels(p, g, labels, include_background)
     if not labs:
         return [1], lambda _lab: (p > 0, g > 0)
-    return labs, lambda lab: (p == lab, g == lab)
+    top = max(labs)
+    if len(labs) < 4 or top > (1 << 22):
+        return labs, lambda lab: (p == lab, g == lab)
+    from scipy import ndimage as ndi
+
+    boxes_p = ndi.find_objects(p, max_label=top)
+    boxes_g = ndi.find_objects(g, max_label=top)
+    empty = np.zeros((1,) * p.ndim, bool)
+
+    def masks(lab: int) -> tuple[np.ndarray, np.ndarray]:
+        if lab == 0:  # find_objects does not report the background
+            return p == 0, g == 0
+        bp, bg = boxes_p[lab - 1], boxes_g[lab - 1]
+        if bp is None and bg is None:
+            return empty, empty
+        parts = [b for b in (bp, bg) if b is not None]
+        box = tuple(
+            slice(
+                max(min(b[ax].start for b in parts) - 1, 0),
+                min(max(b[ax].stop for b in parts) + 1, p.shape[ax]),
+            )
+            for ax in range(p.ndim)
+        )
+        return p[box] == lab, g[box] == lab
+
+    return labs, masks
