@@ -312,3 +312,62 @@ def test_console_script_help_is_fast_enough():
         pytest.skip("console script not installed")
     res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "segment" in res.stdout
+
+
+def test_evaluate_json_undefined_scores_are_null(images, tmp_path):
+    _, gt, truth = images
+    pred = tmp_path / "pred"
+    for name, mask in truth.items():
+        pio.write_labels(pred / f"{name}.png", np.zeros_like(mask))
+    res = _invoke("evaluate", pred, gt, "--metrics", "dice,hd95", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # strict JSON: no NaN tokens
+    assert "NaN" not in res.stdout
+    assert doc["mean"]["dice"] == 0.0
+    assert all(r["hausdorff95"] is None for r in doc["images"])
+
+
+def test_segment_volume_tiff(tmp_path):
+    from physeg.synthetic import ellipsoids_volume
+
+    vol, lab = ellipsoids_volume((16, 24, 24), n=2, rng=0, foreground=0.8, background=0.2)
+    pio.write_image(tmp_path / "vol.tif", vol)
+    res = _invoke("segment", tmp_path / "vol.tif", "-o", tmp_path / "out", "--overlay")
+    assert res.exit_code == 0, res.output
+    out = pio.read_mask(tmp_path / "out" / "vol.tif")  # 3D labels go to TIFF
+    np.testing.assert_array_equal(out, lab)
+    assert pio.read_image(tmp_path / "out" / "overlays" / "vol.png").shape == (24, 24, 3)
+
+
+def test_overlay_colours_and_boundaries():
+    from physeg.overlay import PALETTE, overlay
+
+    img = np.full((10, 10), 100, np.uint8)
+    lab = np.zeros((10, 10), np.int32)
+    lab[2:8, 2:8] = 1
+    lab[4:6, 4:6] = 2
+    rgb = overlay(img, lab, alpha=0.5)
+    assert rgb.dtype == np.uint8 and rgb.shape == (10, 10, 3)
+    grey = round(100 / 255 * 255)
+    np.testing.assert_array_equal(rgb[0, 0], [grey] * 3)  # background untouched
+    np.testing.assert_array_equal(rgb[2, 2], PALETTE[0])  # boundary of label 1: opaque
+    expected = np.round(0.5 * 100 / 255 * 255 + 0.5 * PALETTE[0].astype(float))
+    np.testing.assert_array_equal(rgb[3, 3], expected)  # interior: blended
+    np.testing.assert_array_equal(rgb[4, 4], PALETTE[1])  # label 2 boundary
+    np.testing.assert_array_equal(rgb[1, 2], [255, 255, 255])  # background side: white
+    plain = overlay(img, lab, alpha=0.0, boundaries=False)
+    np.testing.assert_array_equal(plain, np.full((10, 10, 3), grey, np.uint8))
+    before = img.copy()
+    overlay(img, lab)
+    np.testing.assert_array_equal(img, before)
+
+
+def test_overlay_errors():
+    from physeg.overlay import overlay
+
+    with pytest.raises(ValueError, match="does not match labels shape"):
+        overlay(np.zeros((5, 5)), np.zeros((5, 6), int))
+    with pytest.raises(TypeError, match="integer"):
+        overlay(np.zeros((5, 5)), np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(np.zeros((5, 5)), np.zeros((5, 5), int), alpha=2)

@@ -32,7 +32,8 @@ Choices made where the brief left room
   both label images hold at most one non-zero label (masks stored as 0/1 or 0/255 compare
   correctly), and the mean over labels otherwise. With several ground-truth files per image
   (BSDS500 annotators ``<stem>_<k>``), each metric is averaged over the annotators. The
-  "mean" row averages the per-image values, ignoring NaN (e.g. Hausdorff of an empty mask).
+  "mean" row averages the per-image values, ignoring NaN (e.g. Hausdorff of an empty mask);
+  ``--json`` writes undefined scores as ``null`` (strict JSON).
 * **Demo.** The real image is scikit-image's ``coins`` (bundled with scikit-image, no
   download; public domain per its README). It has no pixel ground truth, so the demo does not
   invent one: it reports the number of coin-sized objects found against the 24 coins the
@@ -566,6 +567,21 @@ def fit(
 # --------------------------------------------------------------------------- evaluate
 
 
+def _nan_to_none(obj: Any) -> Any:
+    """NaN / inf -> None so that ``--json`` output is strict JSON (null = undefined score)."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and not _finite(obj):
+        return None
+    return obj
+
+
+def _finite(x: float) -> bool:
+    return x == x and x not in (float("inf"), float("-inf"))
+
+
 def _evaluate_pair(pred, gts, names, average, options):
     import numpy as np
 
@@ -661,7 +677,7 @@ def evaluate(
             "mean": mean,
             "images": rows,
         }
-        typer.echo(json.dumps(doc, indent=2, allow_nan=True))
+        typer.echo(json.dumps(_nan_to_none(doc), indent=2, allow_nan=False))
     else:
         from rich.table import Table
 
