@@ -89,10 +89,10 @@ def overlay(
 
     Examples
     --------
-    >>> img = np.zeros((8, 8)); lab = np.zeros((8, 8), int); lab[2:6, 2:6] = 1
+    >>> img = np.zeros((8, 8), np.uint8); lab = np.zeros((8, 8), int); lab[2:6, 2:6] = 1
     >>> rgb = overlay(img, lab)
-    >>> rgb.shape, rgb.dtype.name, tuple(rgb[0, 0])
-    ((8, 8, 3), 'uint8', (0, 0, 0))
+    >>> rgb.shape, rgb.dtype.name, rgb[0, 0].tolist(), rgb[2, 2].tolist()
+    ((8, 8, 3), 'uint8', [0, 0, 0], [255, 127, 14])
     """
     lab = np.asarray(labels)
     if lab.dtype == bool:
