@@ -101,6 +101,25 @@ def test_multiclass_per_label_and_mean():
     assert M.dice(fg_p, fg_g) == pytest.approx(2 * 6 / (7 + 9))
 
 
+@pytest.mark.parametrize("n_labels", [3, 25, 300])
+def test_overlap_count_paths_agree_with_formula(n_labels):
+    # <= 16 labels: boolean passes; more: joint histogram (dense, or sparse for 300 labels
+    # on a small image)
+    rng = np.random.default_rng(n_labels)
+    gt = rng.integers(0, n_labels, (30, 20))
+    pred = np.where(rng.random((30, 20)) < 0.4, rng.integers(0, n_labels, (30, 20)), gt)
+    d = M.dice(pred, gt, average="none")
+    j = M.iou(pred, gt, average="none")
+    pr = M.precision(pred, gt, average="none")
+    for lab in d:
+        a, b = pred == lab, gt == lab
+        inter = np.count_nonzero(a & b)
+        assert d[lab] == pytest.approx(2 * inter / (a.sum() + b.sum()))
+        assert j[lab] == pytest.approx(inter / np.count_nonzero(a | b))
+        assert pr[lab] == pytest.approx(inter / a.sum() if a.any() else 0.0)
+    assert set(d) == set(np.union1d(pred, gt).tolist()) - {0}
+
+
 def test_pixel_accuracy_modes():
     gt = np.array([[0, 1, 1, 2]])
     pred = np.array([[0, 1, 2, 2]])

@@ -115,10 +115,20 @@ def select_labels(
                 )
             out.append(int(lab))
         return sorted(set(out))
-    present = np.union1d(np.unique(p), np.unique(g)).astype(np.int64)
+    present = np.union1d(present_labels(p), present_labels(g))
     if not include_background:
         present = present[present != 0]
     return [int(v) for v in present]
+
+
+def present_labels(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct labels of a non-negative integer array (bincount when the range is small)."""
+    top = int(x.max())
+    if top < 32:  # a few passes of (x == v).any() beat sorting or a widening bincount
+        return np.array([v for v in range(top + 1) if (x == v).any()], np.int64)
+    if top < (1 << 16):
+        return np.flatnonzero(np.bincount(x.ravel(), minlength=top + 1)).astype(np.int64)
+    return np.unique(x).astype(np.int64)
 
 
 def confusion_counts(
@@ -155,6 +165,17 @@ def per_label_tp_fp_fn(
     p: np.ndarray, g: np.ndarray, labels: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """True positives, false positives and false negatives per label (one-vs-rest)."""
+    if len(labels) <= 16:  # a few boolean passes per label beat a full joint histogram
+        tp = np.empty(len(labels), np.int64)
+        npred = np.empty(len(labels), np.int64)
+        ngt = np.empty(len(labels), np.int64)
+        for k, lab in enumerate(labels):
+            a = p == lab
+            b = g == lab
+            tp[k] = np.count_nonzero(a & b)
+            npred[k] = np.count_nonzero(a)
+            ngt[k] = np.count_nonzero(b)
+        return tp, npred - tp, ngt - tp, int(p.size)
     counts, pl, gl = confusion_counts(p, g)
     labels_arr = np.asarray(labels, dtype=np.int64)
     n = len(labels_arr)
