@@ -540,6 +540,9 @@ def test_evaluate_passes_spacing_and_options():
     assert M.evaluate(z, b, ["hd", "dice"], empty="inf") == {"hausdorff": math.inf, "dice": 0.0}
     per = M.evaluate(a * 2, b * 2, ["dice"], average="none")
     assert per == {"dice": {2: 0.0}}
+    # metrics without a binary mode (best_match_iou) still run under average="binary"
+    res = M.evaluate(a * 2, a * 3, ["dice", "best_match_iou", "matched_miou"], average="binary")
+    assert res == {"dice": 1.0, "best_match_iou": 1.0, "matched_miou": 1.0}
 
 
 def test_evaluate_errors(squares):
@@ -608,3 +611,25 @@ def test_bad_options(squares):
         M.dice(a, b, labels=[-1])
     with pytest.raises(ValueError, match="gt_list is empty"):
         M.bsds_protocols(a, [])
+
+
+# ----------------------------------------------------------------------------- housekeeping
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    res = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 10 and res.failed == 0
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, physeg.metrics; "
+        "print(any(m == 'scipy' or m.startswith('scipy.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
