@@ -499,6 +499,7 @@ def test_bsds_pooled_is_segment_weighted(three_annotators):
     assert acc.compute() == pooled
 
 
+@pytest.mark.data
 def test_bsds_real_annotators(shared_data):
     """One real BSDS500 image: every annotator scored against another's map."""
     iio = pytest.importorskip("imageio.v3")

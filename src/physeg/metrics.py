@@ -33,9 +33,11 @@ hausdorff, hausdorff95, ASSD           ``empty`` policy: ``"nan"`` (default) -> 
                                        ``x`` -> 0 if both empty else ``x``
 =====================================  =============  ==============  ==============
 
-Both-empty means perfect agreement, so overlap scores are 1 (the task asks for this; MONAI's
-``ignore_empty=False``). A one-sided empty precision/recall is 0/0 mathematically; we return 0
-(scikit-learn's ``zero_division=0``) so that a missed object never scores as perfect.
+Both-empty means perfect agreement, so overlap scores are 1 (as MONAI's ``DiceMetric`` with
+``ignore_empty=False``); this keeps a correctly empty prediction (no lesion in a lesion-free
+image) from being scored as a failure. A one-sided empty precision/recall is 0/0
+mathematically; we return 0 (scikit-learn's ``zero_division=0``) so that a missed object never
+scores as perfect.
 Distances have no meaningful value when a surface is missing, so the default is NaN and the
 class ``"mean"`` skips NaN entries (MONAI ``get_not_nans`` behaviour): **a class missed
 entirely then does not raise the mean distance**; use ``empty="inf"`` or a number (e.g. the
@@ -50,8 +52,10 @@ connectivity; voxels on the image border are surface (the erosion pads with back
 in medpy and MONAI. Directed distances :math:`d(a \to b)` are the Euclidean distances (in
 ``spacing`` units) from each surface voxel of ``a`` to the nearest surface voxel of ``b``,
 computed with ``scipy.ndimage.distance_transform_edt(~surface_b, sampling=spacing)`` on the
-two masks **cropped to the bounding box of a | b plus a one-voxel margin**, which is exact and
-one to two orders of magnitude faster on large volumes (see ``_metrics_surface``).
+two masks **cropped to the bounding box of a | b plus a one-voxel margin**, which is exact (see
+``_metrics_surface``) and, for small objects in large images, 60-90x faster than the same EDTs
+on the full array (``benchmarks/metrics_surface.py``); there is little gain when the objects
+fill the image. Label images with many labels are cut per label from its bounding box.
 
 * ``hausdorff``: :math:`\max(\max d(a\to b), \max d(b\to a))` (unambiguous).
 * ``hausdorff95``: ``method="max"`` (default) is the maximum of the two directed 95th
