@@ -305,7 +305,7 @@ def test_demo_writes_and_scores(tmp_path):
     assert 0 < r["coins"]["otsu"] <= 40
 
 
-def test_console_script_help_is_fast_enough():
+def test_console_script_help():
     # The installed entry point works (subprocess, as a user runs it).
     exe = os.path.join(os.path.dirname(sys.executable), "physeg")
     if not os.path.exists(exe):
