@@ -1,0 +1,227 @@
+"""DynaSeg on the BSDS500 development test images: mIoU protocols and seconds per image.
+
+Runs ``physeg.neural.dynaseg.segment_dynaseg`` for the variants fixed (mu = 5, Kim et al.),
+FSF (alpha = 15) and SCF (alpha = 50), at the named settings (the "published" recipe and
+the "fast" preset, plus ablations that each undo one speed-up), on the rows of
+``manifest.csv`` with ``orig_split == test`` (50 images in the development part), and
+scores every prediction against all its annotators with ``physeg.metrics``:
+
+* ``hungarian``: the seed paper's protocols (All / Fine / Coarse / Mean) with one-to-one
+  Hungarian matching per gt map (a gt segment left without a cluster scores 0);
+* ``best_match``: the official DynaSeg script's score (``tools/calculate_mIOU.py``): for
+  every gt segment the best IoU over predicted segments (many-to-one), labelled as such.
+
+Both are reported segment-weighted over the dataset (every gt segment of every image is one
+entry, as the official script does; the headline numbers) and image-weighted (mean of the
+per-image numbers).
+
+Each finished image is appended to ``results/dynaseg_<tag>.jsonl`` at once and the JSON +
+Markdown summaries are rewritten, so an interrupted run still leaves numbers; rerunning
+with the same tag skips (image, variant, setting) triples already done.
+
+Usage::
+
+    python benchmarks/dynaseg_bsds.py --limit 5 --variants fsf --settings fast
+    python benchmarks/dynaseg_bsds.py --variants fixed,fsf,scf --settings fast --tag fast50
+    python benchmarks/dynaseg_bsds.py --limit 2 --variants fsf --settings published --tag pub
+
+Timings: wall seconds and process CPU seconds per image; the machine is shared, so the
+script also records the 1-minute load average before every image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from physeg import metrics  # noqa: E402
+from physeg.neural.dynaseg import segment_dynaseg  # noqa: E402
+
+#: name -> keyword arguments of segment_dynaseg (threads is added from --threads).
+SETTINGS: dict[str, dict] = {
+    # The official BSD/VOC script: full resolution, M=2, p=q=100, T=1000, stop at 3 labels.
+    "published": dict(preset="published"),
+    # Default preset: scale 0.5, stop when the label count is stable for 20 iterations.
+    "fast": dict(preset="fast"),
+    # Ablations: each undoes (or adds) one thing relative to "fast".
+    "fast-scale1": dict(preset="fast", scale=1.0),
+    "fast-scale0.35": dict(preset="fast", scale=0.35),
+    "fast-ch64": dict(preset="fast", channels=64),
+    "fast-silh": dict(preset="fast", silhouette=True),
+    "fast-p10": dict(preset="fast", patience=10),
+    "fast-m3": dict(preset="fast", n_conv=3),
+}
+VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", alpha=15.0),
+            "scf": dict(variant="scf", alpha=50.0)}
+PAPER = {  # Table 1 of the paper (BSD500 test, 200 images; official best-match script)
+    "fixed": dict(all=0.305, fine=0.259, coarse=0.374, mean=0.313),
+    "fsf": dict(all=0.349, fine=0.307, coarse=0.420, mean=0.359),
+    "scf": dict(all=0.330, fine=0.290, coarse=0.407, mean=0.342),
+}
+
+
+def read_rows(data: Path, limit: int | None) -> list[dict]:
+    with open(data / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["orig_split"] == "test"]
+    rows.sort(key=lambda r: r["id"])
+    return rows[:limit] if limit else rows
+
+
+def load(data: Path, row: dict) -> tuple[np.ndarray, list[np.ndarray]]:
+    import imageio.v3 as iio
+
+    img = np.asarray(iio.imread(data / row["image"]))
+    gts = [np.asarray(iio.imread(data / p)) for p in row["masks"].split(";")]
+    return img, gts
+
+
+def seg_counts(gts: list[np.ndarray]) -> dict[str, int]:
+    n = [int(np.unique(g).size) for g in gts]
+    return {"all": int(sum(n)), "fine": int(max(n)), "coarse": int(min(n))}
+
+
+def summarise(records: list[dict]) -> dict:
+    out: dict = {}
+    for rec in records:
+        out.setdefault((rec["variant"], rec["setting"]), []).append(rec)
+    table = {}
+    for (var, setting), recs in sorted(out.items()):
+        entry: dict = {"variant": var, "setting": setting, "n_images": len(recs)}
+        for score in ("hungarian", "best_match"):
+            for key in ("all", "fine", "coarse"):
+                w = np.array([r["n_segments"][key] for r in recs], float)
+                v = np.array([r[score][key] for r in recs], float)
+                entry[f"{score}_{key}"] = float((w * v).sum() / w.sum())
+                entry[f"{score}_{key}_imgw"] = float(v.mean())
+            for suffix in ("", "_imgw"):
+                entry[f"{score}_mean{suffix}"] = float(np.mean(
+                    [entry[f"{score}_{k}{suffix}"] for k in ("all", "fine", "coarse")]))
+        for key in ("wall_s", "cpu_s", "iterations", "n_segments_pred", "load1"):
+            entry[f"{key}_mean"] = float(np.mean([r[key] for r in recs]))
+        entry["wall_s_median"] = float(np.median([r["wall_s"] for r in recs]))
+        entry["stop_reasons"] = {s: sum(r["stop_reason"] == s for r in recs)
+                                 for s in sorted({r["stop_reason"] for r in recs})}
+        table[f"{var}/{setting}"] = entry
+    return table
+
+
+def write_summary(path_json: Path, path_md: Path, table: dict, meta: dict) -> None:
+    path_json.write_text(json.dumps({"meta": meta, "summary": table}, indent=2))
+    lines = [
+        f"# DynaSeg on BSDS500 dev test images ({meta['tag']})", "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}; torch threads {meta['threads']}; shared CPU, "
+        "mean 1-min load average before each image in the table.", "",
+        "mIoU, segment-weighted over the dataset (as the official script). H = one-to-one "
+        "Hungarian matching per gt map (the seed's protocol); BM = official DynaSeg code's "
+        "best-match-per-segment score (many-to-one).", "",
+        "| variant | setting | n | H All | H Fine | H Coarse | H Mean | BM All | BM Fine | "
+        "BM Coarse | BM Mean | H All (img-w) | wall s/img | CPU s/img | iters | segs | load |",
+        "|" + "---|" * 17,
+    ]
+    for e in table.values():
+        lines.append(
+            f"| {e['variant']} | {e['setting']} | {e['n_images']} | "
+            + " | ".join(f"{e[f'hungarian_{k}']:.3f}" for k in ("all", "fine", "coarse", "mean"))
+            + " | "
+            + " | ".join(f"{e[f'best_match_{k}']:.3f}" for k in ("all", "fine", "coarse", "mean"))
+            + f" | {e['hungarian_all_imgw']:.3f} | {e['wall_s_mean']:.1f} | {e['cpu_s_mean']:.1f}"
+            f" | {e['iterations_mean']:.0f} | {e['n_segments_pred_mean']:.1f} | "
+            f"{e['load1_mean']:.1f} |"
+        )
+    lines += ["", "Paper, Table 1 (200 BSD500 test images, official best-match script): "
+              + "; ".join(f"{v} All {p['all']:.3f} / Fine {p['fine']:.3f} / Coarse "
+                          f"{p['coarse']:.3f} / Mean {p['mean']:.3f}" for v, p in PAPER.items())]
+    path_md.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "bsds500",
+                    help="BSDS500 folder with manifest.csv (default ../shared/data/bsds500)")
+    ap.add_argument("--limit", type=int, default=None, help="first N test images (by id)")
+    ap.add_argument("--variants", default="fixed,fsf,scf")
+    ap.add_argument("--settings", default="fast", help=f"comma list of {list(SETTINGS)}")
+    ap.add_argument("--max-iter", type=int, default=None,
+                    help="override max_iter for every setting (a cap; stated in the output)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="run")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+
+    if not (args.data / "manifest.csv").is_file():
+        print(f"no BSDS500 manifest in {args.data}; pass --data", file=sys.stderr)
+        return 2
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r}; choose from {list(VARIANTS)}")
+    for s in settings:
+        if s not in SETTINGS:
+            ap.error(f"unknown setting {s!r}; choose from {list(SETTINGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"dynaseg_{args.tag}"
+    jsonl = stem.with_suffix(".jsonl")
+    records = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    done = {(r["id"], r["variant"], r["setting"]) for r in records}
+    meta = {
+        "tag": args.tag, "command": "python benchmarks/dynaseg_bsds.py " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "machine": f"{os.cpu_count()} CPUs", "threads": args.threads,
+        "max_iter_override": args.max_iter, "seed": args.seed,
+        "settings": {s: SETTINGS[s] for s in settings},
+    }
+    rows = read_rows(args.data, args.limit)
+    for row in rows:
+        img, gts = load(args.data, row)
+        for setting in settings:
+            for var in variants:
+                if (row["id"], var, setting) in done:
+                    continue
+                kw = {**SETTINGS[setting], **VARIANTS[var], "threads": args.threads}
+                if args.max_iter is not None:
+                    kw["max_iter"] = args.max_iter
+                load1 = os.getloadavg()[0]
+                t0, c0 = time.perf_counter(), time.process_time()
+                labels, info = segment_dynaseg(img, channel_axis=-1, rng=args.seed,
+                                               return_info=True, **kw)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                rec = {
+                    "id": row["id"], "variant": var, "setting": setting, "wall_s": wall,
+                    "cpu_s": cpu, "load1": load1, "iterations": info["iterations"],
+                    "stop_reason": info["stop_reason"], "k_star": info["k_star"],
+                    "n_labels_trace": info["n_labels"][::5],
+                    "n_segments_pred": int(np.unique(labels).size),
+                    "n_segments": seg_counts(gts),
+                    "hungarian": metrics.bsds_protocols(labels, gts, score="hungarian"),
+                    "best_match": metrics.bsds_protocols(labels, gts, score="best_match"),
+                }
+                records.append(rec)
+                with open(jsonl, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                print(f"{row['id']} {var:5s} {setting:12s} H-all {rec['hungarian']['all']:.3f} "
+                      f"BM-all {rec['best_match']['all']:.3f} segs {rec['n_segments_pred']:3d} "
+                      f"its {info['iterations']:4d} ({info['stop_reason']}) wall {wall:6.1f}s "
+                      f"cpu {cpu:6.1f}s load {load1:.1f}", flush=True)
+                write_summary(stem.with_suffix(".json"), stem.with_suffix(".md"),
+                              summarise(records), meta)
+    if records:
+        write_summary(stem.with_suffix(".json"), stem.with_suffix(".md"), summarise(records),
+                      meta)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

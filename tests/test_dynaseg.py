@@ -1,0 +1,367 @@
+"""DynaSeg: losses, weight schedules, silhouette phase, ResNet loading, contract and errors.
+
+All runs use tiny images (<= 32x32), few iterations, one torch thread and a seed.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from physeg.neural import dynaseg as ds
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.torch
+
+FAST = dict(channels=16, max_iter=25, patience=0, scale=1.0, threads=1)
+
+
+def _two_region(seed: int = 0, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.random.default_rng(seed)
+    truth = np.zeros((size, size), np.int64)
+    truth[:, size // 2:] = 1
+    img = np.where(truth[..., None] == 1, [0.9, 0.2, 0.1], [0.1, 0.3, 0.8])
+    img = img + 0.03 * gen.standard_normal(img.shape)
+    return np.clip(img, 0, 1).astype(np.float32), truth
+
+
+# ---------------------------------------------------------------- losses and schedules
+
+
+def test_similarity_loss_hand_computed():
+    from physeg.neural._dynaseg_net import similarity_loss
+
+    # 2 classes, 1x2 pixels: logits (0, 0) -> CE = log 2; logits (2, 0) with label 1 ->
+    # CE = log(1 + e^2) - 0 = log(e^0 + e^2) - 0.
+    resp = torch.tensor([[[[0.0, 2.0]], [[0.0, 0.0]]]])  # (1, q=2, h=1, w=2)
+    labels = torch.tensor([[[0, 1]]])
+    expected = (math.log(2.0) + math.log(1.0 + math.exp(2.0))) / 2
+    assert float(similarity_loss(resp, labels)) == pytest.approx(expected, rel=1e-6)
+    # the mask restricts the mean to the second pixel
+    mask = torch.tensor([[[False, True]]])
+    assert float(similarity_loss(resp, labels, mask)) == pytest.approx(
+        math.log(1.0 + math.exp(2.0)), rel=1e-6)
+
+
+def test_continuity_loss_hand_computed():
+    from physeg.neural._dynaseg_net import continuity_loss
+
+    # one channel [[0, 1], [2, 4]]: vertical |2-0|, |4-1| -> mean 2.5; horizontal |1-0|,
+    # |4-2| -> mean 1.5; total 4.0. A second channel of zeros halves both means: 2.0.
+    one = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
+    assert float(continuity_loss(one)) == pytest.approx(4.0)
+    two = torch.cat([one, torch.zeros_like(one)], dim=1)
+    assert float(continuity_loss(two)) == pytest.approx(2.0)
+    assert float(continuity_loss(torch.ones(1, 3, 5, 4))) == 0.0
+
+
+def test_mu_schedules():
+    from physeg.neural._dynaseg_net import mu_schedule
+
+    assert mu_schedule("fsf", 15.0, 5.0)(30) == pytest.approx(2.0)
+    assert mu_schedule("fsf", 15.0, 5.0)(3) == pytest.approx(0.2)
+    assert mu_schedule("scf", 50.0, 5.0)(10) == pytest.approx(5.0)
+    assert mu_schedule("scf", 50.0, 5.0)(100) == pytest.approx(0.5)
+    assert mu_schedule("fixed", 50.0, 5.0)(7) == 5.0
+
+
+def test_weight_follows_label_count():
+    img, _ = _two_region()
+    for variant, alpha in (("fsf", 15.0), ("scf", 50.0)):
+        _, info = ds.segment_dynaseg(img, channel_axis=-1, variant=variant, rng=1,
+                                     return_info=True, **FAST)
+        q = np.array(info["n_labels"], float)
+        expect = q / alpha if variant == "fsf" else alpha / q
+        np.testing.assert_allclose(info["mu"], expect)
+
+
+# ---------------------------------------------------------------- silhouette phase
+
+
+def test_silhouette_score_hand_computed():
+    x = np.array([[0.0], [1.0], [10.0], [11.0]])
+    s = ds.silhouette_score(x, np.array([0, 0, 1, 1]))
+    expected = ((10.5 - 1) / 10.5 + (9.5 - 1) / 9.5) / 2  # symmetric pairs
+    assert s == pytest.approx(expected)
+    # a singleton cluster scores 0 for its sample
+    s1 = ds.silhouette_score(np.array([[0.0], [1.0], [10.0]]), np.array([0, 0, 1]))
+    assert s1 == pytest.approx(2 * ((10 - 1) / 10 + (9 - 1) / 9) / 2 / 3)
+
+
+@pytest.mark.parametrize("k_true", [3, 5])
+def test_silhouette_phase_finds_the_number_of_blobs(k_true):
+    gen = np.random.default_rng(3)
+    centres = np.eye(6)[:k_true] * 5.0
+    x = np.concatenate([c + 0.1 * gen.standard_normal((200, 6)) for c in centres])
+    k, scores = ds.choose_k_silhouette(x, k_min=3, k_max=8, n_samples=600, rng=0)
+    assert k == k_true
+    assert max(scores, key=scores.get) == k_true
+
+
+def test_kmeans_separates_blobs_and_is_seeded():
+    gen = np.random.default_rng(0)
+    x = np.concatenate([gen.normal(0, 0.1, (50, 2)), gen.normal(3, 0.1, (50, 2))])
+    lab = ds.kmeans(x, 2, rng=0)
+    assert len(set(lab[:50])) == 1 and len(set(lab[50:])) == 1 and lab[0] != lab[-1]
+    np.testing.assert_array_equal(lab, ds.kmeans(x, 2, rng=0))
+
+
+# ---------------------------------------------------------------- the optimisation
+
+
+def test_label_count_decreases_and_regions_are_found():
+    img, truth = _two_region()
+    labels, info = ds.segment_dynaseg(img, channel_axis=-1, variant="fixed", mu=5.0,
+                                      rng=0, return_info=True, **FAST)
+    q = info["n_labels"]
+    assert q[0] > q[-1]
+    assert np.unique(labels).size == q[-1] or np.unique(labels).size <= q[0]
+    # running minimum is non-increasing by construction; the count actually falls a lot
+    assert q[-1] <= q[0] // 2
+    # the two halves never share a dominant label
+    left = np.bincount(labels[truth == 0]).argmax()
+    right = np.bincount(labels[truth == 1]).argmax()
+    assert left != right
+
+
+def test_min_labels_stop_rule():
+    img, _ = _two_region()
+    _, info = ds.segment_dynaseg(img, channel_axis=-1, variant="fixed", mu=5.0,
+                                 min_labels=40, rng=0, return_info=True, **FAST)
+    assert info["stop_reason"] == "min_labels"
+    assert info["n_labels"][-1] <= 40
+    assert all(q > 40 for q in info["n_labels"][:-1])
+
+
+def test_patience_stop_rule():
+    img, _ = _two_region()
+    _, info = ds.segment_dynaseg(img, channel_axis=-1, rng=0, return_info=True,
+                                 **{**FAST, "patience": 2, "max_iter": 200})
+    q = info["n_labels"]
+    assert info["stop_reason"] == "stable"
+    assert min(q[-2:]) >= min(q[:-2])  # no decrease in the last 2 iterations
+    assert info["iterations"] < 200
+
+
+def test_same_seed_same_labels_different_seed_differs():
+    img, _ = _two_region()
+    a, ia = ds.segment_dynaseg(img, channel_axis=-1, rng=7, return_info=True, **FAST)
+    b, ib = ds.segment_dynaseg(img, channel_axis=-1, rng=np.random.default_rng(7),
+                               return_info=True, **FAST)
+    np.testing.assert_array_equal(a, b)
+    assert ia["n_labels"] == ib["n_labels"] and ia["loss"] == ib["loss"]
+    _, ic = ds.segment_dynaseg(img, channel_axis=-1, rng=8, return_info=True, **FAST)
+    assert ic["loss"] != ia["loss"]
+
+
+def test_global_torch_rng_untouched():
+    img, _ = _two_region()
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    ds.segment_dynaseg(img, channel_axis=-1, rng=0, **{**FAST, "max_iter": 2})
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_reduced_scale_returns_full_size_and_input_untouched():
+    img, truth = _two_region(size=32)
+    keep = img.copy()
+    labels, info = ds.segment_dynaseg(img, channel_axis=-1, rng=0, return_info=True,
+                                      **{**FAST, "scale": 0.5, "variant": "fixed"})
+    assert labels.shape == (32, 32) and labels.dtype == np.int32
+    assert info["train_shape"] == (16, 16)
+    np.testing.assert_array_equal(img, keep)
+    assert set(np.unique(labels)) == set(range(np.unique(labels).size))
+
+
+def test_silhouette_floor_in_weight():
+    img, _ = _two_region()
+    _, info = ds.segment_dynaseg(img, channel_axis=-1, variant="fsf", silhouette=True,
+                                 k_min=3, k_max=6, rng=0, return_info=True, **FAST)
+    k = info["k_star"]
+    assert 3 <= k <= 6 and info["silhouette_scores"]
+    q = np.maximum(np.array(info["n_labels"]), k)
+    np.testing.assert_allclose(info["mu"], q / 15.0)
+
+
+def test_grey_and_multichannel_images():
+    img, truth = _two_region()
+    grey = img.mean(-1)
+    lab = ds.segment_dynaseg(grey, rng=0, **FAST)
+    assert lab.shape == grey.shape
+    five = np.concatenate([img, img[..., :2]], axis=-1)
+    lab5 = ds.segment_dynaseg(np.moveaxis(five, -1, 0), channel_axis=0, rng=0, **FAST)
+    assert lab5.shape == grey.shape
+
+
+def test_uint8_input_accepted():
+    img, _ = _two_region()
+    lab = ds.segment_dynaseg((img * 255).astype(np.uint8), channel_axis=-1, rng=0, **FAST)
+    assert lab.shape == img.shape[:2]
+
+
+def test_scribble_mode_follows_scribbles():
+    img, truth = _two_region()
+    scr = np.full(truth.shape, -1)
+    scr[4:20, 3] = 0
+    scr[4:20, 20] = 1
+    labels, info = ds.segment_dynaseg(img, channel_axis=-1, scribble=scr, variant="fixed",
+                                      rng=0, return_info=True, **{**FAST, "max_iter": 40})
+    left = np.bincount(labels[truth == 0]).argmax()
+    right = np.bincount(labels[truth == 1]).argmax()
+    assert left != right
+    assert (labels[truth == 0] == left).mean() > 0.9
+    assert (labels[truth == 1] == right).mean() > 0.9
+
+
+# ---------------------------------------------------------------- registry and CLI contract
+
+
+def test_registered_and_segment_api():
+    import physeg
+
+    m = physeg.api.get_method("dynaseg")
+    assert m.supports_multichannel and not m.supports_3d
+    names = {p.name for p in m.params}
+    assert {"variant", "alpha", "mu", "backbone", "max_iter", "min_labels", "scale"} <= names
+    img, _ = _two_region()
+    lab = physeg.segment(img, method="dynaseg", channel_axis=-1, rng=0, channels="16",
+                         max_iter="10", scale="1", threads=1, variant="scf")
+    assert lab.shape == img.shape[:2]
+
+
+def test_module_imports_without_torch():
+    code = ("import sys, physeg.neural.dynaseg, physeg.api as a; a.methods(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_error_image_too_small():
+    with pytest.raises(ValueError, match="too small.*at least 4 pixels per side"):
+        ds.segment_dynaseg(np.zeros((6, 6)), scale=0.5)
+    with pytest.raises(ValueError, match="resnet18 backbone needs at least 64"):
+        ds.segment_dynaseg(np.zeros((40, 80, 3)), channel_axis=-1, backbone="resnet18",
+                           scale=1.0)
+
+
+def test_error_wrong_channels_and_dims():
+    with pytest.raises(ValueError, match="needs an RGB .3-channel. or grey image; got 4"):
+        ds.segment_dynaseg(np.zeros((40, 40, 4)), channel_axis=-1, backbone="resnet18")
+    with pytest.raises(ValueError, match="pass channel_axis=-1"):
+        ds.segment_dynaseg(np.zeros((40, 40, 3)))
+    with pytest.raises(ValueError, match="2D images"):
+        ds.segment_dynaseg(np.zeros((4, 40, 40, 3)), channel_axis=-1)
+    import physeg
+
+    with pytest.raises(ValueError, match="must be 2D"):
+        physeg.segment(np.zeros((5, 40, 40)), method="dynaseg")
+
+
+def test_error_bad_options():
+    img = np.zeros((16, 16))
+    with pytest.raises(ValueError, match="Did you mean 'fsf'"):
+        ds.segment_dynaseg(img, variant="fsff")
+    with pytest.raises(ValueError, match="scale must be a number in"):
+        ds.segment_dynaseg(img, scale=0.0)
+    with pytest.raises(ValueError, match="channels must be an integer"):
+        ds.segment_dynaseg(img, channels=1)
+    with pytest.raises(ValueError, match="weights= is only used by backbone='resnet18'"):
+        ds.segment_dynaseg(img, weights="x.pth")
+    with pytest.raises(ValueError, match="k_max .* must be >= k_min"):
+        ds.segment_dynaseg(img, k_min=6, k_max=4)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            ds.segment_dynaseg(img, device="cuda")
+
+
+# ---------------------------------------------------------------- ResNet-18 + FPN
+
+
+def _torchvision_like_state_dict(seed: int) -> dict:
+    """A state_dict in torchvision's resnet18 format, built from our encoder + an fc head."""
+    from physeg.neural._dynaseg_resnet import ResNet18Encoder
+
+    torch.manual_seed(seed)
+    enc = ResNet18Encoder()
+    with torch.no_grad():
+        for name, buf in enc.named_buffers():
+            if "running" in name:
+                buf.uniform_(0.5, 1.5)
+    sd = dict(enc.state_dict())
+    sd["fc.weight"] = torch.randn(1000, 512)
+    sd["fc.bias"] = torch.randn(1000)
+    return sd
+
+
+def test_resnet_encoder_has_torchvision_keys():
+    from physeg.neural._dynaseg_resnet import ResNet18Encoder
+
+    sd = ResNet18Encoder().state_dict()
+    assert sd["conv1.weight"].shape == (64, 3, 7, 7)
+    assert sd["layer4.1.conv2.weight"].shape == (512, 512, 3, 3)
+    assert sd["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1)
+    assert "layer3.0.downsample.1.running_var" in sd
+    n_params = sum(v.numel() for k, v in sd.items() if "running" not in k and "num_batches"
+                   not in k)
+    assert n_params == 11_176_512  # torchvision resnet18 (11,689,512) minus fc (513,000)
+
+
+def test_resnet_state_dict_loading(tmp_path):
+    from physeg.neural._dynaseg_resnet import ResNet18FPN, load_resnet18_state_dict
+
+    sd = _torchvision_like_state_dict(5)
+    path = tmp_path / "resnet18_imagenet.pth"
+    torch.save({"module." + k: v for k, v in sd.items()}, path)  # DataParallel prefix
+    model = ResNet18FPN(q=8)
+    info = load_resnet18_state_dict(model, path)
+    assert info == {"loaded": len(model.encoder.state_dict()), "ignored": 2}
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    # wrapped under "state_dict" works too
+    torch.save({"state_dict": sd}, tmp_path / "wrapped.pt")
+    load_resnet18_state_dict(ResNet18FPN(q=8), tmp_path / "wrapped.pt")
+
+
+def test_resnet_state_dict_errors(tmp_path):
+    from physeg.neural._dynaseg_resnet import ResNet18FPN, load_resnet18_state_dict
+
+    model = ResNet18FPN(q=8)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        load_resnet18_state_dict(model, tmp_path / "none.pth")
+    sd = _torchvision_like_state_dict(1)
+    bad = dict(sd)
+    bad["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    del bad["layer4.1.bn2.weight"]
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"1 missing keys .*layer4.1.bn2.weight.*1 shape "
+                                         r"mismatches .*conv1.weight"):
+        load_resnet18_state_dict(model, tmp_path / "bad.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="does not hold a state_dict"):
+        load_resnet18_state_dict(model, tmp_path / "list.pth")
+    torch.save(sd, tmp_path / "resnet18-00000000.pth")
+    with pytest.raises(ValueError, match="does not start with the hash"):
+        load_resnet18_state_dict(model, tmp_path / "resnet18-00000000.pth")
+
+
+@pytest.mark.slow
+def test_resnet_backbone_segments_with_user_weights(tmp_path):
+    sd = _torchvision_like_state_dict(2)
+    path = tmp_path / "w.pth"
+    torch.save(sd, path)
+    img, _ = _two_region(size=64)
+    grey = img.mean(-1)  # grey is replicated to RGB for the ImageNet encoder
+    labels, info = ds.segment_dynaseg(grey, backbone="resnet18", weights=str(path), rng=0,
+                                      return_info=True, channels=8, max_iter=3, patience=0,
+                                      scale=1.0, threads=1)
+    assert labels.shape == (64, 64)
+    assert info["iterations"] == 3
