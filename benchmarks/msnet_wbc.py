@@ -1,0 +1,225 @@
+"""MSNet vs U-Net on WBC Dataset 1 (the MSNet paper's Table 2 protocol, our data split).
+
+Usage::
+
+    python benchmarks/msnet_wbc.py [--data ../shared/data/wbc] [--sizes 10,30,60]
+        [--methods msnet,unet] [--max-time 1080] [--limit N] [--threads 1]
+
+Protocol (seed paper §6.4, adapted to the development part of the data we have):
+
+* Data: ``../shared/data/wbc`` = the 75 development images of WBC Dataset 1 (RGB, 88-120 px,
+  masks 0 background / 1 cytoplasm / 2 nucleus). The paper used 300 images and 20 test images;
+  we have 75, so for S = 10, 30, 60 training images the test set is the *rest* of the
+  development set: 65, 45 and 15 images. One fixed-seed permutation (``--seed``) is used for
+  every S, so the training sets are nested (the S = 10 images are among the S = 30 ones).
+* Of the S labelled images, 20 % are held out for validation (model selection / early
+  stopping): 8+2, 24+6, 48+12. The test images are never seen in training.
+* Size policy: images are not resized. Training batches pad every image (zero = training mean,
+  excluded from the loss) to 128², the next multiple of 2^(J-1) = 16 above 120; at test time
+  the networks reflect-pad to a multiple of 16 and crop back, so metrics are on the original
+  pixels.
+* Both networks use the same trainer, loss (soft multi-class Dice, paper §6.1), Adam with
+  StepLR ×0.8 / 200 iterations, augmentation (flips, 90° turns, intensity), batch size and
+  time budget (``--max-time`` seconds of training per run, default 18 min, so each run stays
+  under 20 min on this shared CPU with 1 torch thread).
+* Metrics per test image, then averaged over images (paper: "average values for the test
+  images"): for each class k one-vs-rest, Acc_k = (TP+TN)/N, IoU_k = TP/(TP+FP+FN),
+  DSC_k = 2TP/(2TP+FP+FN), ASD_k = mean symmetric distance between the inner boundaries (pixels;
+  an image where one of the two boundaries is empty is left out of that class's ASD mean).
+  mAcc averages all 3 classes; mIoU / mDSC / mASD average the foreground classes (cytoplasm,
+  nucleus), the spec's default (A.7); ``mIoU_all`` (with background) and pixel accuracy are
+  recorded too.
+* The S = 30 MSNet checkpoint is written to ``models/msnet_wbc_s30.pt`` (our own weights).
+
+Outputs: ``benchmarks/results/msnet_wbc.json`` and ``msnet_wbc.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from physeg.neural.train import (  # noqa: E402
+    count_parameters,
+    fit_network,
+    load_folder,
+    split_indices,
+)
+
+PAPER = {  # seed Table 2 (WBC, 20 test images): U-Net, MSNet
+    10: {"unet": (0.9147, 0.7199, 0.8056, 2.6567), "msnet": (0.9509, 0.8188, 0.8850, 0.7974)},
+    30: {"unet": (0.9190, 0.7109, 0.7911, 2.3211), "msnet": (0.9801, 0.9144, 0.9537, 0.1861)},
+    60: {"unet": (0.9395, 0.7734, 0.8444, 1.1533), "msnet": (0.9819, 0.9215, 0.9579, 0.1708)},
+}
+
+ARCH = {
+    "msnet": {"widths": (8, 16, 32, 64, 128)},
+    "unet": {"widths": (8, 16, 32, 64, 128)},
+}
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndi.binary_erosion(mask, border_value=0)
+
+
+def class_metrics(pred: np.ndarray, truth: np.ndarray, k: int) -> dict[str, list[float]]:
+    """Per-class one-vs-rest Acc, IoU, DSC, ASD of one image (lists of length k)."""
+    out: dict[str, list[float]] = {"acc": [], "iou": [], "dsc": [], "asd": []}
+    n = pred.size
+    for c in range(k):
+        p, t = pred == c, truth == c
+        tp = np.count_nonzero(p & t)
+        fp = np.count_nonzero(p & ~t)
+        fn = np.count_nonzero(~p & t)
+        out["acc"].append((n - fp - fn) / n)
+        union = tp + fp + fn
+        out["iou"].append(1.0 if union == 0 else tp / union)
+        out["dsc"].append(1.0 if union == 0 else 2 * tp / (2 * tp + fp + fn))
+        bp, bt = _boundary(p), _boundary(t)
+        if not bp.any() and not bt.any():
+            out["asd"].append(0.0)
+        elif not bp.any() or not bt.any():
+            out["asd"].append(float("nan"))
+        else:
+            dt_t = ndi.distance_transform_edt(~bt)
+            dt_p = ndi.distance_transform_edt(~bp)
+            out["asd"].append(float((dt_t[bp].sum() + dt_p[bt].sum()) / (bp.sum() + bt.sum())))
+    return out
+
+
+def evaluate(model, images, masks) -> dict[str, float]:
+    per = []
+    t0 = time.perf_counter()
+    preds = [model.predict(im, channel_axis=-1) for im in images]
+    infer = (time.perf_counter() - t0) / len(images)
+    for p, m in zip(preds, masks):
+        per.append(class_metrics(np.asarray(p), np.asarray(m), 3))
+    acc = np.array([d["acc"] for d in per])
+    iou = np.array([d["iou"] for d in per])
+    dsc = np.array([d["dsc"] for d in per])
+    asd = np.array([d["asd"] for d in per])
+    pix = np.mean([np.mean(np.asarray(p) == np.asarray(m)) for p, m in zip(preds, masks)])
+    return {
+        "mAcc": float(acc.mean()),
+        "mIoU": float(iou[:, 1:].mean()),
+        "mDSC": float(dsc[:, 1:].mean()),
+        "mASD": float(np.nanmean(np.nanmean(asd[:, 1:], axis=0))),
+        "mIoU_all": float(iou.mean()),
+        "pixel_acc": float(pix),
+        "iou_per_class": iou.mean(axis=0).tolist(),
+        "asd_nan_images": int(np.isnan(asd[:, 1:]).any(axis=1).sum()),
+        "infer_ms_per_image": 1000 * infer,
+        "n_test": len(images),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "wbc"))
+    ap.add_argument("--sizes", default="10,30,60")
+    ap.add_argument("--methods", default="msnet,unet")
+    ap.add_argument("--iterations", type=int, default=3000)
+    ap.add_argument("--max-time", type=float, default=1080.0)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--val-every", type=int, default=50)
+    ap.add_argument("--patience", type=int, default=12)
+    ap.add_argument("--limit", type=int, default=None, help="use at most N test images")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--tag", default="msnet_wbc")
+    ap.add_argument("--no-save-model", action="store_true")
+    args = ap.parse_args()
+
+    ids, images, masks = load_folder(args.data)
+    n = len(ids)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    methods = args.methods.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for S in sizes:
+        tr, _, te = split_indices(n, S, rng=args.seed)
+        if args.limit:
+            te = te[: args.limit]
+        for meth in methods:
+            print(f"== S={S} {meth}: train {len(tr)} (incl. validation), test {len(te)}",
+                  flush=True)
+            t0 = time.perf_counter()
+            model = fit_network(
+                meth, meth, [images[i] for i in tr], [masks[i] for i in tr],
+                arch_config=ARCH[meth], channel_axis=-1, rng=args.seed,
+                iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+                val_every=args.val_every, patience=args.patience, max_time=args.max_time,
+                threads=args.threads, log=lambda s: print("   ", s, flush=True),
+            )
+            wall = time.perf_counter() - t0
+            res = evaluate(model, [images[i] for i in te], [masks[i] for i in te])
+            h = model.info["history"]
+            res.update(method=meth, S=S, train_seconds=h["train_seconds"], fit_wall_seconds=wall,
+                       iterations_run=h["iterations_run"], best_iteration=h["best_iteration"],
+                       stop_reason=h["stop_reason"], best_val_dice=h["best_val_dice"],
+                       parameters=count_parameters(model.net), n_train=model.info["n_train"],
+                       n_val=model.info["n_val"], arch=model.config,
+                       paper=dict(zip(("mAcc", "mIoU", "mDSC", "mASD"), PAPER[S][meth])))
+            print(f"   -> mIoU {res['mIoU']:.4f} mDSC {res['mDSC']:.4f} mAcc {res['mAcc']:.4f} "
+                  f"mASD {res['mASD']:.3f} ({wall:.0f}s)", flush=True)
+            runs.append(res)
+            if meth == "msnet" and S == 30 and not args.no_save_model:
+                path = REPO / "models" / "msnet_wbc_s30.pt"
+                model.info["benchmark"] = {k: res[k] for k in ("mIoU", "mDSC", "mAcc", "mASD",
+                                                               "n_test")}
+                model.save(path)
+                print(f"   saved {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+            _write(out, args, runs)
+
+
+def _write(out: Path, args, runs) -> None:
+    meta = {
+        "data": args.data, "seed": args.seed, "max_time": args.max_time,
+        "iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
+        "threads": args.threads, "limit": args.limit, "python": platform.python_version(),
+        "machine": platform.machine(),
+        "metric_note": "mIoU/mDSC/mASD over foreground classes (cytoplasm, nucleus); mAcc "
+                       "one-vs-rest over all 3 classes; per image, then averaged",
+    }
+    (out / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
+    lines = [
+        "# MSNet vs U-Net on WBC Dataset 1 (dev set, our split)", "",
+        f"Command: `python benchmarks/msnet_wbc.py --sizes {args.sizes} --methods "
+        f"{args.methods} --max-time {args.max_time:g}`"
+        + (f" `--limit {args.limit}`" if args.limit else ""), "",
+        "Test = the rest of the 75 development images (65 / 45 / 15 for S = 10 / 30 / 60); the "
+        "paper used 20 test images of 300. 20 % of the S images are used for validation. "
+        "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",
+        "| S | method | params | mAcc | mIoU | mDSC | mASD | mIoU (all 3) | train s | iters "
+        "| stop | infer ms/img | paper mAcc | paper mIoU | paper mDSC | paper mASD |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        p = r["paper"]
+        lines.append(
+            f"| {r['S']} | {r['method']} | {r['parameters']:,} | {r['mAcc']:.4f} | "
+            f"{r['mIoU']:.4f} | {r['mDSC']:.4f} | {r['mASD']:.3f} | {r['mIoU_all']:.4f} | "
+            f"{r['train_seconds']:.0f} | {r['iterations_run']} | {r['stop_reason']} | "
+            f"{r['infer_ms_per_image']:.0f} | {p['mAcc']:.4f} | {p['mIoU']:.4f} | "
+            f"{p['mDSC']:.4f} | {p['mASD']:.4f} |"
+        )
+    lines += ["", "Timings are on a 2-core CPU shared with other jobs (1 torch thread): "
+              "compare ratios within this table, not absolute seconds."]
+    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
