@@ -307,7 +307,7 @@ def reaction_diffusion_residual(
     spacing: Sequence[float] | float | None = None,
     boundary: str = "reflect",
 ):
-    r"""Pointwise residual :math:`r = D\,\Delta_h u + u(1-u)(u-a)` of the steady bistable RD equation.
+    r"""Pointwise residual :math:`r = D\,\Delta_h u + u(1-u)(u-a)` of the steady RD equation.
 
     Parameters
     ----------
@@ -398,7 +398,7 @@ def phase_field_energy(
     reduction: str = "mean",
     valid: Any = None,
 ):
-    r"""Modica–Mortola / Ginzburg–Landau energy :math:`(\varepsilon/2)|\nabla u|^2 + W(u)/\varepsilon`.
+    r"""Modica–Mortola energy density :math:`(\varepsilon/2)|\nabla u|^2 + W(u)/\varepsilon`.
 
     Parameters
     ----------
