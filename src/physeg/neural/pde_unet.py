@@ -268,7 +268,7 @@ def fit_pde_unet(
                 for i, im in enumerate(images)]
         xs = [pre.image(a, ca, name=f"image {i}") for i, a in enumerate(arrs)]
         ys = [pre.mask(m, x.shape[1:], name=f"mask {i}") for i, (m, x) in
-              enumerate(zip(masks, xs))]
+              enumerate(zip(masks, xs, strict=True))]
         config = dict(init.config)
     else:
         pre, xs, ys = T._prepare(list(images), None if masks is None else list(masks),
@@ -280,7 +280,9 @@ def fit_pde_unet(
         varrs = [check_image(v, channel_axis=channel_axis, name="validation image")
                  for v in val_images]
         vxs = [pre.image(a, ca) for a in varrs]
-        vys = [pre.mask(m, x.shape[1:]) for m, x in zip(val_masks or [], vxs)]
+        if val_masks is None or len(val_masks) != len(vxs):
+            raise ValueError("val_images needs val_masks with one mask per validation image.")
+        vys = [pre.mask(m, x.shape[1:]) for m, x in zip(val_masks, vxs, strict=True)]
         txs, tys = xs, ys
     else:
         n_val = 0
