@@ -1,0 +1,374 @@
+"""Particle model (spec §2-§5) and its DSMC solver (Nanbu-Babovsky, Algorithm 1).
+
+One particle per pixel: position ``x_i`` in Omega = [-1, 1]^2 and feature ``c_i`` in [0, 1]^d.
+One time step of length ``dt`` applies, in this order (time splitting of spec §5.2):
+
+(a) space, rate ``space_rate`` (lambda_x): ``n_p = Sround(lambda_x N dt / (2 eps))`` disjoint
+    random pairs interact by the binary rule (9)::
+
+        x_i' = x_i + eps P(c_i, c_j) (x_j - x_i) + sqrt(2 eps sigma^2) D(x_i) eta_i,
+        P = 1{|c_i - c_j| <= Delta},   D(x) = diag(sqrt(1 - x_1^2), sqrt(1 - x_2^2)),
+
+    eta ~ N(0, I_2); a post-interaction position outside Omega is rejected (the particle keeps
+    its pre-interaction position), so Omega is invariant.
+(b) transport, rate ``transport_rate`` (lambda_T): ``c_i += lambda_T dt H(c_i)(chat_i - c_i)``
+    with ``H(c) = diag(c_k (1 - c_k))`` and ``chat_i`` the mean feature of the particles within
+    distance ``r`` of ``x_i`` (eq. 2, ``j = i`` included). Convex combination, admissible for
+    ``lambda_T dt / 4 <= 1``.
+(c) binarisation, rate ``binarise_rate`` (lambda_B): ``c_i -= lambda_B dt V'(c_i)`` (double or
+    K-well potential, :mod:`._multiwell`), admissible for ``lambda_B dt L <= 1``.
+
+Choices where the spec left room (and why):
+
+- Feature updates (b), (c) default to the *mean-field* form above (every particle, weight
+  ``lambda dt``), which is the low-variance equivalent of the Nanbu rule "interact with
+  probability ``lambda dt / eps`` and jump by ``eps``" (spec §5.2). ``feature_update="nanbu"``
+  gives the literal Nanbu rule. ``dt`` is reduced automatically to satisfy the admissibility
+  bounds, and ``lambda_x dt <= eps`` (interaction probability <= 1) for the spatial step.
+- The local average (2) is O(N) per step: particles are deposited (count and features) on a
+  grid of the image's pixel size covering Omega, the two fields are convolved with the disk of
+  radius ``r`` by FFT (kernel transform computed once), and each particle reads the ratio in
+  its cell. With positions at pixel centres this is exactly the disk mean over pixels.
+- Pixel geometry: square pixels of side ``h = 2 / max(rows, cols)``, image centred in Omega
+  (an isotropic affine map; spec §1 allows any fixed one).
+- Default rates: the spatial aggregation is *slow* by default (``space_rate = 0.05``). The
+  paper orders the rates space >> transport >> binarisation for its macroscopic limit, but
+  fast aggregation moves similar-feature pixels to a common centre, so the ball of radius r no
+  longer sees the image geometry and the mask degrades (spec §14.3; measured again in
+  ``benchmarks/kinetic_paper.py``). Transport is fast (20) and binarisation slow (0.5), so
+  noise is averaged out before the wells capture the features.
+- Read-out: class of particle i is written at its ORIGINAL pixel; K = 2: ``mean_k c_k > 1/2``.
+  With ``runs > 1`` the final features are averaged over independent runs, then read out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from . import _multiwell
+
+__all__ = [
+    "KineticParams",
+    "Particles",
+    "image_features",
+    "make_particles",
+    "LocalAverager",
+    "space_step",
+    "sround",
+    "simulate",
+    "run_particle_model",
+]
+
+
+@dataclasses.dataclass
+class KineticParams:
+    """Parameters of the particle model (defaults = ``physeg.segment(method="kinetic")``).
+
+    Attributes
+    ----------
+    delta : float
+        Bounded-confidence threshold Delta in feature space (0..sqrt(d)); larger = more pairs
+        aggregate in space.
+    sigma : float
+        Spatial diffusion sigma (0..); larger = positions spread more.
+    radius : float
+        Radius r of the local-average ball, in Omega units (width 2); larger = stronger
+        denoising, rounder corners.
+    barriers : ndarray (d, K-1) or None
+        Double/K-well barriers cbar per channel; ``None`` = multi-Otsu thresholds of the
+        initial features (data-driven barrier).
+    classes : int
+        Number of wells / labels K (2 = the paper's binarisation).
+    eps : float
+        Quasi-invariant interaction strength epsilon of the spatial binary rule.
+    dt, t_final : float
+        Time step (reduced to the admissibility bounds) and final time T.
+    space_rate, transport_rate, binarise_rate : float
+        lambda_x, lambda_T, lambda_B: frequencies of the three operators.
+    feature_update : {"mean", "nanbu"}
+        Mean-field feature updates or the literal Nanbu rule.
+    """
+
+    delta: float = 0.3
+    sigma: float = 0.1
+    radius: float = 0.06
+    barriers: np.ndarray | None = None
+    classes: int = 2
+    eps: float = 0.05
+    dt: float = 0.05
+    t_final: float = 4.0
+    space_rate: float = 0.05
+    transport_rate: float = 20.0
+    binarise_rate: float = 0.5
+    feature_update: str = "mean"
+
+
+@dataclasses.dataclass
+class Particles:
+    """State of the particle system: positions (N, 2), features (N, d), grid geometry."""
+
+    x: np.ndarray
+    c: np.ndarray
+    shape: tuple[int, int]
+    h: float  # pixel / grid cell size in Omega units
+    x0: np.ndarray  # initial positions (pixel centres)
+
+
+def image_features(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Features (32): per-channel min-max normalisation to [0, 1]; returns (rows, cols, d).
+
+    A constant channel maps to 0.5. The caller's array is not modified.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if channel_axis is None:
+        img = img[..., None]
+    elif img.shape[-1] == 4:  # alpha carries no intensity
+        img = img[..., :3]
+    lo = img.min(axis=(0, 1), keepdims=True)
+    hi = img.max(axis=(0, 1), keepdims=True)
+    span = hi - lo
+    out = np.where(span > 0, (img - lo) / np.where(span > 0, span, 1.0), 0.5)
+    return np.clip(out, 0.0, 1.0)
+
+
+def make_particles(features: np.ndarray) -> Particles:
+    """One particle per pixel at its centre (square pixels, image centred in Omega)."""
+    n1, n2 = features.shape[:2]
+    h = 2.0 / max(n1, n2)
+    rows, cols = np.mgrid[0:n1, 0:n2]
+    x = np.stack(
+        [(cols.ravel() + 0.5 - n2 / 2.0) * h, (n1 / 2.0 - rows.ravel() - 0.5) * h], axis=1
+    )
+    c = features.reshape(n1 * n2, -1).astype(np.float64, copy=True)
+    return Particles(x=x, c=c, shape=(n1, n2), h=h, x0=x.copy())
+
+
+class LocalAverager:
+    """chat_i of eq. (2) in O(N + G^2 log G): grid deposit, FFT disk filter, gather.
+
+    Parameters
+    ----------
+    h : float
+        Grid cell size (the pixel size); the grid covers Omega = [-1, 1]^2.
+    radius : float
+        Ball radius r in Omega units; the disk holds the cells whose centre offset is <= r.
+    """
+
+    def __init__(self, h: float, radius: float):
+        from scipy import fft as sfft
+
+        self._fft = sfft
+        self.g = int(round(2.0 / h))
+        self.h = 2.0 / self.g
+        rc = radius / self.h
+        self.R = int(np.floor(rc + 1e-9))
+        off = np.arange(-self.R, self.R + 1)
+        disk = (off[:, None] ** 2 + off[None, :] ** 2 <= rc * rc + 1e-9).astype(np.float64)
+        n = self.g + 2 * self.R
+        self.nfft = (sfft.next_fast_len(n, real=True), sfft.next_fast_len(n, real=True))
+        kern = np.zeros(self.nfft)
+        kern[: 2 * self.R + 1, : 2 * self.R + 1] = disk
+        self.kf = sfft.rfft2(kern)
+
+    def cells(self, x: np.ndarray) -> np.ndarray:
+        """Flat grid index of each position (row from the top, column from the left)."""
+        g = self.g
+        col = np.clip(((x[:, 0] + 1.0) / self.h).astype(np.int64), 0, g - 1)
+        row = np.clip(((1.0 - x[:, 1]) / self.h).astype(np.int64), 0, g - 1)
+        return row * g + col
+
+    def __call__(self, x: np.ndarray, c: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+        g, R = self.g, self.R
+        idx = self.cells(x) if cells is None else cells
+        d = c.shape[1]
+        fields = np.empty((d + 1, g * g))
+        fields[0] = np.bincount(idx, minlength=g * g)
+        for k in range(d):
+            fields[k + 1] = np.bincount(idx, weights=c[:, k], minlength=g * g)
+        conv = self._fft.irfft2(
+            self._fft.rfft2(fields.reshape(d + 1, g, g), s=self.nfft) * self.kf, s=self.nfft
+        )[:, R : R + g, R : R + g].reshape(d + 1, g * g)
+        num = conv[1:, idx].T
+        den = conv[0, idx][:, None]
+        # the particle itself is always in its own ball, so den >= 1 up to FFT round-off
+        return np.clip(num / np.maximum(den, 0.5), 0.0, 1.0)
+
+
+def sround(y: float, rng: np.random.Generator) -> int:
+    """Stochastic rounding: floor(y) + 1 with probability y - floor(y) (spec §5.1)."""
+    fl = np.floor(y)
+    return int(fl + (rng.random() < y - fl))
+
+
+def space_step(
+    p: Particles,
+    *,
+    delta: float,
+    sigma: float,
+    eps: float,
+    prob: float,
+    rng: np.random.Generator,
+    diffusion: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> int:
+    """One Nanbu-Babovsky step of the spatial binary interaction (9), in place.
+
+    ``prob`` = lambda_x dt / eps is each particle's interaction probability (<= 1);
+    ``n_p = Sround(prob N / 2)`` disjoint pairs are drawn without repetition. Returns n_p.
+    ``diffusion(x, c) -> (N, 2)`` overrides D (default sqrt(1 - x_k^2), D_c = 1).
+    """
+    n = p.x.shape[0]
+    n_p = min(sround(prob * n / 2.0, rng), n // 2)
+    if n_p == 0:
+        return 0
+    perm = rng.permutation(n)[: 2 * n_p]
+    i, j = perm[:n_p], perm[n_p:]
+    xi, xj = p.x[i], p.x[j]
+    ci, cj = p.c[i], p.c[j]
+    dist = np.sqrt(np.sum((ci - cj) ** 2, axis=1)) if ci.shape[1] > 1 else np.abs(ci[:, 0] - cj[:, 0])
+    P = (dist <= delta)[:, None].astype(np.float64)
+    eta = rng.standard_normal((2, n_p, 2))
+    amp = np.sqrt(2.0 * eps) * sigma
+    if diffusion is None:
+        Di = np.sqrt(np.clip(1.0 - xi**2, 0.0, None))
+        Dj = np.sqrt(np.clip(1.0 - xj**2, 0.0, None))
+    else:
+        Di, Dj = diffusion(xi, ci), diffusion(xj, cj)
+    xi_new = xi + eps * P * (xj - xi) + amp * Di * eta[0]
+    xj_new = xj + eps * P * (xi - xj) + amp * Dj * eta[1]
+    ok_i = np.all(np.abs(xi_new) <= 1.0, axis=1)
+    ok_j = np.all(np.abs(xj_new) <= 1.0, axis=1)
+    p.x[i] = np.where(ok_i[:, None], xi_new, xi)
+    p.x[j] = np.where(ok_j[:, None], xj_new, xj)
+    return n_p
+
+
+def auto_barriers(c: np.ndarray, classes: int) -> np.ndarray:
+    """Default barriers: multi-Otsu thresholds of each channel's initial features.
+
+    Clipped strictly inside their gaps ``(t_{k-1}, t_k)`` (5%-95% of the gap) so the K-well
+    potential stays admissible.
+    """
+    from skimage.filters import threshold_multiotsu, threshold_otsu
+
+    t = _multiwell.targets(classes)
+    d = c.shape[1]
+    out = np.empty((d, classes - 1))
+    for k in range(d):
+        v = c[:, k]
+        if np.ptp(v) <= 0:
+            th = t[:-1] + 0.5 * np.diff(t)
+        elif classes == 2:
+            th = np.array([threshold_otsu(v, nbins=256)])
+        else:
+            try:
+                th = np.asarray(threshold_multiotsu(v, classes=classes, nbins=256), dtype=float)
+            except ValueError:
+                th = t[:-1] + 0.5 * np.diff(t)
+        out[k] = th
+    lo = t[:-1] + 0.05 * np.diff(t)
+    hi = t[:-1] + 0.95 * np.diff(t)
+    return np.clip(out, lo, hi)
+
+
+def stable_dt(params: KineticParams, barriers: np.ndarray) -> float:
+    """Largest admissible step <= params.dt (spec §4.2; Nanbu probability <= 1).
+
+    The binarisation bound lambda_B dt L <= 1 is met by sub-stepping (see :func:`simulate`),
+    so a stiff well (barrier near 0 or 1, where K(cbar) ~ cbar^-3) does not shrink the step of
+    the O(N log N) transport part.
+    """
+    dt = float(params.dt)
+    if params.transport_rate > 0:
+        dt = min(dt, 4.0 / params.transport_rate)  # lambda_T dt max H <= 1
+    if params.space_rate > 0:
+        dt = min(dt, params.eps / params.space_rate)
+    return dt
+
+
+def simulate(
+    p: Particles,
+    params: KineticParams,
+    barriers: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    callback: Callable[[float, Particles], None] | None = None,
+    record_every: int = 0,
+    diffusion: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> Particles:
+    """Run Algorithm 1 (spec §5.2) on ``p`` in place up to ``params.t_final``; return ``p``."""
+    dt = stable_dt(params, barriers)
+    n_steps = int(np.ceil(params.t_final / dt - 1e-9))
+    dt = params.t_final / max(n_steps, 1)
+    avg = LocalAverager(p.h, params.radius) if params.transport_rate > 0 else None
+    cells = avg.cells(p.x) if avg is not None and params.space_rate == 0 else None
+    nanbu = params.feature_update == "nanbu"
+    # binarisation sub-steps: lambda_B (dt / n_sub) L <= 1 keeps [0, 1]^d invariant (spec §4.2)
+    lip = _multiwell.lipschitz(barriers, params.classes)
+    n_sub = max(1, int(np.ceil(params.binarise_rate * dt * lip - 1e-12)))
+    sub = params.binarise_rate * dt / n_sub
+    lam_x, lam_t, lam_b, eps = params.space_rate, params.transport_rate, params.binarise_rate, params.eps
+    if callback is not None:
+        callback(0.0, p)
+    for n in range(n_steps):
+        if lam_x > 0:
+            space_step(p, delta=params.delta, sigma=params.sigma, eps=eps,
+                       prob=lam_x * dt / eps, rng=rng, diffusion=diffusion)
+        if lam_t > 0:
+            chat = avg(p.x, p.c, cells)
+            H = p.c * (1.0 - p.c)
+            if nanbu:
+                hit = rng.random(p.c.shape[0]) < lam_t * dt / eps
+                step = min(eps, 4.0)
+                p.c[hit] += step * H[hit] * (chat[hit] - p.c[hit])
+            else:
+                p.c += lam_t * dt * H * (chat - p.c)
+        if lam_b > 0:
+            if nanbu:
+                g = _multiwell.grad_potential(p.c, barriers, params.classes)
+                hit = rng.random(p.c.shape[0]) < lam_b * dt / eps
+                p.c[hit] -= eps * g[hit]
+            else:
+                for _ in range(n_sub):
+                    p.c -= sub * _multiwell.grad_potential(p.c, barriers, params.classes)
+        np.clip(p.c, 0.0, 1.0, out=p.c)  # round-off only: both updates are admissible
+        if callback is not None and (record_every <= 0 or (n + 1) % record_every == 0 or n + 1 == n_steps):
+            callback((n + 1) * dt, p)
+    return p
+
+
+def run_particle_model(
+    features: np.ndarray,
+    params: KineticParams,
+    rng: np.random.Generator,
+    *,
+    runs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a feature image (rows, cols, d): returns (labels, final features averaged over runs).
+
+    Labels are written at the original pixel of each particle (spec §5.2).
+    """
+    n1, n2, d = features.shape
+    c0 = features.reshape(-1, d)
+    barriers = params.barriers
+    if barriers is None:
+        barriers = auto_barriers(c0, params.classes)
+    barriers = np.broadcast_to(np.asarray(barriers, dtype=float), (d, params.classes - 1))
+    if params.feature_update == "nanbu" and params.eps * max(
+        params.transport_rate and 0.25, _multiwell.lipschitz(barriers, params.classes)
+    ) > 1.0:
+        raise ValueError(
+            f"eps={params.eps} violates the admissibility bound eps*L <= 1 of the binarisation "
+            f"step (L={_multiwell.lipschitz(barriers, params.classes):.3g}); lower eps or use "
+            "feature_update='mean'."
+        )
+    acc = np.zeros_like(c0)
+    for _ in range(int(runs)):
+        p = make_particles(features)
+        simulate(p, params, barriers, rng)
+        acc += p.c
+    cbar = acc / int(runs)
+    labels = _multiwell.read_out(cbar, params.classes).reshape(n1, n2)
+    return labels, cbar.reshape(n1, n2, d)
