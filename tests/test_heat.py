@@ -256,3 +256,21 @@ def test_registered_with_declared_params():
     img = _noisy(_disc((40, 40), (20, 20), 10), 0.1)
     labels = physeg.segment(img, method="heat", tau="2", lam="12", init="otsu")
     assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1}
+
+
+def test_fit_picks_tau_lam_and_model_roundtrips(tmp_path):
+    masks = [_disc((48, 56), (20, 30), 12), _disc((48, 56), (28, 24), 14)]
+    images = [_noisy(m, 0.25, seed=20 + i) for i, m in enumerate(masks)]
+    model = physeg.fit("heat", images, masks, init="otsu")
+    assert model.params["tau"] in (0.5, 1.0, 2.0, 4.0)
+    assert model.params["lam"] in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    assert len(model.info["grid"]) == 24 and model.info["score"] > 0.97
+    # the chosen pair is the best of the grid
+    assert model.info["score"] == max(g["score"] for g in model.info["grid"])
+    labels = model.predict(images[0])
+    assert _dice(labels == 1, masks[0]) > 0.95
+    path = model.save(tmp_path / "heat.json")
+    again = physeg.load(path)
+    np.testing.assert_array_equal(again.predict(images[0]), labels)
+    with pytest.raises(ValueError, match="needs masks"):
+        physeg.fit("heat", images, None)
