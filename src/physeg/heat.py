@@ -32,7 +32,8 @@ float32 rounding of :math:`\psi`). The iteration stops when no pixel changes.
 Choices made where the spec left room (and why)
 -----------------------------------------------
 - **Intensity normalisation.** The image is centred per channel and divided by the square
-  root of its *total* variance (sum over channels, one factor for all channels, so colour
+  root of its *total* variance (computed in float64, then stored as float32; every array of the
+  iteration is float32) (sum over channels, one factor for all channels, so colour
   balance is kept). Hence ``lam`` is relative to the image variance, and an image and any
   positive affine rescaling of it (uint8 vs float in [0, 1]) give the same labels up to float
   rounding. The energy history is reported in these normalised units times the voxel volume.
@@ -265,6 +266,15 @@ def segment_heat(
     >>> labels, info = segment_heat(noisy, return_energy=True)
     >>> float((labels == disc).mean()) > 0.99, info["stop"]
     (True, 'converged')
+
+    The heatdiff article's usage (a hand-placed seed that grows; here a small square inside the
+    object, the article uses a centred square of side ``rows // 3``):
+
+    >>> seed = np.zeros(disc.shape, np.uint8); seed[28:36, 26:34] = 1
+    >>> grown, info = segment_heat(noisy, init="mask", init_labels=seed, reaction=0.3, tau=4.0,
+    ...                            return_energy=True)
+    >>> float((grown == disc).mean()) > 0.99, info["iterations"] > 10
+    (True, True)
     """
     params = {"classes": classes, "tau": tau, "lam": lam, "init": init, "reaction": reaction,
               "max_iter": max_iter, "tol": tol}
