@@ -35,7 +35,7 @@ Choices made where the spec left room
   same λ in their code. The ``"poudel2026"`` preset keeps their λ = 1e-4 values, which are
   negligible either way (spec B.3; our weight sweep measures it).
 * **Presets** (:data:`physeg.neural.priors.PRESETS`): ``"poudel2026"`` (D = 5, a = 0.5,
-  ε = 0.05 px, λ = 1e-4) and ``"allen-cahn"`` (ε = 1.5 px, D = ε²/4, λ = 1e-2), a resolved
+  ε = 0.05 px, λ = 1e-4) and ``"allen-cahn"`` (ε = 1.5 px, D = ε²/4, λ = 1), a resolved
   diffuse interface where the RD residual is the Allen–Cahn Euler–Lagrange residual of the
   phase-field energy. Any of ``lambda_rd``, ``lambda_pf``, ``D``, ``a``, ``eps`` overrides the
   preset. The default preset is ``"allen-cahn"`` because the paper's values change nothing
@@ -78,7 +78,7 @@ __all__ = ["PRIOR_PARAMS", "fit_pde_unet", "load_pde_unet", "make_prior_terms",
 
 PRIOR_PARAMS: tuple[Param, ...] = (
     Param("preset", "str", "allen-cahn",
-          "prior constants: 'allen-cahn' (eps 1.5 px, D = eps^2/4, lambda 1e-2) or "
+          "prior constants: 'allen-cahn' (eps 1.5 px, D = eps^2/4, lambda 1) or "
           "'poudel2026' (paper code: D 5, eps 0.05, lambda 1e-4)",
           choices=("allen-cahn", "poudel2026")),
     Param("lambda_rd", "float", None,
