@@ -12,7 +12,7 @@ One time step of length ``dt`` applies, in this order (time splitting of spec §
     eta ~ N(0, I_2); a post-interaction position outside Omega is rejected (the particle keeps
     its pre-interaction position), so Omega is invariant.
 (b) transport, rate ``transport_rate`` (lambda_T): ``c_i += lambda_T dt H(c_i)(chat_i - c_i)``
-    with ``H(c) = diag(c_k (1 - c_k))`` and ``chat_i`` the mean feature of the particles within
+    with ``H(c) = diag(c_k (1 - c_k))`` (per-gap ``s (1 - s)`` for K wells) and ``chat_i`` the mean feature of the particles within
     distance ``r`` of ``x_i`` (eq. 2, ``j = i`` included). Convex combination, admissible for
     ``lambda_T dt / 4 <= 1``.
 (c) binarisation, rate ``binarise_rate`` (lambda_B): ``c_i -= lambda_B dt V'(c_i)`` (double or
@@ -318,7 +318,8 @@ def simulate(
                        prob=lam_x * dt / eps, rng=rng, diffusion=diffusion)
         if lam_t > 0:
             chat = avg(p.x, p.c, cells)
-            H = p.c * (1.0 - p.c)
+            H = p.c * (1.0 - p.c) if params.classes == 2 else _multiwell.modulation(
+                p.c, params.classes)
             if nanbu:
                 hit = rng.random(p.c.shape[0]) < lam_t * dt / eps
                 step = min(eps, 4.0)

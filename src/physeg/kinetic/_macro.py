@@ -179,7 +179,7 @@ def macro_solve(
     log1m_x = np.log1p(-xc)
     kf = _disk_kernels_fft(radius, hx, ns, nfft)  # (A, nfft, nfft//2+1)
     P = interaction_matrix(centres, delta)  # (A, nc, nc)
-    H_face = faces * (1.0 - faces)
+    H_face = _multiwell.modulation(faces, classes)
     gradV = np.stack([_grad_v_agents(faces, barriers[:, k], classes) for k in range(d)], 1)
     rho = np.broadcast_to(setup.rho0, (A, d, nc)).copy()
     J0 = np.broadcast_to(setup.J0, (A, d, nc, 2))
