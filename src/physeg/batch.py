@@ -20,14 +20,18 @@ Choices made where the issue left room
 * **An existing output that does not match** (another input, other parameters, or a file
   physeg did not write) is never silently replaced: without ``overwrite`` it is reported as
   ``failed`` with the fix in the message.
-* **Seeds.** A seed ``rng`` gives every file its own stream,
-  ``SeedSequence(seed, spawn_key=(crc32(input name),))``, so labels do not depend on the
-  executor, the number of workers or the order of completion. A ``Generator`` contributes one
-  draw as the base seed. ``rng=None`` draws fresh entropy (then the seed is not part of the
-  provenance, so resuming still works for deterministic methods).
+* **Seeds.** The seed (default 0) is passed as ``rng`` to every file, as ``physeg segment
+  --seed`` documents, so a file's labels equal ``physeg.segment(image, rng=seed)`` and do not
+  depend on the executor, the number of workers or the order of completion. A ``Generator``
+  contributes one draw. ``rng=None`` draws fresh entropy per file.
 * **Output names.** ``<input stem>.png`` (uint8, or uint16 above 255 labels) for 2D label
-  images; ``.tif`` for volumes or more than 65535 labels. Two inputs with the same stem are
-  rejected before any work starts.
+  images (``suffix=".tif"`` for TIFF); volumes always get ``.tif``. Two inputs with the same
+  stem would write the same output: the later ones are reported as failed, the rest run.
+  Overlays go to ``overlays/<stem>.png``. No output is ever written over an input (same
+  resolved path or inode), even with ``overwrite``.
+* **Colour.** ``channel_axis="auto"`` treats 3 or 4 trailing values as colour; a method that
+  does not declare ``supports_multichannel`` gets the grey mean of the channels
+  (:func:`prepare_image`). This is the CLI's behaviour, moved here with the worker.
 * **Log records** (one JSON object per line, appended and flushed per file): ``event`` ``file``
   with input, output, status (``done``, ``skipped``, ``failed``), method, params, seed,
   input SHA-256, shape, dtype, label count, timings (read, segment, write, total, seconds),
@@ -41,7 +45,6 @@ import concurrent.futures as cf
 import dataclasses
 import datetime as _dt
 import functools
-import glob
 import hashlib
 import io as _io
 import json
@@ -51,19 +54,18 @@ import socket
 import sys
 import time
 import traceback
-import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 __all__ = [
     "Job",
     "BatchResult",
-    "IMAGE_SUFFIXES",
     "expand_inputs",
-    "output_path_for",
-    "read_image_file",
+    "overlay_path_for",
+    "prepare_image",
+    "colour_axis",
     "write_labels",
     "read_provenance",
     "file_sha256",
@@ -72,7 +74,6 @@ __all__ = [
     "read_log",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _TIFF = (".tif", ".tiff")
 _PROVENANCE_KEY = "physeg"
 LOG_NAME = "physeg-log.jsonl"
@@ -81,69 +82,20 @@ LOG_NAME = "physeg-log.jsonl"
 # --------------------------------------------------------------------------- inputs / outputs
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files, folders (their image files, sorted) and glob patterns into paths.
+def expand_inputs(inputs: Any) -> list[Path]:
+    """Files, folders (their image files, sorted) and glob patterns -> image paths.
 
-    Raises
-    ------
-    FileNotFoundError
-        An input that is neither a file, a folder nor a glob matching something.
+    See :func:`physeg.datasets.find_images` (the same rules as the CLI).
     """
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.extend(
-                sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-            )
-        elif p.is_file():
-            out.append(p)
-        else:
-            matches = sorted(glob.glob(str(item)))
-            if not matches:
-                raise FileNotFoundError(
-                    f"input {str(item)!r} is not a file, a folder or a glob that matches files."
-                )
-            out.extend(Path(m) for m in matches if Path(m).is_file())
-    seen: set[Path] = set()
-    unique = []
-    for p in out:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
+    from .datasets import find_images
+
+    return find_images(inputs)
 
 
-def output_path_for(input_path: str | os.PathLike, outdir: str | os.PathLike,
-                    suffix: str = ".png") -> Path:
-    """The output file for one input: ``outdir / (stem + suffix)``."""
-    return Path(outdir) / (Path(input_path).stem + suffix)
-
-
-def read_image_file(path: str | os.PathLike) -> tuple[np.ndarray, int | None]:
-    """Read an image file; return ``(array, channel_axis)``.
-
-    PNG/JPEG/... with 3 or 4 trailing values per pixel are colour (``channel_axis=-1``).
-    TIFF files are read whole (multi-page TIFF = a volume (planes, rows, cols)); a TIFF whose
-    last axis has 3 or 4 entries and that has three axes is taken as colour.
-    """
-    path = Path(path)
-    if path.suffix.lower() in _TIFF:
-        import tifffile
-
-        arr = np.asarray(tifffile.imread(path))
-    else:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-            arr = np.array(im)
-    channel_axis = -1 if arr.ndim == 3 and arr.shape[-1] in (3, 4) else None
-    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
-        channel_axis = -1
-    return arr, channel_axis
+def overlay_path_for(input_path: str | os.PathLike, outdir: str | os.PathLike) -> Path:
+    """Overlay PNG for one input: ``outdir/overlays/<stem>.png`` (a sub-folder, so that
+    ``physeg evaluate OUTDIR GT`` pairs only label files)."""
+    return Path(outdir) / "overlays" / (Path(input_path).stem + ".png")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -248,17 +200,23 @@ class Job:
     method : str
         Registered method name (ignored when ``model`` is given: the model's method is used).
     params : dict
-        Validated method parameters.
+        Method parameters (strings are converted by the method's schema).
     seed : int or None
-        This file's seed (see the module notes); None draws fresh entropy.
+        ``rng`` passed to the method (the same for every file, so the labels do not depend on
+        the order or the executor); None draws fresh entropy.
     model : str or None
         Path of a saved model (``physeg.load``); its SHA-256 is part of the provenance.
     model_sha256 : str or None
         Digest of the model file.
     overwrite : bool
         Replace an existing output whose provenance does not match.
-    channel_axis : int, "auto"
-        Colour axis of the input; ``"auto"`` follows :func:`read_image_file`.
+    channel_axis : int, None or "auto"
+        Colour axis of the input; see :func:`prepare_image`.
+    overlay : str or None
+        Also write an RGB overlay (:func:`physeg.report.write_overlay`) to this path.
+    protect : tuple of str
+        Files that must never be written (the inputs of the batch); the input itself is
+        always protected.
     """
 
     input: str
@@ -270,9 +228,11 @@ class Job:
     model_sha256: str | None = None
     overwrite: bool = False
     channel_axis: int | str | None = "auto"
+    overlay: str | None = None
+    protect: tuple[str, ...] = ()
 
     def key(self, input_sha256: str) -> str:
-        """Digest identifying (input bytes, method, parameters, model, seed)."""
+        """Digest identifying (input bytes, method, parameters, model, seed, colour handling)."""
         blob = json.dumps(
             {
                 "input_sha256": input_sha256,
@@ -299,14 +259,83 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def colour_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
+    """Which axis of a read image holds colour (None = grey or plain volume).
+
+    ``"auto"``: the last axis of a 3D array with 3 or 4 entries, or of any 4D array.
+    """
+    if channel_axis == "auto":
+        if (image.ndim == 3 and image.shape[-1] in (3, 4)) or image.ndim == 4:
+            return image.ndim - 1
+        return None
+    if channel_axis is None:
+        return None
+    if not -image.ndim <= int(channel_axis) < image.ndim:
+        raise ValueError(
+            f"--channel-axis {channel_axis} is out of range for an image of shape {image.shape}."
+        )
+    return int(channel_axis) % image.ndim
+
+
+def prepare_image(image: np.ndarray, supports_colour: bool,
+                  channel_axis: int | str | None = "auto") -> tuple[np.ndarray, int | None]:
+    """Return ``(array, channel_axis)`` ready for ``physeg.segment``.
+
+    Colour goes last and alpha is dropped. A method that declares ``supports_multichannel``
+    gets the colour image (``channel_axis=-1``); any other gets ``mean(R, G, B)`` of the
+    intensities mapped to [0, 1] by the dtype's range (uint8 / 255, uint16 / 65535; floats
+    unchanged), a fixed, data-independent scale.
+    """
+    from ._validate import to_float01
+
+    ax = colour_axis(image, channel_axis)
+    if ax is None:
+        return image, None
+    arr = np.moveaxis(image, ax, -1)
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if supports_colour:
+        return arr, -1
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        arr = to_float01(arr.astype(np.uint8) if arr.dtype == bool else arr)
+    return arr.astype(np.float32).mean(axis=-1), None
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _accepts_rng(func: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return "rng" in sig.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    )
+
+
+class ProtectedOutputError(PermissionError):
+    """An output would overwrite an input of the batch."""
+
+
 def segment_file(job: Job) -> dict[str, Any]:
     """Read, segment, write one file; return its log record. Never raises for a bad file.
 
     Steps: hash the input; if ``job.output`` exists and its provenance matches, return
-    ``status="skipped"``; otherwise read the image, segment it (``physeg.segment`` or the
-    model's ``predict``), write the labels atomically with provenance, and return
-    ``status="done"``. Any exception (unreadable file, invalid image, method error) gives
-    ``status="failed"`` with the error's type and message, and no output.
+    ``status="skipped"``; otherwise read the image (:func:`physeg.io.read_image`), prepare
+    its colour axis (:func:`prepare_image`), segment it (``physeg.segment`` or the model's
+    ``predict``), write the labels atomically with provenance (and the overlay when asked),
+    and return ``status="done"``. Any exception (unreadable file, invalid image, method error,
+    an output that exists without ``overwrite``, an output that is an input) gives
+    ``status="failed"`` with the error's type and message, and writes nothing.
 
     Returns
     -------
@@ -318,6 +347,7 @@ def segment_file(job: Job) -> dict[str, Any]:
         "event": "file",
         "input": job.input,
         "output": job.output,
+        "overlay": None,
         "method": job.method,
         "params": job.params,
         "seed": job.seed,
@@ -332,39 +362,53 @@ def segment_file(job: Job) -> dict[str, Any]:
         rec["input_sha256"] = sha
         key = job.key(sha)
         out = Path(job.output)
-        if Path(job.input).resolve() == out.resolve():
-            raise ValueError(f"output {job.output!r} is the input itself; physeg never writes "
-                             "over an input. Choose another output folder.")
+        targets = [out] + ([Path(job.overlay)] if job.overlay else [])
+        for target in targets:
+            for q in (job.input,) + tuple(job.protect):
+                if _same_path(target, Path(q)):
+                    raise ProtectedOutputError(
+                        f"refusing to write {target}: it is the input file {q}; physeg never "
+                        "writes over an input, even with --overwrite. Choose another -o folder."
+                    )
         if out.exists():
             prov = read_provenance(out)
-            if prov is not None and prov.get("key") == key:
-                rec.update(status="skipped", labels=prov.get("labels"), shape=prov.get("shape"))
+            ov_ok = job.overlay is None or Path(job.overlay).exists()
+            if prov is not None and prov.get("key") == key and ov_ok:
+                rec.update(status="skipped", labels=prov.get("labels"), shape=prov.get("shape"),
+                           overlay=job.overlay)
                 return rec
-            if not job.overwrite:
-                why = ("was written for another input or other parameters" if prov is not None
-                       else "was not written by physeg (no provenance)")
+        for target in targets:
+            if target.exists() and not job.overwrite:
+                prov = read_provenance(target) if target == out else None
+                why = ("; it was written for another input or other parameters" if prov
+                       else "")
                 raise FileExistsError(
-                    f"output {job.output!r} exists and {why}; pass overwrite=True "
-                    "(--overwrite) to replace it, or choose another output folder."
+                    f"output {target} already exists{why}; use --overwrite "
+                    "(overwrite=True) to replace it, or choose another output folder."
                 )
+        from . import io as pio
+        from .api import get_method, segment
+
         t = time.perf_counter()
-        image, auto_axis = read_image_file(job.input)
-        channel_axis = auto_axis if job.channel_axis == "auto" else job.channel_axis
+        image = pio.read_image(job.input)
         timing["read"] = time.perf_counter() - t
         rec["shape"] = list(image.shape)
         rec["dtype"] = str(image.dtype)
-        rec["channel_axis"] = channel_axis
         t = time.perf_counter()
         if job.model is not None:
             model = _load_model(job.model, job.model_sha256)
             rec["method"] = model.method
-            extra = {} if job.seed is None or "rng" in model.params else {"rng": job.seed}
-            labels = model.predict(image, channel_axis=channel_axis, **extra)
+            m = get_method(model.method)
+            arr, cax = prepare_image(image, m.supports_multichannel, job.channel_axis)
+            kwargs = dict(job.params)
+            if job.seed is not None and _accepts_rng(model.predict):
+                kwargs["rng"] = job.seed
+            labels = model.predict(arr, channel_axis=cax, **kwargs)
         else:
-            from .api import segment
-
-            labels = segment(image, method=job.method, channel_axis=channel_axis,
-                             rng=job.seed, **job.params)
+            m = get_method(job.method)
+            arr, cax = prepare_image(image, m.supports_multichannel, job.channel_axis)
+            labels = segment(arr, method=m.name, channel_axis=cax, rng=job.seed, **job.params)
+        rec["channel_axis"] = cax
         timing["segment"] = time.perf_counter() - t
         labels = np.asarray(labels)
         rec["labels"] = int(np.unique(labels).size)
@@ -373,6 +417,13 @@ def segment_file(job: Job) -> dict[str, Any]:
                                    "method": rec["method"], "params": job.params,
                                    "seed": job.seed, "labels": rec["labels"],
                                    "shape": list(labels.shape)})
+        if job.overlay:
+            from .report import write_overlay
+
+            ax = colour_axis(image, job.channel_axis)
+            shown = image if ax is None else np.moveaxis(image, ax, -1)
+            write_overlay(job.overlay, shown, labels)
+            rec["overlay"] = job.overlay
         timing["write"] = time.perf_counter() - t
         rec["status"] = "done"
     except Exception as exc:  # noqa: BLE001 - one bad file is reported, never fatal
@@ -414,14 +465,8 @@ class BatchResult:
                 "seconds": round(self.seconds, 4), "time": _now()}
 
 
-def _file_seed(base: int | None, name: str) -> int | None:
-    if base is None:
-        return None
-    ss = np.random.SeedSequence(int(base), spawn_key=(zlib.crc32(name.encode()),))
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def _base_seed(rng: Any) -> int | None:
+def _seed(rng: Any) -> int | None:
+    """The ``rng`` passed to every file: an int seed as is, one draw from a Generator."""
     if rng is None:
         return None
     if isinstance(rng, np.random.Generator):
@@ -431,6 +476,39 @@ def _base_seed(rng: Any) -> int | None:
     raise TypeError(
         f"rng must be None, a non-negative int seed or a numpy.random.Generator; got {rng!r}."
     )
+
+
+def _protect_map(files: list[Path]) -> tuple[dict[str, str], dict[tuple[int, int], str]]:
+    """Inputs by resolved path and by (device, inode), to protect them from any write."""
+    resolved: dict[str, str] = {}
+    by_inode: dict[tuple[int, int], str] = {}
+    for f in files:
+        try:
+            resolved[str(f.resolve())] = str(f)
+            st = f.stat()
+            by_inode[(st.st_dev, st.st_ino)] = str(f)
+        except OSError:
+            continue
+    return resolved, by_inode
+
+
+def _protect_for(target: Path, resolved: dict[str, str],
+                 by_inode: dict[tuple[int, int], str]) -> list[str]:
+    """The inputs that ``target`` would hit (same resolved path or same inode)."""
+    out = []
+    try:
+        key = str(target.resolve())
+    except OSError:
+        return out
+    if key in resolved:
+        out.append(resolved[key])
+    try:
+        st = target.stat()
+    except OSError:
+        return out
+    if (st.st_dev, st.st_ino) in by_inode:
+        out.append(by_inode[(st.st_dev, st.st_ino)])
+    return out
 
 
 class _Log:
@@ -487,10 +565,11 @@ def segment_many(
     params: dict[str, Any] | None = None,
     model: str | os.PathLike | None = None,
     executor: Any = None,
-    rng: Any = None,
+    rng: Any = 0,
     overwrite: bool = False,
+    overlay: bool = False,
     log: str | os.PathLike | None | bool = True,
-    suffix: str | None = None,
+    suffix: str = ".png",
     channel_axis: int | str | None = "auto",
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchResult:
@@ -501,7 +580,7 @@ def segment_many(
     inputs : path, folder, glob, or a sequence of them
         Image files to segment (folders contribute their image files, sorted by name).
     outdir : path
-        Output folder (created). Outputs are named after their inputs (see module notes).
+        Output folder (created). Outputs are ``<stem><suffix>``; volumes get ``.tif``.
     method : str, default "otsu"
         Registered method name (``physeg methods``).
     params : dict, optional
@@ -513,19 +592,22 @@ def segment_many(
         Where the per-file function runs. None runs serially in this process. A
         ``ProcessPoolExecutor(n)`` gives n worker processes; a ``distributed.Client`` (or its
         ``get_executor()``) runs on a dask cluster. The executor is not shut down here.
-    rng : None, int or numpy.random.Generator
-        Base seed; each file gets its own stream derived from it and its name, so the labels
-        do not depend on the executor or the order.
+    rng : None, int or numpy.random.Generator, default 0
+        Seed passed as ``rng`` to every file (a Generator contributes one draw), so the
+        labels do not depend on the executor or the order.
     overwrite : bool, default False
-        Replace outputs that exist but were produced from another input or other parameters.
-        Outputs whose provenance matches are always skipped (resume).
+        Replace outputs that exist but were produced from another input or other parameters
+        (or not by physeg). Outputs whose provenance matches are always skipped (resume).
+        Inputs are never written, even with ``overwrite``.
+    overlay : bool, default False
+        Also write ``outdir/overlays/<stem>.png`` (:func:`physeg.report.write_overlay`).
     log : True, path, or None/False, default True
         JSON-lines log: True appends to ``outdir/physeg-log.jsonl``; a path appends there;
         None/False writes none.
-    suffix : {".png", ".tif"} or None
-        Output format; None picks ``.tif`` for 3D inputs (by file type) and ``.png`` otherwise.
+    suffix : {".png", ".tif", ".tiff"}
+        Label file type for 2D results.
     channel_axis : int, None or "auto"
-        Colour axis of the inputs; "auto" treats 3 or 4 trailing values as colour.
+        Colour axis of the inputs (see :func:`prepare_image`).
     progress : callable, optional
         Called with each record as it arrives (the CLI's progress bar).
 
@@ -536,14 +618,12 @@ def segment_many(
 
     Raises
     ------
-    ValueError
-        Unknown method or invalid parameters, two inputs that would write the same output,
-        an input inside ``outdir`` that would be overwritten.
+    ValueError, FileNotFoundError, TypeError
+        Unknown method or invalid parameters, no inputs, a bad executor: before any work.
     """
+    from . import io as pio
     from .api import get_method
 
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
     paths = expand_inputs(inputs)
     outdir = Path(outdir)
     params = dict(params or {})
@@ -553,37 +633,54 @@ def segment_many(
         if not Path(model).is_file():
             raise FileNotFoundError(f"model file {model!r} does not exist.")
         model_sha = file_sha256(model)
-        from .api import load
-
-        method = load(model).method
+        method = _load_model(model, model_sha).method
     m = get_method(method)
+    if model is None and m.func is None:
+        raise ValueError(
+            f"method {m.name!r} needs a fitted model: run `physeg fit --method {m.name} ...` "
+            "and pass model=FILE (--model FILE)."
+        )
     method = m.name
-    params = m.validate(params)
-    if suffix is not None and suffix.lower() not in (".png", ".tif", ".tiff"):
-        raise ValueError(f"suffix must be '.png' or '.tif', got {suffix!r}.")
-    base = _base_seed(rng)
-    jobs = []
-    taken: dict[Path, Path] = {}
-    for p in paths:
-        suf = suffix or (".tif" if p.suffix.lower() in _TIFF else ".png")
-        out = output_path_for(p, outdir, suf)
-        if out in taken:
-            raise ValueError(
-                f"inputs {str(taken[out])!r} and {str(p)!r} would both write {str(out)!r}; "
-                "rename one or segment them into separate output folders."
-            )
-        taken[out] = p
-        jobs.append(Job(input=str(p), output=str(out), method=method, params=params,
-                        seed=_file_seed(base, p.name), model=model, model_sha256=model_sha,
-                        overwrite=overwrite, channel_axis=channel_axis))
+    m.validate(params)  # schema errors now, not once per file
+    suffix = suffix if suffix.startswith(".") else "." + suffix
+    if suffix.lower() not in pio.LABEL_SUFFIXES:
+        raise ValueError(f"suffix must be one of {', '.join(pio.LABEL_SUFFIXES)}; got {suffix!r}.")
+    seed = _seed(rng)
     ex = _as_executor(executor)
+    resolved, by_inode = _protect_map(paths)
+    jobs: list[Job | None] = []
+    early: dict[int, dict[str, Any]] = {}
+    taken: dict[str, str] = {}
+    for i, p in enumerate(paths):
+        try:
+            out = pio.output_path_for(p, outdir, suffix)
+        except Exception:  # noqa: BLE001 - unreadable TIFF header: the worker reports it
+            out = outdir / (p.stem + suffix)
+        key = str(out.resolve())
+        if key in taken:
+            jobs.append(None)
+            early[i] = {"event": "file", "input": str(p), "output": None, "method": method,
+                        "params": params, "seed": seed, "status": "failed", "time": _now(),
+                        "error": {"type": "ValueError",
+                                  "message": f"writes the same output {out} as {taken[key]}; "
+                                  "segment inputs with the same name into different folders."}}
+            continue
+        taken[key] = str(p)
+        ov = overlay_path_for(p, outdir) if overlay else None
+        protect = _protect_for(out, resolved, by_inode)
+        if ov is not None:
+            protect += _protect_for(ov, resolved, by_inode)
+        jobs.append(Job(input=str(p), output=str(out), method=method, params=params,
+                        seed=seed, model=model, model_sha256=model_sha, overwrite=overwrite,
+                        channel_axis=channel_axis, overlay=None if ov is None else str(ov),
+                        protect=tuple(protect)))
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in outdir.glob(".*.physeg-tmp"):  # left by a killed writer
         stale.unlink(missing_ok=True)
     log_path = (outdir / LOG_NAME) if log is True else (Path(log) if log else None)
     logger = _Log(log_path)
     logger.write({"event": "run", "time": _now(), "method": method, "params": params,
-                  "model": model, "seed": base, "files": len(jobs), "outdir": str(outdir),
+                  "model": model, "seed": seed, "files": len(jobs), "outdir": str(outdir),
                   "executor": type(ex).__name__ if ex is not None else "serial",
                   "argv": sys.argv, "versions": versions()})
     t0 = time.perf_counter()
@@ -596,19 +693,22 @@ def segment_many(
             progress(rec)
 
     try:
+        for i, rec in early.items():
+            _accept(i, rec)
+        todo = [(i, job) for i, job in enumerate(jobs) if job is not None]
         if ex is None:
-            for i, job in enumerate(jobs):
+            for i, job in todo:
                 _accept(i, segment_file(job))
         else:
-            futures = {ex.submit(segment_file, job): i for i, job in enumerate(jobs)}
+            futures = {ex.submit(segment_file, job): (i, job) for i, job in todo}
             try:
                 for fut in cf.as_completed(futures):
-                    i = futures[fut]
+                    i, job = futures[fut]
                     try:
                         rec = fut.result()
                     except Exception as exc:  # noqa: BLE001 - a worker died (e.g. killed)
-                        rec = {"event": "file", "input": jobs[i].input, "output": jobs[i].output,
-                               "method": method, "params": params, "seed": jobs[i].seed,
+                        rec = {"event": "file", "input": job.input, "output": job.output,
+                               "method": method, "params": params, "seed": seed,
                                "status": "failed", "time": _now(),
                                "error": {"type": type(exc).__name__, "message": str(exc)}}
                     _accept(i, rec)
