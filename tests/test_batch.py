@@ -95,13 +95,12 @@ def test_executor_equivalence(tmp_path):
                                                              b["input_sha256"])
 
 
-def test_seeds_depend_on_name_not_order():
-    s1 = batch._file_seed(3, "a.png")
-    assert s1 == batch._file_seed(3, "a.png")
-    assert s1 != batch._file_seed(3, "b.png") and s1 != batch._file_seed(4, "a.png")
-    assert batch._file_seed(None, "a.png") is None
+def test_seed_is_passed_as_is():
+    assert batch._seed(3) == 3 and batch._seed(None) is None
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    assert batch._seed(g1) == batch._seed(g2)
     with pytest.raises(TypeError, match="non-negative int seed"):
-        batch._base_seed(-1)
+        batch._seed(-1)
 
 
 def test_resume_after_simulated_crash(tmp_path):
@@ -173,7 +172,7 @@ def test_bad_files_are_skipped_and_logged(tmp_path):
     assert by_name["constant.png"]["status"] == "failed"
     assert "constant" in by_name["constant.png"]["error"]["message"]
     foreign = by_name["img02_triangle.png"]
-    assert foreign["status"] == "failed" and "not written by physeg" in foreign["error"]["message"]
+    assert foreign["status"] == "failed" and "already exists" in foreign["error"]["message"]
     assert not (tmp_path / "out" / "broken.png").exists()
     assert not (tmp_path / "out" / "constant.png").exists()
     log = batch.read_log(tmp_path / "out" / batch.LOG_NAME)
@@ -188,17 +187,57 @@ def test_bad_files_are_skipped_and_logged(tmp_path):
 def test_errors_before_any_work(tmp_path):
     _make_inputs(tmp_path / "a", n=1)
     _make_inputs(tmp_path / "b", n=1)
-    with pytest.raises(ValueError, match="would both write"):
-        batch.segment_many([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
     with pytest.raises(ValueError, match="has no parameter 'clases'.*Did you mean 'classes'"):
         batch.segment_many(tmp_path / "a", tmp_path / "out", params={"clases": 3})
     with pytest.raises(ValueError, match="Unknown method"):
         batch.segment_many(tmp_path / "a", tmp_path / "out", method="otsuu")
-    with pytest.raises(FileNotFoundError, match="not a file, a folder or a glob"):
+    with pytest.raises(ValueError, match="matches no image files"):
         batch.segment_many(tmp_path / "nothing*.png", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        batch.segment_many(tmp_path / "nothing.png", tmp_path / "out")
     with pytest.raises(TypeError, match="concurrent.futures.Executor"):
         batch.segment_many(tmp_path / "a", tmp_path / "out", executor=object())
     assert not (tmp_path / "out").exists()
+
+
+def test_same_stem_and_inputs_are_protected(tmp_path):
+    truth = _make_inputs(tmp_path / "a", n=1)
+    _make_inputs(tmp_path / "b", n=1)
+    res = batch.segment_many([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert [r["status"] for r in res.records] == ["done", "failed"]
+    assert "same output" in res.records[1]["error"]["message"]
+    # an output that would land on an input is refused, even with overwrite
+    src = tmp_path / "a" / "img00_square.png"
+    before = src.read_bytes()
+    res = batch.segment_many([src], tmp_path / "a", overwrite=True)
+    assert res.records[0]["status"] == "failed"
+    assert "never writes over an input" in res.records[0]["error"]["message"]
+    assert src.read_bytes() == before
+    assert len(truth) == 1
+
+
+def test_overlay_and_grey_conversion(tmp_path, monkeypatch):
+    import physeg
+    from physeg.api import Method
+
+    _make_inputs(tmp_path / "in", n=2)  # img01 is RGB
+    seen = []
+
+    def func(image, *, channel_axis, spacing, rng, **kw):
+        seen.append((image.ndim, channel_axis, image.dtype, rng))
+        return (image > 0.5).astype(np.uint8)
+
+    monkeypatch.setitem(physeg.api._REGISTRY, "grey-only",
+                        Method("grey-only", func, (), "test", supports_multichannel=False))
+    res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="grey-only",
+                             overlay=True, rng=11)
+    assert res.ok
+    assert seen == [(2, None, np.dtype(np.uint8), 11), (2, None, np.dtype(np.float32), 11)]
+    ov = np.asarray(Image.open(tmp_path / "out" / "overlays" / "img01_circle.png"))
+    assert ov.shape == (44, 48, 3) and ov.dtype == np.uint8
+    again = batch.segment_many(tmp_path / "in", tmp_path / "out", method="grey-only",
+                               overlay=True, rng=11)
+    assert again.count("skipped") == 2
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def test_segment_file_and_glob_inputs(images, tmp_path):
     out = tmp_path / "out"
     res = _invoke("segment", src / "a.png", str(src / "[bc].png"), "-o", out)
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c.png"]
 
 
 def test_param_is_passed(images, tmp_path):
@@ -115,7 +115,7 @@ def test_corrupt_file_is_reported_and_skipped(images, tmp_path):
     assert res.exit_code == 1
     assert "bad.png" in res.output and "1 failed" in res.output
     assert "segmented 3 of 4" in res.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "b.png", "c.png"]
 
 
 def test_refuses_to_overwrite_without_flag(images, tmp_path):

@@ -44,7 +44,6 @@ Choices made where the brief left room
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -109,38 +108,12 @@ def _parse_channel_axis(text: str) -> int | str | None:
         ) from None
 
 
-def _colour_axis(image, channel_axis: int | str | None) -> int | None:
-    """Which axis of a read image holds colour (None = grey or plain volume)."""
-    if channel_axis == "auto":
-        if (image.ndim == 3 and image.shape[-1] in (3, 4)) or image.ndim == 4:
-            return image.ndim - 1
-        return None
-    if channel_axis is None:
-        return None
-    if not -image.ndim <= int(channel_axis) < image.ndim:
-        raise ValueError(
-            f"--channel-axis {channel_axis} is out of range for an image of shape {image.shape}."
-        )
-    return int(channel_axis) % image.ndim
-
-
 def prepare_image(image, supports_colour: bool, channel_axis: int | str | None = "auto"):
-    """Return ``(array, channel_axis)`` ready for ``physeg.segment`` (see module notes)."""
-    import numpy as np
+    """``(array, channel_axis)`` ready for ``physeg.segment`` (see
+    :func:`physeg.batch.prepare_image`)."""
+    from .batch import prepare_image as _prepare
 
-    from ._validate import to_float01
-
-    ax = _colour_axis(image, channel_axis)
-    if ax is None:
-        return image, None
-    arr = np.moveaxis(image, ax, -1)
-    if arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if supports_colour:
-        return arr, -1
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
-        arr = to_float01(arr.astype(np.uint8) if arr.dtype == bool else arr)
-    return arr.astype(np.float32).mean(axis=-1), None
+    return _prepare(image, supports_colour, channel_axis)
 
 
 _MODEL_CACHE: dict[str, Any] = {}
@@ -152,32 +125,6 @@ def _load_model(path: str):
 
         _MODEL_CACHE[path] = load(path)
     return _MODEL_CACHE[path]
-
-
-def _accepts_rng(func) -> bool:
-    import inspect
-
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return False
-    return "rng" in sig.parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
-    )
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        if a.resolve() == b.resolve():
-            return True
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def overlay_path_for(input_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Overlay PNG for one input: ``out_dir/overlays/<stem>.png``."""
-    return Path(out_dir) / "overlays" / (Path(input_path).stem + ".png")
 
 
 def segment_file(
@@ -196,138 +143,39 @@ def segment_file(
 ) -> dict[str, Any]:
     """Read, segment and write one file; never raises for a bad file.
 
-    A pure, picklable function (module level, plain arguments), so it runs the same serially
-    or in a ``ProcessPoolExecutor``.
-
-    Parameters
-    ----------
-    path : str
-        Input image.
-    out_dir : str
-        Output folder (created when needed).
-    method : str
-        Registered method; ignored when ``model`` is given (the model's method is used).
-    params : dict
-        Method parameters (strings are converted by the method's schema).
-    model : str, optional
-        A saved model file (``physeg.load``).
-    overlay : bool
-        Also write ``out_dir/overlays/<stem>.png`` (uint8 RGB).
-    overwrite : bool
-        Replace existing outputs; otherwise an existing output is an error for this file.
-    channel_axis : "auto", None or int
-        See the module notes.
-    suffix : str
-        ``.png`` or ``.tif`` for 2D labels.
-    seed : int or None
-        ``rng`` passed to the method.
-    protect : tuple of str
-        Files that must never be written (inputs).
-
-    Returns
-    -------
-    dict
-        ``input``, ``output``, ``overlay`` (paths or None), ``status`` ("ok" / "failed"),
-        ``error`` (message or None), ``labels`` (number of distinct labels), ``seconds``.
+    A thin wrapper over the per-file worker :func:`physeg.batch.segment_file` (which the
+    ``segment`` command runs through :func:`physeg.batch.segment_many`), returning the short
+    record ``input``, ``output``, ``overlay``, ``status`` ("ok" / "failed"), ``error``
+    (message or None), ``labels``, ``seconds``.
     """
-    t0 = time.perf_counter()
-    rec: dict[str, Any] = {
-        "input": str(path),
-        "output": None,
-        "overlay": None,
-        "status": "failed",
-        "error": None,
-        "labels": None,
-        "seconds": None,
+    from . import io as pio
+    from .batch import Job, file_sha256, overlay_path_for
+    from .batch import segment_file as _worker
+
+    try:
+        out = str(pio.output_path_for(path, out_dir, suffix))
+    except Exception:  # noqa: BLE001 - unreadable input: the worker reports it
+        out = str(Path(out_dir) / (Path(path).stem + suffix))
+    job = Job(input=str(path), output=out, method=method, params=dict(params), seed=seed,
+              model=model, model_sha256=file_sha256(model) if model else None,
+              overwrite=overwrite, channel_axis=channel_axis,
+              overlay=str(overlay_path_for(path, out_dir)) if overlay else None,
+              protect=tuple(protect))
+    return _short_record(_worker(job))
+
+
+def _short_record(rec: dict[str, Any]) -> dict[str, Any]:
+    err = rec.get("error")
+    return {
+        "input": rec["input"],
+        "output": rec.get("output") if rec["status"] != "failed" else None,
+        "overlay": rec.get("overlay"),
+        "status": "ok" if rec["status"] in ("done", "skipped") else "failed",
+        "skipped": rec["status"] == "skipped",
+        "error": None if not err else f"{err['type']}: {err['message']}",
+        "labels": rec.get("labels"),
+        "seconds": (rec.get("seconds") or {}).get("total"),
     }
-    try:
-        import numpy as np
-
-        from . import io as pio
-        from .api import get_method, segment
-
-        protect_all = (str(path),) + tuple(protect)
-        out = pio.output_path_for(path, out_dir, suffix)
-        ov = overlay_path_for(path, out_dir) if overlay else None
-        for target in (out, ov):
-            if target is None:
-                continue
-            for q in protect_all:
-                if _same_path(target, Path(q)):
-                    raise pio.ProtectedPathError(
-                        f"refusing to write {target}: it is the input file {q}; physeg never "
-                        "writes over an input, even with --overwrite. Choose another -o folder."
-                    )
-            if target.exists() and not overwrite:
-                raise FileExistsError(
-                    f"output {target} already exists; use --overwrite to replace it."
-                )
-        image = pio.read_image(path)
-        if model is not None:
-            mdl = _load_model(model)
-            m = get_method(mdl.method)
-            arr, cax = prepare_image(image, m.supports_multichannel, channel_axis)
-            kwargs = dict(params)
-            if seed is not None and _accepts_rng(mdl.predict):
-                kwargs["rng"] = seed
-            labels = mdl.predict(arr, channel_axis=cax, **kwargs)
-        else:
-            m = get_method(method)
-            arr, cax = prepare_image(image, m.supports_multichannel, channel_axis)
-            labels = segment(arr, method=m.name, channel_axis=cax, rng=seed, **params)
-        labels = np.asarray(labels)
-        written = pio.write_labels(out, labels, overwrite=overwrite, protect=protect_all)
-        rec["output"] = str(written)
-        if ov is not None:
-            from .overlay import overlay as make_overlay
-
-            shown = image
-            if _colour_axis(image, channel_axis) is not None:
-                shown = np.moveaxis(image, _colour_axis(image, channel_axis), -1)
-            pio.write_image(
-                ov, make_overlay(shown, labels), overwrite=overwrite, protect=protect_all
-            )
-            rec["overlay"] = str(ov)
-        rec["labels"] = int(np.unique(labels).size)
-        rec["status"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["seconds"] = round(time.perf_counter() - t0, 4)
-    return rec
-
-
-def _protect_map(files: list[Path]) -> tuple[dict[str, str], dict[tuple[int, int], str]]:
-    """Inputs by resolved path and by (device, inode), to protect them from any write."""
-    resolved: dict[str, str] = {}
-    by_inode: dict[tuple[int, int], str] = {}
-    for f in files:
-        try:
-            resolved[str(f.resolve())] = str(f)
-            st = f.stat()
-            by_inode[(st.st_dev, st.st_ino)] = str(f)
-        except OSError:
-            continue
-    return resolved, by_inode
-
-
-def _protect_for(
-    target: Path, resolved: dict[str, str], by_inode: dict[tuple[int, int], str]
-) -> list[str]:
-    """The inputs that ``target`` would hit (same resolved path or same inode)."""
-    out = []
-    try:
-        key = str(target.resolve())
-    except OSError:
-        return out
-    if key in resolved:
-        out.append(resolved[key])
-    try:
-        st = target.stat()
-    except OSError:
-        return out
-    if (st.st_dev, st.st_ino) in by_inode:
-        out.append(by_inode[(st.st_dev, st.st_ino)])
-    return out
 
 
 # --------------------------------------------------------------------------- segment
@@ -368,8 +216,22 @@ def segment(
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="Random seed passed to the method.")
     ] = 0,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:port) to run on "
+                     "a dask cluster instead of --jobs (needs the dask extra)."),
+    ] = None,
+    log: Annotated[
+        Optional[Path],
+        typer.Option("--log", help="JSON-lines log file (default OUTDIR/physeg-log.jsonl)."),
+    ] = None,
 ) -> None:
-    """Segment images into label files named after the inputs."""
+    """Segment images into label files named after the inputs.
+
+    Resumable: outputs that exist and were made from the same input bytes and parameters are
+    skipped, so re-running an interrupted command loses nothing. Every file's status,
+    parameters, timing and error go to a JSON-lines log.
+    """
     import numpy as np  # noqa: F401 - warm import before the progress bar
 
     from . import io as pio
@@ -407,96 +269,71 @@ def segment(
     except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
         raise _bad(str(exc)) from None
 
-    resolved, by_inode = _protect_map(files)
-    jobs_list = []
-    records: list[dict[str, Any] | None] = [None] * len(files)
-    seen: dict[str, str] = {}
-    for i, f in enumerate(files):
-        try:
-            target = pio.output_path_for(f, out_dir, suffix)
-        except Exception:  # noqa: BLE001 - e.g. unreadable TIFF header: segment_file reports it
-            target = Path(out_dir) / (f.stem + suffix)
-        key = str(target.resolve())
-        if key in seen:
-            records[i] = {
-                "input": str(f),
-                "output": None,
-                "overlay": None,
-                "status": "failed",
-                "error": f"ValueError: writes the same output {target} as {seen[key]}; "
-                "segment inputs with the same name into different folders.",
-                "labels": None,
-                "seconds": 0.0,
-            }
-            continue
-        seen[key] = str(f)
-        protect = _protect_for(target, resolved, by_inode)
-        if overlay:
-            protect += _protect_for(overlay_path_for(f, out_dir), resolved, by_inode)
-        kwargs = dict(
-            model=str(model) if model is not None else None,
-            overlay=overlay,
-            overwrite=overwrite,
-            channel_axis=cax,
-            suffix=suffix,
-            seed=seed,
-            protect=tuple(protect),
-        )
-        jobs_list.append((i, (str(f), str(out_dir), m.name, params), kwargs))
-
+    if scheduler is not None and jobs > 1:
+        raise _bad("--scheduler and --jobs are alternatives; give one of them.")
     err = _console(stderr=True)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def report(rec: dict[str, Any]) -> None:
-        if rec["status"] != "ok":
-            err.print(f"[red]failed[/red] {rec['input']}: {rec['error']}", markup=True)
+    from .batch import segment_many
 
-    for rec in records:
-        if rec is not None:
-            report(rec)
+    def report(rec: dict[str, Any]) -> None:
+        if rec["status"] == "failed":
+            short = _short_record(rec)
+            err.print(f"[red]failed[/red] {short['input']}: {short['error']}", markup=True)
+
     progress = Progress(
         TextColumn("segment"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=len(jobs_list) < 2,
+        disable=len(files) < 2,
     )
-    with progress:
-        task = progress.add_task("segment", total=len(jobs_list))
-        if jobs > 1 and len(jobs_list) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+    executor = client = None
+    try:
+        if scheduler is not None:
+            from ._optional import require
 
-            ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx) as ex:
-                futs = {ex.submit(segment_file, *a, **kw): i for i, a, kw in jobs_list}
-                for fut in as_completed(futs):
-                    i = futs[fut]
-                    try:
-                        rec = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker died
-                        rec = {
-                            "input": str(files[i]),
-                            "status": "failed",
-                            "error": f"{type(exc).__name__}: {exc}",
-                            "output": None,
-                        }
-                    records[i] = rec
-                    report(rec)
-                    progress.advance(task)
-        else:
-            for i, a, kw in jobs_list:
-                rec = segment_file(*a, **kw)
-                records[i] = rec
+            distributed = require("distributed", feature="--scheduler")
+            try:
+                client = distributed.Client(scheduler, timeout="10s")
+            except OSError as exc:
+                raise _bad(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+            executor = client
+        elif jobs > 1 and len(files) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            executor = ProcessPoolExecutor(max_workers=min(jobs, len(files)),
+                                           mp_context=mp.get_context("spawn"))
+        with progress:
+            task = progress.add_task("segment", total=len(files))
+
+            def on_record(rec: dict[str, Any]) -> None:
                 report(rec)
                 progress.advance(task)
-    n_fail = sum(1 for r in records if r is None or r["status"] != "ok")
-    n_ok = len(records) - n_fail
+
+            result = segment_many(
+                files, out_dir, method=m.name, params=params,
+                model=str(model) if model is not None else None, executor=executor,
+                rng=seed, overwrite=overwrite, overlay=overlay,
+                log=log if log is not None else True, suffix=suffix, channel_axis=cax,
+                progress=on_record,
+            )
+    finally:
+        if client is not None:
+            client.close()
+        elif executor is not None:
+            executor.shutdown(cancel_futures=True)
+    n_fail = result.count("failed")
+    n_skip = result.count("skipped")
+    n_ok = len(result.records) - n_fail
     out = _console()
     out.print(
-        f"segmented {n_ok} of {len(records)} file(s) with {m.name} -> {out_dir}"
+        f"segmented {n_ok} of {len(result.records)} file(s) with {m.name} -> {out_dir}"
+        + (f" ({n_skip} already done, skipped)" if n_skip else "")
         + (f"; {n_fail} failed" if n_fail else "")
+        + (f"; log {result.log}" if result.log else "")
     )
     if n_fail:
         raise typer.Exit(code=1)
