@@ -11,8 +11,8 @@ What it runs (``specs/heat.md`` §4):
   (``physeg.synthetic``), plus ``disc``, a small off-centre disc (radius 0.2 of the half-width,
   centre (0.35, -0.3) in [-1, 1]² coordinates: the spec's disc, made small and off-centre so that
   size dependence and drift show), at 256² and 512², bright shape 0.75 on background 0.25, additive
-  Gaussian noise σ ∈ {0.05, 0.1, 0.2, 0.3} (float, not clipped). One noise draw per image,
-  seeded by (shape, size, σ).
+  Gaussian noise σ ∈ {0.05, 0.1, 0.2, 0.3}, clipped to [0, 1] as ``physeg.noise`` does by
+  default. One noise draw per image, seeded by (shape, size, σ).
 - **Real development sets** ``weizmann_horse`` and ``ph2`` (RGB; PH2 is downscaled by 2 with
   anti-aliasing for every method, masks by nearest neighbour, to keep the Chan–Vese anchors
   within the time budget).
@@ -100,7 +100,10 @@ def synthetic_image(shape: str, n: int, sigma: float, draw: int = 0):
     seed = [SHAPES.index(shape), n, int(round(sigma * 1000)), draw]
     rng = np.random.default_rng(seed)
     img = 0.25 + 0.5 * mask + rng.normal(0.0, sigma, mask.shape)
-    return img.astype(np.float64), mask
+    # clipped to [0, 1] like physeg.noise.add_noise (clip=True, its default): scikit-image's
+    # chan_vese min-max rescales its input, so unclipped outliers would shrink the contrast
+    # it sees (σ = 0.3: range about [-1, 2]) and make its mu 9x stronger
+    return np.clip(img, 0.0, 1.0).astype(np.float64), mask
 
 
 def real_images(root: Path, name: str, limit: int | None):
@@ -510,8 +513,9 @@ def markdown(res: dict) -> str:
     lines.append("## Notes")
     lines.append("")
     lines += [
-        "- Synthetic images: 0.75 shape on 0.25 background plus N(0, σ²) noise (float, not "
-        "clipped); shapes square/circle/triangle/rhombus (seed 000) and ellipse as in "
+        "- Synthetic images: 0.75 shape on 0.25 background plus N(0, σ²) noise, clipped to "
+        "[0, 1] (physeg.noise's default; unclipped outliers would distort scikit-image's "
+        "min-max rescaling); shapes square/circle/triangle/rhombus (seed 000) and ellipse as in "
         "`physeg.synthetic`, and `disc`, a small off-centre disc (radius 0.2, centre (0.35, -0.3) "
         "on [-1, 1]²). heatdiff gets the image ×255 (its article's intensity range).",
         "- Polarity: for every method, Dice and IoU are those of the better of the predicted mask "
