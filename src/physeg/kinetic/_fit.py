@@ -9,7 +9,7 @@ theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
     rho_GT puts the class fractions of the mask at the K targets (per channel, the classes
     are ordered by that channel's mean feature).
 ``"dice"``
-    1 - mean Dice (foreground classes) of the particle-model masks on the training images.
+    1 - Dice (foreground; mean over all classes for K >= 3) of the particle-model masks on the training images.
     This loss sees the spatial result; the histogram loss can be met by tuning cbar alone
     (spec §9 caveat, §14.3).
 ``"mixed"``
@@ -101,8 +101,9 @@ def _class_order(feat: np.ndarray, lab: np.ndarray, classes: int) -> np.ndarray:
 
 
 def _dice_fg(pred: np.ndarray, gt: np.ndarray, classes: int) -> float:
+    """Dice of the foreground (K = 2) or mean Dice over all K classes (K >= 3)."""
     vals = []
-    for j in range(1, classes):
+    for j in range(1 if classes == 2 else 0, classes):
         a, b = pred == j, gt == j
         s = a.sum() + b.sum()
         vals.append(1.0 if s == 0 else 2.0 * np.logical_and(a, b).sum() / s)
