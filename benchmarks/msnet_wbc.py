@@ -137,10 +137,27 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="use at most N test images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clip-grad", type=float, default=None)
+    ap.add_argument("--loss", default="dice", choices=("dice", "dice_ce"))
+    ap.add_argument("--arch", default=None, help="JSON overrides of ARCH[method]")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--tag", default="msnet_wbc")
     ap.add_argument("--no-save-model", action="store_true")
+    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated result tags to merge into --tag (no training)")
     args = ap.parse_args()
+    if args.merge:
+        runs, metas = [], []
+        for tag in args.merge.split(","):
+            d = json.loads((Path(args.out) / f"{tag}.json").read_text())
+            runs += d["runs"]
+            metas.append(d["meta"])
+        runs.sort(key=lambda r: (r["S"], r["method"] != "msnet"))
+        args.methods = ",".join(sorted({r["method"] for r in runs}))
+        args.sizes = ",".join(str(s) for s in sorted({r["S"] for r in runs}))
+        _write(Path(args.out), args, runs, merged=metas)
+        return
 
     ids, images, masks = load_folder(args.data)
     n = len(ids)
@@ -159,7 +176,8 @@ def main() -> None:
             t0 = time.perf_counter()
             model = fit_network(
                 meth, meth, [images[i] for i in tr], [masks[i] for i in tr],
-                arch_config=ARCH[meth], channel_axis=-1, rng=args.seed,
+                arch_config={**ARCH[meth], **json.loads(args.arch or "{}").get(meth, {})},
+                clip_grad=args.clip_grad, loss=args.loss, patch=args.patch, channel_axis=-1, rng=args.seed,
                 iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                 val_every=args.val_every, patience=args.patience, max_time=args.max_time,
                 threads=args.threads, log=lambda s: print("   ", s, flush=True),
@@ -185,21 +203,35 @@ def main() -> None:
             _write(out, args, runs)
 
 
-def _write(out: Path, args, runs) -> None:
+def _write(out: Path, args, runs, merged=None) -> None:
+    if merged:
+        meta = {"merged_from": merged}
+        _write_files(out, args, runs, meta)
+        return
     meta = {
         "data": args.data, "seed": args.seed, "max_time": args.max_time,
         "iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
-        "threads": args.threads, "limit": args.limit, "python": platform.python_version(),
+        "argv": " ".join(sys.argv[1:]),
+        "threads": args.threads, "limit": args.limit, "loss": args.loss,
+        "clip_grad": args.clip_grad, "arch_override": args.arch, "patch": args.patch, "python": platform.python_version(),
         "machine": platform.machine(),
         "metric_note": "mIoU/mDSC/mASD over foreground classes (cytoplasm, nucleus); mAcc "
                        "one-vs-rest over all 3 classes; per image, then averaged",
     }
+    _write_files(out, args, runs, meta)
+
+
+def _write_files(out: Path, args, runs, meta) -> None:
     (out / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
+    m0 = meta.get("merged_from", [meta])[0]
     lines = [
         "# MSNet vs U-Net on WBC Dataset 1 (dev set, our split)", "",
-        f"Command: `python benchmarks/msnet_wbc.py --sizes {args.sizes} --methods "
-        f"{args.methods} --max-time {args.max_time:g}`"
-        + (f" `--limit {args.limit}`" if args.limit else ""), "",
+        "Commands: " + "; ".join(
+            f"`python benchmarks/msnet_wbc.py {m.get('argv', '')}`"
+            for m in meta.get("merged_from", [meta])), "",
+        f"Training: batch {m0.get('batch_size')}, patch {m0.get('patch')}², lr {m0.get('lr')}, "
+        f"loss {m0.get('loss')}, grad clip {m0.get('clip_grad')}, at most {m0.get('iterations')} "
+        f"iterations or {m0.get('max_time')} s, {m0.get('threads')} torch thread(s).", "",
         "Test = the rest of the 75 development images (65 / 45 / 15 for S = 10 / 30 / 60); the "
         "paper used 20 test images of 300. 20 % of the S images are used for validation. "
         "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",

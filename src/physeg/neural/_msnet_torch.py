@@ -68,7 +68,7 @@ class FEMStep(nn.Module):
     (init 1), :math:`\alpha' = \mathrm{softplus}(a')` (init 0.1, only when
     ``regularity_in_u``), :math:`K_\theta` a depthwise convolution initialised to a
     normalised Gaussian (σ = 1 px) with bias :math:`\beta` (init 0), and :math:`s` the
-    ``u_scale`` (the number of channels C by default, so that :math:`s u \approx 1` at start).
+    ``u_scale`` (1 by default; C makes :math:`s u \approx 1` at start).
     The operator ``A`` is passed in (it is shared between the pre- and post-smoothing of a
     level). The regularity term of the u-update uses the :math:`A v` computed for the
     relaxation (lagged by one half-step) instead of :math:`A v^{t+1}`: it saves two of the
@@ -127,8 +127,8 @@ class MSNet(nn.Module):
         td_kernel: int = 5,
         strides: Sequence[Any] | None = None,
         tied_adjoint: bool = True,
-        u_scale: str = "C",
-        tau_init: float = 0.1,
+        u_scale: str = "1",
+        tau_init: float = 1.0,
         norm: str = "none",
         regularity_in_u: bool = True,
     ):

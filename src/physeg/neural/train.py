@@ -308,6 +308,7 @@ class TrainConfig:
     threads: int = 2
     max_time: float | None = None
     progress: bool = False
+    clip_grad: float | None = None
 
     def check(self) -> "TrainConfig":
         for p in TRAIN_PARAMS:
@@ -342,6 +343,8 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("threads", "int", 2, "CPU threads for torch (at most)", low=1, high=256),
     Param("max_time", "float", None, "stop training after this many seconds", low=1.0),
     Param("progress", "bool", False, "show a progress bar"),
+    Param("clip_grad", "float", None, "clip the gradient norm to this value (None = no clip)",
+          low=1e-6),
     Param("rng", "int", 0, "seed for split, batches, augmentation and weight init", low=0),
     Param("channel_axis", "int", None, "axis of colour channels in the images (-1 for RGB)"),
     Param("spatial_dims", "int", None, "2 or 3 spatial axes (auto from the images)", low=2,
@@ -537,10 +540,12 @@ def train_network(
                 hist["terms"].setdefault(name, []).append(float(val.detach()))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"training diverged at iteration {it} (loss {float(loss)}); lower lr."
+                    f"training diverged at iteration {it} (loss {float(loss.detach())}); lower lr."
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             hist["loss"].append(float(loss.detach()))

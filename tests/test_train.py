@@ -1,0 +1,201 @@
+"""The shared trainer: data folders, splits, preprocessing, augmentation, schedule, stopping."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from physeg.neural.train import (
+    Preprocessing,
+    TrainConfig,
+    _augment,
+    _cut,
+    load_folder,
+    parse_ints,
+    parse_strides,
+    split_indices,
+)
+
+# ------------------------------------------------------------------ numpy-only parts
+
+
+def test_split_is_fixed_disjoint_and_nested():
+    a = split_indices(75, 30, rng=0)
+    b = split_indices(75, 30, rng=0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    tr, va, te = a
+    assert len(tr) == 30 and len(va) == 0 and len(te) == 45
+    assert len(set(tr) | set(te)) == 75
+    small = split_indices(75, 10, rng=0)[0]
+    assert set(small) <= set(tr)  # same seed: S = 10 images are among the S = 30 ones
+    tr2, va2, te2 = split_indices(20, 10, n_val=3, n_test=4, rng=1)
+    assert (len(tr2), len(va2), len(te2)) == (10, 3, 4)
+    assert not set(tr2) & set(va2) and not set(va2) & set(te2)
+    assert not np.array_equal(split_indices(75, 30, rng=1)[0], tr)
+
+
+def test_split_errors():
+    with pytest.raises(ValueError, match="n_train must be in 1..70"):
+        split_indices(75, 71, n_val=5)
+    with pytest.raises(ValueError, match="n_test must be in 0..5"):
+        split_indices(10, 5, n_test=6)
+
+
+def test_load_folder_pairs_by_stem(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(3):
+        iio.imwrite(tmp_path / "images" / f"{i:03d}.png", np.full((5, 6, 3), i * 10, np.uint8))
+        if i != 1:
+            iio.imwrite(tmp_path / "masks" / f"{i:03d}.png", np.full((5, 6), i, np.uint8))
+    ids, images, masks = load_folder(tmp_path)
+    assert ids == ["000", "002"]
+    assert images[1].shape == (5, 6, 3) and int(images[1][0, 0, 0]) == 20
+    assert int(masks[1][0, 0]) == 2
+    ids2, _, _ = load_folder(tmp_path / "images", tmp_path / "masks")
+    assert ids2 == ids
+    with pytest.raises(FileNotFoundError, match="no images/ and masks/ subfolders"):
+        load_folder(tmp_path / "images")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_folder(tmp_path / "nope", tmp_path / "masks")
+
+
+def test_preprocessing_classes_round_trip():
+    pre = Preprocessing(ndim=2, in_channels=3, classes=[0, 128, 255], mean=[0.5] * 3,
+                        std=[0.25] * 3)
+    mask = np.array([[0, 128], [255, 0]], np.uint8)
+    idx = pre.mask(mask, (2, 2))
+    np.testing.assert_array_equal(idx, [[0, 1], [2, 0]])
+    np.testing.assert_array_equal(pre.labels(idx), mask)
+    assert pre.labels(idx).dtype == np.uint8
+    with pytest.raises(ValueError, match=r"label values \[7\]"):
+        pre.mask(np.array([[0, 7], [0, 0]]), (2, 2))
+    img = np.full((2, 2, 3), 255, np.uint8)
+    x = pre.image(img)  # channels-last recognised for a colour model
+    assert x.shape == (3, 2, 2) and np.allclose(x, 2.0)  # (1 - 0.5) / 0.25
+    before = img.copy()
+    pre.image(img, -1)
+    np.testing.assert_array_equal(img, before)  # caller's array untouched
+    with pytest.raises(ValueError, match="expects 2-D images with 3 channel"):
+        pre.image(np.zeros((4, 4)))
+
+
+def test_cut_pads_with_valid_mask_and_crops():
+    gen = np.random.default_rng(0)
+    x = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    y = (x[0] % 3).astype(np.int64)
+    xo, yo, vo = _cut(x, y, (8, 4), gen)
+    assert xo.shape == (2, 8, 4) and yo.shape == (8, 4)
+    assert vo.sum() == 5 * 4  # 5 real rows (padded to 8), 4 of 7 columns (cropped)
+    rows = np.flatnonzero(vo[:, 0])
+    assert len(rows) == 5
+    np.testing.assert_array_equal(yo[vo > 0], (xo[0][vo > 0] % 3).astype(np.int64))
+    assert np.all(xo[:, vo == 0] == 0)
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (4, 5, 5), (5, 7)])
+def test_augmentation_keeps_image_and_mask_aligned(shape):
+    gen = np.random.default_rng(3)
+    y = gen.integers(0, 4, size=shape)
+    x = np.stack([y.astype(np.float32), -y.astype(np.float32)])
+    v = np.ones(shape, np.float32)
+    seen = set()
+    for _ in range(20):
+        xa, ya, va = _augment(x, y, v, gen, intensity=0.0)
+        np.testing.assert_array_equal(xa[0], ya)
+        np.testing.assert_array_equal(xa[1], -ya)
+        assert va.shape == ya.shape
+        seen.add(ya.tobytes())
+    assert len(seen) > 2  # it does transform
+    xa, ya, _ = _augment(x, y, v, gen, intensity=0.5)
+    # one (a, b) per channel: channel 0 = a * y + b exactly, a in [0.5, 1.5], b in [-0.5, 0.5]
+    design = np.stack([ya.ravel(), np.ones(ya.size)], 1).astype(np.float64)
+    coef = np.linalg.lstsq(design, xa[0].ravel(), rcond=None)[0]
+    np.testing.assert_allclose(design @ coef, xa[0].ravel(), atol=1e-5)
+    assert 0.5 <= coef[0] <= 1.5 and -0.5 <= coef[1] <= 0.5 and not np.isclose(coef[0], 1.0)
+
+
+def test_parse_helpers():
+    assert parse_ints("16, 32,64", "w") == (16, 32, 64)
+    assert parse_ints((4, 8), "w") == (4, 8)
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        parse_ints("a,b", "widths")
+    assert parse_strides("1,2,2;2") == [(1, 2, 2), 2]
+    assert parse_strides(None) is None
+
+
+def test_config_checks_ranges():
+    with pytest.raises(ValueError, match="out of range"):
+        TrainConfig(lr=-1.0).check()
+    with pytest.raises(ValueError, match="Unknown value for 'loss'"):
+        TrainConfig(loss="mse").check()
+
+
+# ------------------------------------------------------------------ torch parts
+
+
+def _squares(n=4, size=12, seed=0):
+    gen = np.random.default_rng(seed)
+    images, masks = [], []
+    for _ in range(n):
+        m = np.zeros((size, size), np.uint8)
+        r, c = gen.integers(1, size // 2, 2)
+        m[r:r + 5, c:c + 5] = 1
+        images.append((m * 200 + gen.integers(0, 40, m.shape)).astype(np.uint8))
+        masks.append(m)
+    return images, masks
+
+
+@pytest.mark.torch
+def test_schedule_early_stopping_time_limit_and_extra_terms():
+    torch = pytest.importorskip("torch")
+    from physeg.neural.train import build_network, train_network
+
+    images, masks = _squares()
+    xs = [(im[None] / 255.0).astype(np.float32) for im in images]
+    ys = [m.astype(np.int64) for m in masks]
+    torch.manual_seed(0)
+    net = build_network("unet", in_channels=1, num_classes=2, widths=(2, 4))
+    cfg = TrainConfig(iterations=5, batch_size=2, lr=0.1, step_size=2, gamma=0.5,
+                      augment=False)
+    calls = []
+
+    def const(logits, x, y, v):
+        calls.append(1)
+        return torch.tensor(10.0)
+
+    h = train_network(net, xs, ys, config=cfg, rng=0, extra_terms={"const": const})
+    np.testing.assert_allclose(h["lr"], [0.1, 0.05, 0.05, 0.025, 0.025])  # StepLR per iteration
+    assert len(calls) == 5 and h["terms"]["const"] == [10.0] * 5
+    assert all(v >= 10.0 for v in h["loss"]) and h["stop_reason"] == "iterations"
+
+    # no improvement possible at lr ~ 0: stops after `patience` validations without a gain
+    cfg = TrainConfig(iterations=50, batch_size=1, lr=1e-7, val_every=2, patience=2,
+                      augment=False)
+    h = train_network(net, xs[:2], ys[:2], config=cfg, val_xs=xs[2:], val_ys=ys[2:], rng=0)
+    assert h["stop_reason"] == "early_stopping" and h["iterations_run"] == 6
+    assert h["best_iteration"] == 2 and len(h["val"]) == 3
+
+    cfg = TrainConfig(iterations=10_000, batch_size=1, max_time=1.0, augment=False)
+    h = train_network(net, xs, ys, config=cfg, rng=0)
+    assert h["stop_reason"] == "time_limit" and h["iterations_run"] < 10_000
+
+
+@pytest.mark.torch
+def test_fit_input_errors():
+    pytest.importorskip("torch")
+    import physeg
+
+    rgb = [np.zeros((16, 16, 3), np.uint8)] * 2
+    masks = [np.eye(16, dtype=np.uint8)] * 2
+    with pytest.raises(ValueError, match="pass channel_axis=-1"):
+        physeg.fit("unet", rgb, masks, iterations=1)
+    with pytest.raises(ValueError, match="single label value"):
+        physeg.fit("unet", [np.zeros((16, 16))] * 2, [np.zeros((16, 16), np.uint8)] * 2,
+                   iterations=1)
+    with pytest.raises(ValueError, match="does not match the image's spatial shape"):
+        physeg.fit("unet", [np.zeros((16, 16))], [np.zeros((8, 8), np.uint8)], iterations=1)
+    with pytest.raises(ValueError, match="has no parameter 'iteration'"):
+        physeg.fit("msnet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], iteration=1)
