@@ -1,4 +1,4 @@
-"""The ``physeg`` command line: segment, fit, evaluate, methods, demo.
+"""The ``physeg`` command line: segment, fit, evaluate, bench, methods, demo.
 
 Every command is generated from the method registry (``physeg.methods()``): names,
 parameters, types, defaults and ranges all come from the :class:`physeg.api.Param` schemas.
@@ -456,6 +456,11 @@ def evaluate(
         bool,
         typer.Option("--partial", help="Score the pairs found; ignore files without a partner."),
     ] = False,
+    report: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Also write an HTML/Markdown/JSON report (tables and a "
+                     "worst-first gallery) to this folder."),
+    ] = None,
 ) -> None:
     """Score predicted label images against ground truth (per image and mean)."""
     import numpy as np
@@ -504,6 +509,11 @@ def evaluate(
     for n in names:
         v = np.array([r[n] for r in rows], dtype=float)
         mean[n] = float(np.nanmean(v)) if v.size and np.isfinite(v).any() else float("nan")
+    if report is not None and rows:
+        from .report import evaluation_report
+
+        evaluation_report(rows, report, pred_dir=pred, gt_dir=gt, metrics=names, failed=n_fail)
+        _console(stderr=True).print(f"report: {report / 'index.html'}")
     if as_json:
         doc = {
             "pred": str(pred),
@@ -535,6 +545,95 @@ def evaluate(
             + (f"; {n_fail} failed" if n_fail else "")
         )
     if n_fail:
+        raise typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+@app.command()
+def bench(
+    datasets: Annotated[
+        List[Path], typer.Argument(help="Annotated folders (manifest.csv or images/ + masks/).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated registered methods.")
+    ] = "otsu,heat,chan-vese",
+    param: Annotated[
+        Optional[List[str]],
+        typer.Option("--param", "-p", help="METHOD.KEY=VALUE parameter override (repeatable)."),
+    ] = None,
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated metrics; the first sorts galleries.")
+    ] = "dice,iou,boundary_f1,hd95",
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", min=1, help="First N images of each dataset.")
+    ] = None,
+    gallery: Annotated[
+        int, typer.Option("--gallery", min=0, help="Worst images shown per dataset and method.")
+    ] = 8,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed passed to every method.")] = 0,
+) -> None:
+    """Run methods over annotated folders; write index.html, report.md and report.json."""
+    from .report import run_bench
+
+    try:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        overrides: dict[str, dict[str, str]] = {}
+        for item in param or []:
+            key, sep, value = item.partition("=")
+            meth, dot, name = key.strip().partition(".")
+            if not sep or not dot or not meth or not name:
+                raise ValueError(
+                    f"--param expects METHOD.KEY=VALUE (e.g. --param heat.lam=8); got {item!r}."
+                )
+            overrides.setdefault(meth, {})[name] = value.strip()
+        metric_names = [m.strip() for m in metrics.split(",") if m.strip()]
+        if not metric_names:
+            raise ValueError("--metrics is empty; name at least one metric, e.g. dice.")
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    err = _console(stderr=True)
+    executor = None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err)
+    try:
+        if jobs > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            executor = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+        with progress:
+            task = progress.add_task("bench", total=None)
+
+            def on_record(rec: dict[str, Any]) -> None:
+                if rec["status"] != "done":
+                    err.print(f"[red]failed[/red] {rec['dataset']}/{rec['id']} "
+                              f"{rec['method']}: {rec['error']}", markup=True)
+                progress.advance(task)
+
+            rep = run_bench([str(d) for d in datasets], names, out_dir, params=overrides,
+                            metrics=metric_names, limit=limit, gallery=gallery,
+                            executor=executor, rng=seed, progress=on_record)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError) as exc:
+        raise _bad(str(exc)) from None
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    out = _console()
+    primary = rep["primary"]
+    for ds in rep["datasets"]:
+        for row in ds["table"]:
+            st = row["metrics"][primary]
+            out.print(f"{ds['name']:>16} {row['method']:>12}{' (anchor)' if row['anchor'] else ''}"
+                      f"  {primary}={st['mean']:.4f}  s/image={row['seconds']['median']:.3f}"
+                      + (f"  failed={row['failed']}" if row["failed"] else ""))
+    out.print(f"report: {Path(out_dir) / 'index.html'}")
+    if any(r["status"] != "done" for r in rep["records"]):
         raise typer.Exit(code=1)
 
 

@@ -293,7 +293,8 @@ def _summarise(records: list[dict[str, Any]], metrics: list[str], anchors: Seque
     for meth in order:
         rs = by_method[meth]
         done = [r for r in rs if r["status"] == "done"]
-        secs = [r["seconds"] for r in done]
+        secs = [r["seconds"] for r in done if r.get("seconds") is not None]
+        mems = [r["peak_mb"] for r in done if r.get("peak_mb") is not None]
         rows.append({
             "method": meth,
             "anchor": meth in anchors,
@@ -303,10 +304,8 @@ def _summarise(records: list[dict[str, Any]], metrics: list[str], anchors: Seque
             "seconds": {"median": float(np.median(secs)) if secs else float("nan"),
                         "total": float(np.sum(secs)) if secs else 0.0,
                         "max": float(np.max(secs)) if secs else float("nan")},
-            "peak_mb": {"median": float(np.median([r["peak_mb"] for r in done])) if done
-                        else float("nan"),
-                        "max": float(np.max([r["peak_mb"] for r in done])) if done
-                        else float("nan")},
+            "peak_mb": {"median": float(np.median(mems)) if mems else float("nan"),
+                        "max": float(np.max(mems)) if mems else float("nan")},
         })
     return rows
 
@@ -493,9 +492,14 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[
             sample = dataset[r["id"]]
             base = f"img/{dataset.name}/{_safe(r['id'])}"
             panels = []
-            image = sample.image()
-            _, cax = prepare_image(image, True, "auto")
-            gt = read_mask(sample.mask_paths[0])
+            try:
+                image = sample.image()
+                _, cax = prepare_image(image, True, "auto")
+                gt = read_mask(sample.mask_paths[0])
+            except Exception:  # noqa: BLE001 - unreadable pair: listed with its error only
+                items.append({"id": r["id"], "status": r["status"], "error": r.get("error"),
+                              "score": r["metrics"].get(primary), "panels": []})
+                continue
             spatial = gt.ndim
             if base not in done_pictures:
                 _write_png(outdir / f"{base}_image.png",
@@ -609,12 +613,14 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _best(table: list[dict[str, Any]], metric: str) -> str | None:
-    vals = [(r["metrics"][metric]["mean"], r["method"]) for r in table
-            if np.isfinite(r["metrics"][metric]["mean"])]
+def _best(table: list[dict[str, Any]], metric: str) -> set[str]:
+    """Methods with the best mean (ties all count)."""
+    vals = {r["method"]: r["metrics"][metric]["mean"] for r in table
+            if np.isfinite(r["metrics"][metric]["mean"])}
     if not vals:
-        return None
-    return (min if _lower_is_better(metric) else max)(vals)[1]
+        return set()
+    top = (min if _lower_is_better(metric) else max)(vals.values())
+    return {k for k, v in vals.items() if v == top}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -649,7 +655,7 @@ def _table_rows(ds: dict[str, Any], metrics: list[str]):
             if st.get("undefined"):
                 txt += f" ({st['undefined']} undef.)"
             cells.append(txt)
-            flags.append(best[m] == r["method"])
+            flags.append(r["method"] in best[m])
         cells += [_fmt(r["seconds"]["median"], 3), _fmt(r["seconds"]["total"], 1),
                   f"{_fmt(r['peak_mb']['median'], 1)} / {_fmt(r['peak_mb']['max'], 1)}"]
         flags += [False, False, False]
