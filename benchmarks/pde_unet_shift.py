@@ -6,20 +6,21 @@ fidelity and generalisation to an unseen domain when few labels exist) on the da
 * **DSB2018 nuclei** (``<data>/dsb2018``, binary: instance labels > 0). A fixed pool of 50 grey
   fluorescence images (permutation seed 20260201) supplies the training sets: for seed s, S
   images drawn from the pool with ``default_rng(1000 + s)`` (S ∈ {5, 10, 20, 50}). Test sets:
-  the other grey images (in domain; ``--n-test`` of them, fixed draw) and all colour /
-  brightfield images (unseen domain). Every image is reduced to one grey channel (mean of
-  R, G, B), since the model is trained on grey data.
+  the other grey images (in domain; the first ``--limit`` = 40 of the 87 in a fixed random
+  order) and the colour / brightfield images (unseen domain; all 27). Every image is reduced
+  to one grey channel (mean of R, G, B), since the model is trained on grey data.
 * **White blood cells**: trained on ``<data>/wbc`` (Dataset 1, RGB, binary: cell = cytoplasm
-  or nucleus, label > 0), S = 10 per seed; tested on the other ``wbc`` images (in domain) and
-  on ``<data>/wbc_dataset2`` (other stain and camera; unseen domain) at native resolution.
+  or nucleus, label > 0), S = 10 per seed from a fixed pool of 30; tested on 40 of the other
+  45 ``wbc`` images (in domain) and on all 25 ``<data>/wbc_dataset2`` images (other stain
+  and camera; unseen domain) at native resolution.
 
 Models (same U-Net, same trainer, same seeds; ``physeg.neural.pde_unet.fit_pde_unet``):
-two-stage schedule, stage I = Dice + CE for ``--iterations``/2 iterations (shared by every
+two-stage schedule, stage I = Dice + CE for ``--iterations``/2 = 120 iterations (shared by every
 model of a (dataset, S, seed) cell), stage II = the other half at lr × 0.1, fresh Adam,
 
 * ``plain``: stage II without priors (a plain U-Net trained for the same iterations);
 * ``pde``: stage II with the ``allen-cahn`` preset (λ_RD = λ_PF = 1, ε = 1.5 px, D = ε²/4);
-* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF ∈ {0.01, 0.1, 10}, RD only (λ_RD = 1),
+* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF ∈ {0.1, 10}, RD only (λ_RD = 1),
   PF only (λ_PF = 1), the paper's preset (``poudel2026``: λ = 1e-4, D = 5, ε = 0.05 px), and
   the single-stage schedule (priors from the first iteration at full lr, λ = 1).
 
@@ -42,6 +43,7 @@ Usage::
 
     python benchmarks/pde_unet_shift.py                 # default setting (full table)
     python benchmarks/pde_unet_shift.py --limit 5 --quick   # smoke test
+    python benchmarks/pde_unet_shift.py --render-only       # re-render the table (+ note)
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ sys.path.insert(0, str(REPO / "src"))
 METRICS = ("dice", "iou", "bf1", "hd95")
 MAIN = {"plain": {"lambda_rd": 0.0, "lambda_pf": 0.0}, "pde": {"preset": "allen-cahn"}}
 SWEEP = {
-    "λ=0.01": {"lambda_rd": 0.01, "lambda_pf": 0.01},
     "λ=0.1": {"lambda_rd": 0.1, "lambda_pf": 0.1},
     "λ=10": {"lambda_rd": 10.0, "lambda_pf": 10.0},
     "RD only (λ=1)": {"lambda_rd": 1.0, "lambda_pf": 0.0},
@@ -217,15 +218,21 @@ def _ms(vals) -> str:
 def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
     from scipy.stats import wilcoxon
 
-    groups: dict = {}
-    for c in cells:
+    merged: dict = {}
+    for c in cells:  # a (dataset, S, seed) may come as a main cell and a sweep cell
         j = c["job"]
-        groups.setdefault((j["dataset"], j["S"]), []).append(c)
+        key = (j["dataset"], j["S"], j["seed"])
+        if key not in merged:
+            merged[key] = {"job": j, "variants": {}}
+        merged[key]["variants"].update(c["variants"])
+    groups: dict = {}
+    for (ds, S, _), c in merged.items():
+        groups.setdefault((ds, S), []).append(c)
     summary: dict = {}
     lines: list[str] = []
     for (ds, S), cs in sorted(groups.items()):
         cs = sorted(cs, key=lambda c: c["job"]["seed"])
-        names = list(cs[0]["variants"])
+        names = [n for n in cs[0]["variants"] if all(n in c["variants"] for c in cs)]
         for split in ("in", "out"):
             for name in names:
                 row = {"dataset": ds, "S": S, "split": split, "variant": name,
@@ -348,20 +355,46 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=os.environ.get("PHYSEG_DATA",
                                                     str(REPO.parent / "shared" / "data")))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    ap.add_argument("--limit", type=int, default=None,
-                    help="at most N test images per test set (default: all)")
+    ap.add_argument("--limit", type=int, default=40,
+                    help="at most N test images per test set (default 40; 0 = all)")
     ap.add_argument("--n-test", type=int, default=None, help="alias of --limit")
     ap.add_argument("--sizes", default="5,10,20,50", help="DSB training sizes S")
     ap.add_argument("--wbc-sizes", default="10", help="WBC training sizes S ('' = none)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--iterations", type=int, default=300, help="total per model (2 stages)")
+    ap.add_argument("--iterations", type=int, default=240, help="total per model (2 stages)")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: S=5, one seed, 10 iterations, no sweep")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tag", default="pde_unet_shift")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the Markdown table from an existing <tag>.json (and note)")
     args = ap.parse_args(argv)
-    n_test = args.limit if args.limit is not None else args.n_test
+    if args.render_only:
+        path = Path(args.out) / f"{args.tag}.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+        else:  # interrupted run: rebuild from the per-cell log
+            raw = Path(args.out) / f"{args.tag}_cells.jsonl"
+            cells = [json.loads(x) for x in raw.read_text().splitlines() if x.strip()]
+            meta = {"command": "(interrupted run, rendered from the per-cell log)",
+                    "seeds": sorted({c["job"]["seed"] for c in cells}),
+                    "iterations": args.iterations, "wall_s": float("nan"),
+                    "cpu_s": sum(c["cpu_s"] for c in cells), "load_start": float("nan"),
+                    "load_end": os.getloadavg()[0],
+                    "n_images": {ds: {"in": "?", "out": "?"} for ds in ("dsb2018", "wbc")},
+                    "priors": {n: v["prior"] for c in cells for n, v in c["variants"].items()}}
+            saved = {"meta": meta, "cells": cells}
+        meta = saved["meta"]
+        note_path = Path(args.out) / f"{args.tag}_note.md"
+        if note_path.exists():
+            meta["note"] = note_path.read_text()
+        summary, _ = summarise(saved["cells"])
+        path.write_text(json.dumps({**saved, "meta": meta, "summary": summary}, indent=1))
+        (Path(args.out) / f"{args.tag}.md").write_text(markdown(summary, meta))
+        return
+    n_test = args.n_test if args.n_test is not None else args.limit
+    n_test = None if n_test == 0 else n_test
     sizes = [int(s) for s in args.sizes.split(",") if s]
     wsizes = [int(s) for s in args.wbc_sizes.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -374,21 +407,22 @@ def main(argv=None) -> None:
     jobs = []
     for S in sizes:
         for seed in seeds:
-            variants = dict(MAIN)
-            if S == SWEEP_S and not args.no_sweep:
-                variants.update(SWEEP)
             fig = fig_pick if (seed == seeds[0] and S == (SWEEP_S if SWEEP_S in sizes
                                                              else sizes[0])) else None
-            jobs.append(dict(dataset="dsb2018", S=S, seed=seed, variants=variants, patch=96,
+            jobs.append(dict(dataset="dsb2018", S=S, seed=seed, variants=dict(MAIN), patch=96,
                              figure=fig))
     for S in wsizes:
         for seed in seeds:
             jobs.append(dict(dataset="wbc", S=S, seed=seed, variants=dict(MAIN), patch=96,
                              figure=fig_pick if seed == seeds[0] and S == wsizes[0] else None))
+    # main cells first (largest S first), then the sweep cells (stage I recomputed: the same
+    # seed gives the same stage I), so an interrupted run still has the main table
+    jobs.sort(key=lambda j: -j["S"])
+    if SWEEP_S in sizes and not args.no_sweep:
+        jobs += [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants=dict(SWEEP), patch=96,
+                      figure=None) for seed in seeds]
     for j in jobs:
         j.update(data=str(data), n_test=n_test, iterations=args.iterations)
-    # most expensive first, so the two workers finish together
-    jobs.sort(key=lambda j: -(len(j["variants"]) * 10 + j["S"] / 10))
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     cells = []
