@@ -1,0 +1,182 @@
+"""Speed of the kinetic method: DSMC per step vs N, macroscopic loss evaluation, CBO fit.
+
+Usage::
+
+    python benchmarks/kinetic_speed.py [--limit N]
+
+Writes ``benchmarks/results/kinetic_speed.json`` and ``.md``. Single-threaded BLAS/FFT
+(``OMP_NUM_THREADS=1`` etc. are set before numpy is imported), so the numbers are one-core
+numbers; the machine is shared, so every comparison is a ratio measured in the same run.
+
+Measured:
+
+- DSMC cost per step (space + local average + features) at 128^2, 256^2, 512^2 with the
+  default rates, and with every particle interacting in space each step (``space_rate = 1/eps``
+  per unit time, the paper's fast-space regime); cost per particle should stay flat (O(N)).
+- ``physeg.segment(image, method="kinetic")`` on a 256^2 noisy square (target < 5 s).
+- One macroscopic loss evaluation (64^2 training image, N_c = 50, 32^2 spatial grid, T = 4)
+  for A = 1, 16, 64 parameter sets evolved together, per parameter set, against the DSMC run
+  it replaces (the particle model with the same theta at 64^2, 128^2, 256^2).
+- One whole CBO fit (12 agents x 12 iterations) with the l2 and the Dice loss.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import physeg  # noqa: E402
+from physeg.kinetic import _dsmc, _macro  # noqa: E402
+from physeg.noise import noisy_shape  # noqa: E402
+
+RES = ROOT / "benchmarks" / "results"
+
+
+WALL: dict[str, float] = {}
+
+
+def best_of(fn, repeat=3, key=None):
+    """Smallest process CPU time over ``repeat`` runs (one core: the machine is shared, so
+    wall time measures the contention; the smallest wall time is kept in WALL[key])."""
+    ts, ws = [], []
+    for _ in range(repeat):
+        t0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        ts.append(time.process_time() - t0)
+        ws.append(time.perf_counter() - w0)
+    if key is not None:
+        WALL[key] = min(ws)
+    return min(ts)
+
+
+def dsmc_step_cost(n: int, steps: int, fast_space: bool) -> float:
+    img, _ = noisy_shape("square", n, "gaussian", 2, rng=0)
+    feats = _dsmc.image_features(img, None)
+    prm = _dsmc.KineticParams(t_final=steps * 0.05, dt=0.05, space_rate=1.0 if fast_space
+                              else 0.05)
+    if fast_space:
+        prm.eps = 0.05  # prob = space_rate dt / eps = 1: every particle interacts every step
+
+    def run():
+        p = _dsmc.make_particles(feats)
+        _dsmc.simulate(p, prm, np.array([[0.5]]), np.random.default_rng(0))
+
+    return best_of(run, 2) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=None, help="fewer sizes / agents (quick)")
+    args = ap.parse_args()
+    out: dict = {}
+    sizes = (128, 256, 512) if not args.limit else (64, 128)
+    rows = []
+    for n in sizes:
+        for fast in (False, True):
+            s = dsmc_step_cost(n, 10, fast)
+            rows.append({"size": n, "N": n * n, "fast_space": fast, "s_per_step": s,
+                         "ns_per_particle_step": s / (n * n) * 1e9})
+            print(rows[-1], flush=True)
+    out["dsmc_steps"] = rows
+
+    img256, m256 = noisy_shape("square", 256, "gaussian", 2, rng=1)
+    t_seg = best_of(lambda: physeg.segment(img256, method="kinetic", rng=0), 2, key="seg256")
+    lab = physeg.segment(img256, method="kinetic", rng=0)
+    d = 2 * np.logical_and(lab > 0, m256).sum() / ((lab > 0).sum() + m256.sum())
+    out["segment_256"] = {"cpu_seconds": t_seg, "wall_seconds": WALL["seg256"],
+                          "dice": float(d)}
+    print(out["segment_256"], flush=True)
+
+    # macroscopic loss evaluation vs the DSMC run it replaces
+    img64, m64 = noisy_shape("square", 64, "gaussian", 2, rng=2)
+    st = _macro.macro_setup(_dsmc.image_features(img64, None), n_bins=50, n_space=32)
+    gt = _macro.gt_distribution([1 - m64.mean(), m64.mean()], 50)
+    macro = []
+    for A in ((1, 16, 64, 128) if not args.limit else (1, 8)):
+        rng = np.random.default_rng(0)
+        kw = dict(delta=rng.uniform(0.1, 1, A), sigma=rng.uniform(0.05, 1, A),
+                  radius=rng.uniform(0.02, 0.3, A), barriers=rng.uniform(0.3, 0.7, (A, 1, 1)))
+
+        def ev():
+            o = _macro.macro_solve(st, t_final=4.0, **kw)
+            _macro.histogram_loss(o["rho"][:, 0], gt, 50)
+
+        s = best_of(ev, 2)
+        macro.append({"agents": A, "seconds": s, "seconds_per_agent": s / A})
+        print(macro[-1], flush=True)
+    out["macro"] = macro
+    dsmc_runs = {}
+    for n in (64, 128, 256):
+        im, _ = noisy_shape("square", n, "gaussian", 2, rng=3)
+        dsmc_runs[n] = best_of(lambda im=im: physeg.segment(im, method="kinetic", rng=0), 2)
+    out["dsmc_run"] = dsmc_runs
+    per_agent = min(r["seconds_per_agent"] for r in macro)
+    single = macro[0]["seconds_per_agent"]
+    out["ratios"] = {f"dsmc{n}_over_macro_vectorised": dsmc_runs[n] / per_agent
+                     for n in dsmc_runs}
+    out["ratios"].update({f"dsmc{n}_over_macro_single": dsmc_runs[n] / single
+                          for n in dsmc_runs})
+    print(out["ratios"], flush=True)
+
+    # whole CBO fits
+    fits = {}
+    img128, m128 = noisy_shape("square", 128, "gaussian", 2, rng=4)
+    for loss in ("l2", "dice"):
+        t0, c0 = time.perf_counter(), time.process_time()
+        model = physeg.fit("kinetic", [img128], [m128], loss=loss,
+                           n_agents=12 if not args.limit else 4,
+                           max_iter=12 if not args.limit else 2, fit_size=64, rng=0)
+        fits[loss] = {"seconds": time.process_time() - c0,
+                      "wall_seconds": time.perf_counter() - t0, "n_evals": model.info["n_evals"],
+                      "loss_value": model.info["loss_value"]}
+        print(loss, fits[loss], flush=True)
+    out["fits"] = fits
+
+    md = ["# Kinetic speed (process CPU time on one core; the 2-core machine is shared, so "
+          "wall times are larger and noisy)", "",
+          "## DSMC cost per step", "",
+          "| image | N | space | CPU s / step | ns / particle / step |", "|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['size']}^2 | {r['N']} | {'every particle' if r['fast_space'] else 'default (5%)'} "
+                  f"| {r['s_per_step']:.4f} | {r['ns_per_particle_step']:.0f} |")
+    md += ["", f"Full default segmentation of a 256^2 noisy square (T = 4, 80 steps): "
+           f"{t_seg:.2f} s CPU ({WALL['seg256']:.2f} s wall under contention), Dice {d:.4f} "
+           "(target < 5 s on one core).", "",
+           "## Macroscopic loss evaluation (64^2 image, N_c = 50, 32^2 grid, T = 4)", "",
+           "| agents evolved together | CPU s | CPU s per agent |", "|---|---|---|"]
+    for r in macro:
+        md.append(f"| {r['agents']} | {r['seconds']:.3f} | {r['seconds_per_agent']:.4f} |")
+    md += ["", "DSMC run it replaces (default segmentation, same theta family): "
+           + ", ".join(f"{n}^2 {s:.2f} s" for n, s in dsmc_runs.items()) + ".", "",
+           "| DSMC image | DSMC / macro (per agent, vectorised) | DSMC / macro (single agent) |",
+           "|---|---|---|"]
+    for n in dsmc_runs:
+        md.append(f"| {n}^2 | {out['ratios'][f'dsmc{n}_over_macro_vectorised']:.0f}x | "
+                  f"{out['ratios'][f'dsmc{n}_over_macro_single']:.0f}x |")
+    md += ["", "## Whole CBO fit (128^2 image resized to 64^2)", "",
+           "| loss | agents x iterations | evaluations | CPU s | final loss |", "|---|---|---|---|---|"]
+    for loss, f in fits.items():
+        md.append(f"| {loss} | {12 if not args.limit else 4} x {12 if not args.limit else 2} | "
+                  f"{f['n_evals']} | {f['seconds']:.1f} | {f['loss_value']:.4f} |")
+    md.append("")
+    RES.mkdir(parents=True, exist_ok=True)
+    (RES / "kinetic_speed.json").write_text(json.dumps(out, indent=2, default=float))
+    (RES / "kinetic_speed.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
