@@ -167,3 +167,20 @@ def test_errors_are_explained():
         fit_pde_unet(imgs, masks, init=object(), iterations=2, **TINY)
     with pytest.raises(ValueError, match="needs training"):
         physeg.segment(imgs[0], method="pde-unet")
+
+
+def test_fit_3d_volume():
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:12, :16, :16]
+    vols, masks = [], []
+    for _ in range(2):
+        c = rng.integers(5, 10, 3)
+        m = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < 16).astype(np.uint8)
+        vols.append((0.2 + 0.6 * m + 0.05 * rng.standard_normal(m.shape)).astype(np.float32))
+        masks.append(m)
+    model = physeg.fit("pde-unet", vols, masks, iterations=2, widths="4,8", batch_size=1,
+                       patch=8, val_fraction=0.0, threads=1, rng=0)
+    assert set(model.info["history"]["stage2"]["terms"]) == {"rd", "pf"}
+    labels = model.predict(vols[0])
+    assert labels.shape == vols[0].shape
