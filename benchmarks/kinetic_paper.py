@@ -302,7 +302,8 @@ def fitcmp(limit: int | None) -> None:
           "Dice of the particle-model mask. l2 = the paper's histogram loss of the macroscopic "
           "model on the training image.", "",
           "| noise | level | loss | train loss | l2 on train | test Dice square | "
-          "test Dice circle | Delta, sigma, r, cbar | fit s |", "|---|---|---|---|---|---|---|---|---|"]
+          "test Dice circle | Delta, sigma, r, cbar | fit s |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         th = r.get("theta")
         ths = (f"{th['delta']:.3f}, {th['sigma']:.3f}, {th['radius']:.3f}, {th['barriers']}"
@@ -487,10 +488,10 @@ def grid(limit: int | None) -> None:
         md.append("")
     dd = [r["dice_default"] for r in rows]
     df = [r["dice_fitted"] for r in rows]
+    mean_t = {s: np.mean([r["seconds_default"] for r in rows if r["size"] == s]) for s in sizes}
     md += [f"Minimum Dice: default {min(dd):.4f}, fitted {min(df):.4f} over {len(rows)} cells "
            f"(required >= 0.95). Mean DSMC time per image: "
-           + ", ".join(f"{s}^2 {np.mean([r['seconds_default'] for r in rows if r['size'] == s]):.2f} s"
-                       for s in sizes) + ".", ""]
+           + ", ".join(f"{s}^2 {mean_t[s]:.2f} s" for s in sizes) + ".", ""]
     save("grid", {"rows": rows, "fitted": {f"{k[0]}-{k[1]}": v.params for k, v in
                                            models.items()}}, "\n".join(md))
 
@@ -628,7 +629,8 @@ def multiclass(limit: int | None, wbc: Path | None) -> None:
                f"of the channel means: bg {means[0, 0]:.0f}, cytoplasm {means[0, 1]:.0f}, "
                f"nucleus {means[0, 2]:.0f}). The same fixed map for every image, no "
                "per-image matching.", "",
-               "| method | Dice bg | Dice cytoplasm | Dice nucleus | mIoU |", "|---|---|---|---|---|"]
+               "| method | Dice bg | Dice cytoplasm | Dice nucleus | mIoU |",
+               "|---|---|---|---|---|"]
         for k, v in res.items():
             a = np.mean(v, 0)
             md.append(f"| {k} | {a[0]:.4f} | {a[1]:.4f} | {a[2]:.4f} | {a[3]:.4f} |")

@@ -110,7 +110,7 @@ def main() -> None:
         kw = dict(delta=rng.uniform(0.1, 1, A), sigma=rng.uniform(0.05, 1, A),
                   radius=rng.uniform(0.02, 0.3, A), barriers=rng.uniform(0.3, 0.7, (A, 1, 1)))
 
-        def ev():
+        def ev(kw=kw):
             o = _macro.macro_solve(st, t_final=4.0, **kw)
             _macro.histogram_loss(o["rho"][:, 0], gt, 50)
 
@@ -150,7 +150,8 @@ def main() -> None:
           "## DSMC cost per step", "",
           "| image | N | space | CPU s / step | ns / particle / step |", "|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['size']}^2 | {r['N']} | {'every particle' if r['fast_space'] else 'default (5%)'} "
+        mode = "every particle" if r["fast_space"] else "default (5%)"
+        md.append(f"| {r['size']}^2 | {r['N']} | {mode} "
                   f"| {r['s_per_step']:.4f} | {r['ns_per_particle_step']:.0f} |")
     md += ["", f"Full default segmentation of a 256^2 noisy square (T = 4, 80 steps): "
            f"{t_seg:.2f} s CPU ({WALL['seg256']:.2f} s wall under contention), Dice {d:.4f} "
@@ -167,7 +168,8 @@ def main() -> None:
         md.append(f"| {n}^2 | {out['ratios'][f'dsmc{n}_over_macro_vectorised']:.0f}x | "
                   f"{out['ratios'][f'dsmc{n}_over_macro_single']:.0f}x |")
     md += ["", "## Whole CBO fit (128^2 image resized to 64^2)", "",
-           "| loss | agents x iterations | evaluations | CPU s | final loss |", "|---|---|---|---|---|"]
+           "| loss | agents x iterations | evaluations | CPU s | final loss |",
+           "|---|---|---|---|---|"]
     for loss, f in fits.items():
         md.append(f"| {loss} | {12 if not args.limit else 4} x {12 if not args.limit else 2} | "
                   f"{f['n_evals']} | {f['seconds']:.1f} | {f['loss_value']:.4f} |")

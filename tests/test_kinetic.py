@@ -82,9 +82,12 @@ def test_admissibility_features_and_positions_stay_in_domain():
         p = _dsmc.make_particles(feats)
         prm = _dsmc.KineticParams(space_rate=5.0, sigma=0.8, eps=0.05, t_final=1.0,
                                   feature_update=update, transport_rate=20.0)
-        seen = []
-        _dsmc.simulate(p, prm, np.array([[0.5]]), np.random.default_rng(0),
-                       callback=lambda t, q: seen.append((q.x.copy(), q.c.copy())))
+        seen: list = []
+
+        def record(t, q, seen=seen):
+            seen.append((q.x.copy(), q.c.copy()))
+
+        _dsmc.simulate(p, prm, np.array([[0.5]]), np.random.default_rng(0), callback=record)
         for x, c in seen:
             assert np.all(np.abs(x) <= 1.0)
             assert c.min() >= 0.0 and c.max() <= 1.0

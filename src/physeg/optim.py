@@ -4,7 +4,8 @@ CBO (Pinnau-Totzeck-Tse-Martin 2017; Carrillo-Jin-Li-Zhu 2021) moves ``n_agents`
 theta_j towards the weighted consensus
 
     v_alpha = sum_j theta_j exp(-alpha f(theta_j)) / sum_j exp(-alpha f(theta_j)),
-    theta_j <- theta_j - lambda dt (theta_j - v_alpha) + sigma sqrt(dt) diag(theta_j - v_alpha) xi_j,
+    theta_j <- theta_j - lambda dt (theta_j - v_alpha)
+               + sigma sqrt(dt) diag(theta_j - v_alpha) xi_j,
 
 (anisotropic noise, xi_j ~ N(0, I)) with the weights computed by log-sum-exp, and ``alpha``
 multiplied by ``alpha_factor`` every iteration (CBXpy's default scheduler).

@@ -82,7 +82,7 @@ def parse_barriers(value: Any, d: int, classes: int) -> np.ndarray | str | None:
     if np.any(arr <= t[:-1]) or np.any(arr >= t[1:]):
         raise ValueError(
             f"barrier values {arr.ravel().tolist()} must lie strictly inside their gaps "
-            f"{[(round(a, 3), round(b, 3)) for a, b in zip(t[:-1], t[1:])]} "
+            f"{[(round(a, 3), round(b, 3)) for a, b in zip(t[:-1], t[1:], strict=True)]} "
             f"(targets of K={classes})."
         )
     return arr
@@ -215,7 +215,9 @@ class KineticModel(Model):
     def __init__(self, params: dict[str, Any], info: dict[str, Any] | None = None):
         super().__init__("kinetic", params, info)
 
-    def predict(self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs) -> np.ndarray:
+    def predict(
+        self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs
+    ) -> np.ndarray:
         """Segment ``image`` with the fitted parameters (``kwargs`` override them, e.g. rng)."""
         return super().predict(image, channel_axis=channel_axis, **kwargs)
 

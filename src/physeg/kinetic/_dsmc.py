@@ -12,7 +12,8 @@ One time step of length ``dt`` applies, in this order (time splitting of spec §
     eta ~ N(0, I_2); a post-interaction position outside Omega is rejected (the particle keeps
     its pre-interaction position), so Omega is invariant.
 (b) transport, rate ``transport_rate`` (lambda_T): ``c_i += lambda_T dt H(c_i)(chat_i - c_i)``
-    with ``H(c) = diag(c_k (1 - c_k))`` (per-gap ``s (1 - s)`` for K wells) and ``chat_i`` the mean feature of the particles within
+    with ``H(c) = diag(c_k (1 - c_k))`` (per-gap ``s (1 - s)`` for K wells) and ``chat_i``
+    the mean feature of the particles within
     distance ``r`` of ``x_i`` (eq. 2, ``j = i`` included). Convex combination, admissible for
     ``lambda_T dt / 4 <= 1``.
 (c) binarisation, rate ``binarise_rate`` (lambda_B): ``c_i -= lambda_B dt V'(c_i)`` (double or
@@ -227,7 +228,7 @@ def space_step(
     i, j = perm[:n_p], perm[n_p:]
     xi, xj = p.x[i], p.x[j]
     ci, cj = p.c[i], p.c[j]
-    dist = np.sqrt(np.sum((ci - cj) ** 2, axis=1)) if ci.shape[1] > 1 else np.abs(ci[:, 0] - cj[:, 0])
+    dist = np.sqrt(np.sum((ci - cj) ** 2, axis=1))
     P = (dist <= delta)[:, None].astype(np.float64)
     eta = rng.standard_normal((2, n_p, 2))
     amp = np.sqrt(2.0 * eps) * sigma
@@ -309,7 +310,8 @@ def simulate(
     lip = _multiwell.lipschitz(barriers, params.classes)
     n_sub = max(1, int(np.ceil(params.binarise_rate * dt * lip - 1e-12)))
     sub = params.binarise_rate * dt / n_sub
-    lam_x, lam_t, lam_b, eps = params.space_rate, params.transport_rate, params.binarise_rate, params.eps
+    lam_x, lam_t, lam_b = params.space_rate, params.transport_rate, params.binarise_rate
+    eps = params.eps
     if callback is not None:
         callback(0.0, p)
     for n in range(n_steps):
@@ -335,7 +337,8 @@ def simulate(
                 for _ in range(n_sub):
                     p.c -= sub * _multiwell.grad_potential(p.c, barriers, params.classes)
         np.clip(p.c, 0.0, 1.0, out=p.c)  # round-off only: both updates are admissible
-        if callback is not None and (record_every <= 0 or (n + 1) % record_every == 0 or n + 1 == n_steps):
+        last = n + 1 == n_steps
+        if callback is not None and (record_every <= 0 or (n + 1) % record_every == 0 or last):
             callback((n + 1) * dt, p)
     return p
 

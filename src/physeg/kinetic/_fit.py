@@ -9,7 +9,8 @@ theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
     rho_GT puts the class fractions of the mask at the K targets (per channel, the classes
     are ordered by that channel's mean feature).
 ``"dice"``
-    1 - Dice (foreground; mean over all classes for K >= 3) of the particle-model masks on the training images.
+    1 - Dice (foreground; mean over all classes for K >= 3) of the particle-model masks on
+    the training images.
     This loss sees the spatial result; the histogram loss can be met by tuning cbar alone
     (spec §9 caveat, §14.3).
 ``"mixed"``

@@ -15,11 +15,11 @@ Discretisation (spec §8.4): explicit Euler, Rusanov flux with the speed taken a
 interfaces c_{j+1/2} (so a binarised state keeps all its mass in the boundary cells), zero flux
 at c = 0 and c = 1 (mass conserved to round-off), CFL step
 ``dt <= cfl * dc / max |V_{j+1/2}|`` per agent, each agent with its own step (agents that have
-reached T stop). The spatial cell masses of g are the Beta log-densities at the cell centres, normalised per
-feature cell by log-sum-exp (the spec proposes CDF differences; ``scipy.special.betainc`` cost
-about 3.5 us per value here, 100x the rest of a refresh, and the normalised centre rule stays
-finite for alpha or beta < 1 and for laws narrower than a cell); the disk filter is an FFT
-convolution with one kernel per agent.
+reached T stop). The spatial cell masses of g are the Beta log-densities at the cell centres,
+normalised per feature cell by log-sum-exp (the spec proposes CDF differences;
+``scipy.special.betainc`` cost about 3.5 us per value here, 100x the rest of a refresh, and
+the normalised centre rule stays finite for alpha or beta < 1 and for laws narrower than a
+cell); the disk filter is an FFT convolution with one kernel per agent.
 
 Choices where the spec left room (and why):
 
