@@ -286,6 +286,10 @@ def stable_dt(params: KineticParams, barriers: np.ndarray) -> float:
         dt = min(dt, 4.0 / params.transport_rate)  # lambda_T dt max H <= 1
     if params.space_rate > 0:
         dt = min(dt, params.eps / params.space_rate)
+    if params.feature_update == "nanbu":  # interaction probabilities lambda dt / eps <= 1
+        for lam in (params.transport_rate, params.binarise_rate):
+            if lam > 0:
+                dt = min(dt, params.eps / lam)
     return dt
 
 
@@ -360,8 +364,8 @@ def run_particle_model(
     if barriers is None:
         barriers = auto_barriers(c0, params.classes)
     barriers = np.broadcast_to(np.asarray(barriers, dtype=float), (d, params.classes - 1))
-    if params.feature_update == "nanbu" and params.eps * max(
-        params.transport_rate and 0.25, _multiwell.lipschitz(barriers, params.classes)
+    if params.feature_update == "nanbu" and params.eps * _multiwell.lipschitz(
+        barriers, params.classes
     ) > 1.0:
         raise ValueError(
             f"eps={params.eps} violates the admissibility bound eps*L <= 1 of the binarisation "
