@@ -519,6 +519,8 @@ def train_network(
         task = bar.add_task("training", total=cfg.iterations)
     t0 = time.perf_counter()
     it = 0
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(cfg.threads, old_threads)))
     try:
         for it in range(1, cfg.iterations + 1):
             bx, by, bv = _batch(xs, ys, patch, cfg, gen)
@@ -577,6 +579,7 @@ def train_network(
                 stop = "time_limit"
                 break
     finally:
+        torch.set_num_threads(old_threads)
         if bar is not None:
             bar.stop()
     if best_state is not None:
@@ -797,16 +800,11 @@ def fit_network(
     config = {**(arch_config or {}), "in_channels": pre.in_channels,
               "num_classes": len(pre.classes), "ndim": pre.ndim}
     seed = int(gen.integers(0, 2**31 - 1))
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(cfg.threads, old_threads)))
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = build_network(arch, **config)
-        hist = train_network(net, txs, tys, config=cfg, val_xs=vxs, val_ys=vys,
-                             num_classes=len(pre.classes), rng=gen, log=log)
-    finally:
-        torch.set_num_threads(old_threads)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_network(arch, **config)
+    hist = train_network(net, txs, tys, config=cfg, val_xs=vxs, val_ys=vys,
+                         num_classes=len(pre.classes), rng=gen, log=log)
     net.to("cpu")
     info = {"history": hist, "n_train": len(txs), "n_val": len(vxs),
             "parameters": count_parameters(net), "torch_seed": seed}
