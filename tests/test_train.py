@@ -191,8 +191,16 @@ def test_fit_input_errors():
 
     rgb = [np.zeros((16, 16, 3), np.uint8)] * 2
     masks = [np.eye(16, dtype=np.uint8)] * 2
-    with pytest.raises(ValueError, match="(?i)pass channel_axis=-1"):
-        physeg.fit("unet", rgb, masks, iterations=1)
+    model = physeg.fit("unet", rgb, masks, iterations=1, widths="2,4", threads=1)
+    assert model.preprocessing.in_channels == 3 and model.preprocessing.ndim == 2  # auto RGB
+    assert model.predict(rgb[0], rng=5).shape == (16, 16)  # rng accepted (CLI contract)
+    with pytest.raises(ValueError, match="spatial_dims=3 but the images have 2"):
+        physeg.fit("unet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], iterations=1,
+                   spatial_dims=3)
+    with pytest.raises(ValueError, match="same number of spatial axes"):
+        physeg.fit("unet", [np.zeros((16, 16)), np.zeros((16, 16, 3))],
+                   [np.eye(16, dtype=np.uint8), np.zeros((16, 16), np.uint8)],
+                   iterations=1, threads=1)
     with pytest.raises(ValueError, match="single label value"):
         physeg.fit("unet", [np.zeros((16, 16))] * 2, [np.zeros((16, 16), np.uint8)] * 2,
                    iterations=1)

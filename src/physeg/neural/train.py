@@ -611,8 +611,8 @@ class NetworkModel(Model):
         self.preprocessing = preprocessing
         self.device = device
 
-    def predict(self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs: Any
-                ) -> np.ndarray:
+    def predict(self, image: np.ndarray, *, channel_axis: int | None = None, rng: Any = None,
+                **kwargs: Any) -> np.ndarray:
         """Segment one image; returns labels of its spatial shape (the training label values).
 
         Parameters
@@ -622,6 +622,8 @@ class NetworkModel(Model):
             a channels-last image is recognised without ``channel_axis``.
         channel_axis : int, optional
             Axis of the colour channels.
+        rng : ignored
+            Accepted for the common contract; inference is deterministic.
         """
         if kwargs:
             raise TypeError(f"predict() got unexpected parameters {sorted(kwargs)}.")
@@ -685,18 +687,12 @@ def load_network(data: dict[str, Any], path: Any = None) -> NetworkModel:
 def _prepare(images, masks, channel_axis, spatial_dims):
     if masks is None:
         raise ValueError("training needs one mask per image; got masks=None.")
-    arrs = []
-    for i, im in enumerate(images):
-        a = np.asarray(im)
-        if (channel_axis is None and spatial_dims is None and a.ndim == 3
-                and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 8):
-            raise ValueError(
-                f"image {i} has shape {a.shape}: it looks like an RGB(A) image but "
-                "channel_axis is None, which would treat it as a volume. Pass channel_axis=-1 "
-                "(or spatial_dims=3 to train on volumes)."
-            )
-        a = check_image(a, channel_axis=channel_axis, name=f"image {i}")
-        arrs.append(a)
+    raw = [np.asarray(im) for im in images]
+    if (channel_axis is None and spatial_dims != 3 and raw
+            and all(a.ndim == 3 and a.shape[-1] in (3, 4) for a in raw)):
+        channel_axis = -1  # every image is (rows, cols, 3|4): colour, not a thin volume
+    arrs = [check_image(a, channel_axis=channel_axis, name=f"image {i}")
+            for i, a in enumerate(raw)]
     spatial = [a.shape[:-1] if channel_axis is not None else a.shape for a in arrs]
     nds = {len(s) for s in spatial}
     chans = {a.shape[-1] if channel_axis is not None else 1 for a in arrs}
@@ -726,7 +722,7 @@ def _prepare(images, masks, channel_axis, spatial_dims):
     ca = -1 if channel_axis is not None else None
     xs = [pre.image(a, ca) for a in arrs]
     ys = [pre.mask(m, s) for m, s in zip(labs, spatial)]
-    return pre, xs, ys
+    return pre, xs, ys, channel_axis
 
 
 def fit_network(
@@ -758,7 +754,8 @@ def fit_network(
         Keyword arguments of the network class (``in_channels``, ``num_classes`` and
         ``ndim`` are filled in from the data).
     channel_axis : int, optional
-        Colour axis of the images (-1 for RGB).
+        Colour axis of the images (-1 for RGB). When None and every image is
+        (rows, cols, 3 or 4), the last axis is taken as colour unless ``spatial_dims=3``.
     spatial_dims : int, optional
         2 or 3; checked against the images.
     rng : None, int or numpy.random.Generator
@@ -782,7 +779,7 @@ def fit_network(
     images, masks = list(images), None if masks is None else list(masks)
     if masks is not None and len(masks) != len(images):
         raise ValueError(f"got {len(images)} images but {len(masks)} masks.")
-    pre, xs, ys = _prepare(images, masks, channel_axis, spatial_dims)
+    pre, xs, ys, channel_axis = _prepare(images, masks, channel_axis, spatial_dims)
     if val_images is not None:
         ca = -1 if channel_axis is not None else None
         arrs = [check_image(v, channel_axis=channel_axis, name="validation image")
