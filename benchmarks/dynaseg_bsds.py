@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from physeg import metrics  # noqa: E402
-from physeg.neural.dynaseg import segment_dynaseg  # noqa: E402
+from physeg.neural.dynaseg import segment_dynaseg, split_components  # noqa: E402
 
 #: name -> keyword arguments of segment_dynaseg (threads is added from --threads).
 SETTINGS: dict[str, dict] = {
@@ -97,7 +97,7 @@ def summarise(records: list[dict]) -> dict:
     table = {}
     for (var, setting), recs in sorted(out.items()):
         entry: dict = {"variant": var, "setting": setting, "n_images": len(recs)}
-        for score in ("hungarian", "best_match"):
+        for score in ("hungarian", "best_match", "hungarian_cc", "best_match_cc"):
             for key in ("all", "fine", "coarse"):
                 w = np.array([r["n_segments"][key] for r in recs], float)
                 v = np.array([r[score][key] for r in recs], float)
@@ -106,7 +106,8 @@ def summarise(records: list[dict]) -> dict:
             for suffix in ("", "_imgw"):
                 entry[f"{score}_mean{suffix}"] = float(np.mean(
                     [entry[f"{score}_{k}{suffix}"] for k in ("all", "fine", "coarse")]))
-        for key in ("wall_s", "cpu_s", "iterations", "n_segments_pred", "load1"):
+        for key in ("wall_s", "cpu_s", "iterations", "n_segments_pred", "n_regions_cc",
+                    "load1"):
             entry[f"{key}_mean"] = float(np.mean([r[key] for r in recs]))
         entry["wall_s_median"] = float(np.median([r["wall_s"] for r in recs]))
         entry["stop_reasons"] = {s: sum(r["stop_reason"] == s for r in recs)
@@ -125,20 +126,26 @@ def write_summary(path_json: Path, path_md: Path, table: dict, meta: dict) -> No
         "mIoU, segment-weighted over the dataset (as the official script). H = one-to-one "
         "Hungarian matching per gt map (the seed's protocol); BM = official DynaSeg code's "
         "best-match-per-segment score (many-to-one).", "",
-        "| variant | setting | n | H All | H Fine | H Coarse | H Mean | BM All | BM Fine | "
-        "BM Coarse | BM Mean | H All (img-w) | wall s/img | CPU s/img | iters | segs | load |",
-        "|" + "---|" * 17,
+        "| variant | setting | segments scored | n | H All | H Fine | H Coarse | H Mean | "
+        "BM All | BM Fine | BM Coarse | BM Mean | H All (img-w) | wall s/img | CPU s/img | "
+        "iters | segs | load |",
+        "|" + "---|" * 18,
     ]
     for e in table.values():
-        lines.append(
-            f"| {e['variant']} | {e['setting']} | {e['n_images']} | "
-            + " | ".join(f"{e[f'hungarian_{k}']:.3f}" for k in ("all", "fine", "coarse", "mean"))
-            + " | "
-            + " | ".join(f"{e[f'best_match_{k}']:.3f}" for k in ("all", "fine", "coarse", "mean"))
-            + f" | {e['hungarian_all_imgw']:.3f} | {e['wall_s_mean']:.1f} | {e['cpu_s_mean']:.1f}"
-            f" | {e['iterations_mean']:.0f} | {e['n_segments_pred_mean']:.1f} | "
-            f"{e['load1_mean']:.1f} |"
-        )
+        for sfx, what, segs in (("", "clusters", "n_segments_pred"),
+                                ("_cc", f"+CC (min {meta.get('min_size')} px)",
+                                 "n_regions_cc")):
+            lines.append(
+                f"| {e['variant']} | {e['setting']} | {what} | {e['n_images']} | "
+                + " | ".join(f"{e[f'hungarian{sfx}_{k}']:.3f}"
+                             for k in ("all", "fine", "coarse", "mean"))
+                + " | "
+                + " | ".join(f"{e[f'best_match{sfx}_{k}']:.3f}"
+                             for k in ("all", "fine", "coarse", "mean"))
+                + f" | {e[f'hungarian{sfx}_all_imgw']:.3f} | {e['wall_s_mean']:.1f} | "
+                f"{e['cpu_s_mean']:.1f} | {e['iterations_mean']:.0f} | {e[segs + '_mean']:.1f} | "
+                f"{e['load1_mean']:.1f} |"
+            )
     lines += ["", "Paper, Table 1 (200 BSD500 test images, official best-match script): "
               + "; ".join(f"{v} All {p['all']:.3f} / Fine {p['fine']:.3f} / Coarse "
                           f"{p['coarse']:.3f} / Mean {p['mean']:.3f}" for v, p in PAPER.items())]
@@ -157,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="run")
+    ap.add_argument("--min-size", type=int, default=50,
+                    help="min_size of the connected-region post-processing scored as '+CC'")
+    ap.add_argument("--shard", default=None,
+                    help="i/n: run only images i, i+n, ... (for parallel processes)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--combine-only", action="store_true",
+                    help="only rewrite the summary of the tag's existing .jsonl files")
     args = ap.parse_args(argv)
 
     if not (args.data / "manifest.csv").is_file():
@@ -180,10 +193,21 @@ def main(argv: list[str] | None = None) -> int:
         "tag": args.tag, "command": "python benchmarks/dynaseg_bsds.py " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "machine": f"{os.cpu_count()} CPUs", "threads": args.threads,
-        "max_iter_override": args.max_iter, "seed": args.seed,
+        "max_iter_override": args.max_iter, "seed": args.seed, "min_size": args.min_size,
         "settings": {s: SETTINGS[s] for s in settings},
     }
+    if args.combine_only:
+        combine(args.out, args.tag, meta)
+        return 0
     rows = read_rows(args.data, args.limit)
+    if args.shard:
+        i, n = (int(v) for v in args.shard.split("/"))
+        rows = rows[i::n]
+        stem = args.out / f"dynaseg_{args.tag}_shard{i}of{n}"
+        jsonl = stem.with_suffix(".jsonl")
+        records = ([json.loads(x) for x in jsonl.read_text().splitlines()]
+                   if jsonl.exists() else [])
+        done = {(r["id"], r["variant"], r["setting"]) for r in records}
     for row in rows:
         img, gts = load(args.data, row)
         for setting in settings:
@@ -198,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 labels, info = segment_dynaseg(img, channel_axis=-1, rng=args.seed,
                                                return_info=True, **kw)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                regions = split_components(labels, min_size=args.min_size)
                 rec = {
                     "id": row["id"], "variant": var, "setting": setting, "wall_s": wall,
                     "cpu_s": cpu, "load1": load1, "iterations": info["iterations"],
@@ -207,20 +232,33 @@ def main(argv: list[str] | None = None) -> int:
                     "n_segments": seg_counts(gts),
                     "hungarian": metrics.bsds_protocols(labels, gts, score="hungarian"),
                     "best_match": metrics.bsds_protocols(labels, gts, score="best_match"),
+                    "n_regions_cc": int(regions.max()) + 1,
+                    "hungarian_cc": metrics.bsds_protocols(regions, gts, score="hungarian"),
+                    "best_match_cc": metrics.bsds_protocols(regions, gts, score="best_match"),
                 }
                 records.append(rec)
                 with open(jsonl, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                 print(f"{row['id']} {var:5s} {setting:12s} H-all {rec['hungarian']['all']:.3f} "
-                      f"BM-all {rec['best_match']['all']:.3f} segs {rec['n_segments_pred']:3d} "
+                      f"BM-all {rec['best_match']['all']:.3f} CC H-all {rec['hungarian_cc']['all']:.3f} "
+                      f"segs {rec['n_segments_pred']:3d} "
                       f"its {info['iterations']:4d} ({info['stop_reason']}) wall {wall:6.1f}s "
                       f"cpu {cpu:6.1f}s load {load1:.1f}", flush=True)
                 write_summary(stem.with_suffix(".json"), stem.with_suffix(".md"),
                               summarise(records), meta)
-    if records:
-        write_summary(stem.with_suffix(".json"), stem.with_suffix(".md"), summarise(records),
-                      meta)
+    combine(args.out, args.tag, meta)
     return 0
+
+
+def combine(out: Path, tag: str, meta: dict) -> None:
+    """Summarise every ``dynaseg_<tag>.jsonl`` and ``dynaseg_<tag>_shard*.jsonl`` together."""
+    files = sorted(out.glob(f"dynaseg_{tag}.jsonl")) + sorted(
+        out.glob(f"dynaseg_{tag}_shard*.jsonl"))
+    records = [json.loads(x) for f in files for x in f.read_text().splitlines() if x.strip()]
+    if records:
+        meta = {**meta, "files": [f.name for f in files]}
+        write_summary(out / f"dynaseg_{tag}.json", out / f"dynaseg_{tag}.md",
+                      summarise(records), meta)
 
 
 if __name__ == "__main__":

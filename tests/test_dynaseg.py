@@ -218,6 +218,29 @@ def test_scribble_mode_follows_scribbles():
     assert (labels[truth == 1] == right).mean() > 0.9
 
 
+def test_split_components_known_answer():
+    lab = np.zeros((10, 10), np.int64)
+    lab[:, 5:] = 1
+    lab[1:4, 1:4] = 1  # a second, disconnected region of cluster 1 (9 px)
+    lab[7, 7] = 0  # a 1-pixel island of cluster 0 inside the right half
+    reg = ds.split_components(lab)
+    assert reg.max() + 1 == 4
+    merged = ds.split_components(lab, min_size=5)  # the island joins the right half
+    assert merged.max() + 1 == 3
+    assert merged[7, 7] == merged[0, 9]
+    assert merged[2, 2] != merged[0, 0] and merged[2, 2] != merged[0, 9]
+    np.testing.assert_array_equal(np.unique(merged), np.arange(3))
+
+
+def test_components_option_in_segment():
+    img, _ = _two_region()
+    lab, info = ds.segment_dynaseg(img, channel_axis=-1, rng=0, components=True, min_size=5,
+                                   return_info=True, **FAST)
+    sizes = np.bincount(lab.ravel())
+    assert sizes.min() >= 5
+    assert info["n_clusters"] >= 1
+
+
 # ---------------------------------------------------------------- registry and CLI contract
 
 

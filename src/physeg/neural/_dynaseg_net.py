@@ -119,7 +119,7 @@ def train_per_image(
     weight_decay: float = 0.0,
     scribble: torch.Tensor | None = None,
     scribble_weight: float = 0.5,
-    callback: Callable[[int, int, float, float], None] | None = None,
+    callback: Callable[[int, int, float, float, torch.Tensor], None] | None = None,
 ) -> TrainResult:
     """Optimise ``model`` on one image by self-labelling; return the final response.
 
@@ -131,6 +131,8 @@ def train_per_image(
 
     ``scribble`` (1, h, w) int64 with -1 = unlabelled switches on the scribble loss of
     Kim et al.: ``L_sim`` on unscribbled pixels + ``scribble_weight`` * CE on scribbled ones.
+    ``callback(it, q', mu, loss, resp)`` is called after every step with the detached
+    response of that iteration's forward pass.
     """
     weight = mu_schedule(variant, alpha, mu)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
@@ -162,7 +164,7 @@ def train_per_image(
         res.loss.append(float(loss.detach()))
         res.iterations = it + 1
         if callback is not None:
-            callback(it, q_now, m, res.loss[-1])
+            callback(it, q_now, m, res.loss[-1], resp.detach())
         if q_now <= min_labels:
             stop = "min_labels"
             break
