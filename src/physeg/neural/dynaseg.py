@@ -17,14 +17,17 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   ``p = q = 100``, full resolution, ``T = 1000``, stop at ``q' <= 3``, SGD lr 0.1, momentum
   0.9, no weight decay, no silhouette phase (that script has none). The paper's text says
   ``M = 3`` and weight decay 1e-4; both are available as parameters. ``preset="fast"``
-  (default) trains at reduced resolution and stops when ``q'`` is stable; every speed-up is
-  a separate parameter, and ``benchmarks/dynaseg_bsds.py`` measures what each costs in mIoU.
+  (default) trains at half resolution with 64 instead of 100 channels, caps ``T`` at 60 and
+  stops when ``q'`` has been stable for 10 iterations; every speed-up is a separate
+  parameter, and ``benchmarks/dynaseg_bsds.py`` measures what each costs in mIoU.
 * **Reduced resolution.** With ``scale < 1`` the image is resized (bilinear, antialiased)
   before training, and the final response ``r'`` (not the labels) is bilinearly upsampled
   to the input size before the argmax, so label boundaries are interpolated smoothly.
 * **Stability stop.** With ``patience = P > 0`` training also stops when the smallest
   ``q'`` seen so far has not decreased for ``P`` iterations (on BSD500 ``q'`` plateaus at
-  10-20 labels long before ``T``; the 3-label rule is rarely met).
+  8-20 labels within 20-40 iterations; the 3-label rule is rarely met).
+* **Threads.** Under CPU contention two torch threads were up to 15x slower than one in our
+  measurements (OpenMP threads wait for each other), so the benchmark uses ``threads=1``.
 * **Silhouette phase** (the paper gives no features, sampling or k range): before the first
   iteration, ``n = 1000`` pixels of the (resized) input are drawn with ``rng``; their channel
   values (in [0, 1]) are clustered by k-means (k-means++ seeding, 30 Lloyd steps, seeded by
@@ -304,18 +307,18 @@ def segment_dynaseg(
         Defaults for ``scale, channels, n_conv, max_iter, patience, silhouette,
         weight_decay`` (see :data:`PRESETS`); any of them given explicitly wins.
     max_iter : int, optional
-        Iteration cap T (published 1000; fast 300). More iterations merge more clusters.
+        Iteration cap T (published 1000; fast 60). More iterations merge more clusters.
     min_labels : int, default 3
         Stop as soon as ``q' <= min_labels`` (published rule). Raise it for more segments.
     patience : int, optional
         Also stop when the smallest ``q'`` has not decreased for this many iterations
-        (0 = off; published 0, fast 20). Lower = faster, possibly more segments.
+        (0 = off; published 0, fast 10). Lower = faster, possibly more segments.
     scale : float, optional
         Training resolution factor in (0, 1] (published 1, fast 0.5); the cost per
         iteration falls as ``scale**2``; the response is upsampled back before the argmax.
     channels : int, optional
-        p = q, feature and cluster channels (2..512; published 100). ``q`` caps the number
-        of segments; cost grows as ``channels**2``.
+        p = q, feature and cluster channels (2..512; published 100, fast 64). ``q`` caps the
+        number of clusters; cost grows as ``channels**2``.
     n_conv : int, optional
         Number M of conv-ReLU-BN components (1..8; published BSD code 2, paper text 3).
     silhouette : bool, optional
@@ -550,8 +553,8 @@ def segment_dynaseg(
     info = dict(
         n_labels=res.n_labels, mu=res.mu, loss=res.loss, stop_reason=res.stop_reason,
         iterations=res.iterations, k_star=k_star or None, silhouette_scores=scores,
-        n_clusters=n_clusters, seconds=time.perf_counter() - t0, train_shape=(h, w), seed=seed, preset=preset,
-        config=cfg,
+        n_clusters=n_clusters, seconds=time.perf_counter() - t0, train_shape=(h, w),
+        seed=seed, preset=preset, config=cfg,
     )
     return labels, info
 
@@ -587,15 +590,15 @@ register(
             Param("preset", "str", "fast", "fast (reduced resolution, stability stop) or "
                   "published (full recipe, ~1 h/image on a CPU core)",
                   choices=("fast", "published")),
-            Param("max_iter", "int", None, "iteration cap T (fast 300, published 1000)",
+            Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
                   low=1, high=100000),
             Param("min_labels", "int", 3, "stop when the label count falls to this", low=1,
                   high=512),
             Param("patience", "int", None, "stop when the label count has not fallen for this "
-                  "many iterations (0 = off; fast 20)", low=0, high=100000),
+                  "many iterations (0 = off; fast 10)", low=0, high=100000),
             Param("scale", "float", None, "training resolution factor (fast 0.5, published 1); "
                   "cost ~ scale^2", low=0.01, high=1.0),
-            Param("channels", "int", None, "p = q channels (100); caps the number of segments",
+            Param("channels", "int", None, "p = q channels (fast 64, published 100)",
                   low=2, high=512),
             Param("n_conv", "int", None, "conv-ReLU-BN components M (2)", low=1, high=8),
             Param("silhouette", "bool", None, "silhouette phase: floor the label count at the "
