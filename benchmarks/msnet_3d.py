@@ -39,13 +39,13 @@ def _volume(shape, rng):
         for _ in range(3):
             semi = rng.uniform(0.2, 0.35, 3)
             c = rng.uniform(-1 + semi, 1 - semi)
-            q = sum(((x - ci) / s) ** 2 for x, ci, s in zip(coords, c, semi))
+            q = sum(((x - ci) / s) ** 2 for x, ci, s in zip(coords, c, semi, strict=True))
             lab[q <= 1] = 1
         vol = lab.astype(np.float32)
     coords = np.meshgrid(*[np.linspace(-1, 1, d) for d in shape], indexing="ij")
     a = rng.normal(size=3)
     a /= np.linalg.norm(a)
-    bias = 1.0 + 0.3 * sum(ai * x for ai, x in zip(a, coords))
+    bias = 1.0 + 0.3 * sum(ai * x for ai, x in zip(a, coords, strict=True))
     noisy = vol * bias + rng.normal(0.0, 0.2, size=shape)
     return noisy.astype(np.float32), lab
 

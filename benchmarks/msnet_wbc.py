@@ -102,13 +102,14 @@ def evaluate(model, images, masks) -> dict[str, float]:
     t0 = time.perf_counter()
     preds = [model.predict(im, channel_axis=-1) for im in images]
     infer = (time.perf_counter() - t0) / len(images)
-    for p, m in zip(preds, masks):
+    for p, m in zip(preds, masks, strict=True):
         per.append(class_metrics(np.asarray(p), np.asarray(m), 3))
     acc = np.array([d["acc"] for d in per])
     iou = np.array([d["iou"] for d in per])
     dsc = np.array([d["dsc"] for d in per])
     asd = np.array([d["asd"] for d in per])
-    pix = np.mean([np.mean(np.asarray(p) == np.asarray(m)) for p, m in zip(preds, masks)])
+    pix = np.mean([np.mean(np.asarray(p) == np.asarray(m))
+                   for p, m in zip(preds, masks, strict=True)])
     return {
         "mAcc": float(acc.mean()),
         "mIoU": float(iou[:, 1:].mean()),
@@ -177,7 +178,8 @@ def main() -> None:
             model = fit_network(
                 meth, meth, [images[i] for i in tr], [masks[i] for i in tr],
                 arch_config={**ARCH[meth], **json.loads(args.arch or "{}").get(meth, {})},
-                clip_grad=args.clip_grad, loss=args.loss, patch=args.patch, channel_axis=-1, rng=args.seed,
+                clip_grad=args.clip_grad, loss=args.loss, patch=args.patch, channel_axis=-1,
+                rng=args.seed,
                 iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                 val_every=args.val_every, patience=args.patience, max_time=args.max_time,
                 threads=args.threads, log=lambda s: print("   ", s, flush=True),
@@ -190,7 +192,8 @@ def main() -> None:
                        stop_reason=h["stop_reason"], best_val_dice=h["best_val_dice"],
                        parameters=count_parameters(model.net), n_train=model.info["n_train"],
                        n_val=model.info["n_val"], arch=model.config,
-                       paper=dict(zip(("mAcc", "mIoU", "mDSC", "mASD"), PAPER[S][meth])))
+                       paper=dict(zip(("mAcc", "mIoU", "mDSC", "mASD"), PAPER[S][meth],
+                                      strict=True)))
             print(f"   -> mIoU {res['mIoU']:.4f} mDSC {res['mDSC']:.4f} mAcc {res['mAcc']:.4f} "
                   f"mASD {res['mASD']:.3f} ({wall:.0f}s)", flush=True)
             runs.append(res)
@@ -213,7 +216,8 @@ def _write(out: Path, args, runs, merged=None) -> None:
         "iterations": args.iterations, "batch_size": args.batch_size, "lr": args.lr,
         "argv": " ".join(sys.argv[1:]),
         "threads": args.threads, "limit": args.limit, "loss": args.loss,
-        "clip_grad": args.clip_grad, "arch_override": args.arch, "patch": args.patch, "python": platform.python_version(),
+        "clip_grad": args.clip_grad, "arch_override": args.arch, "patch": args.patch,
+        "python": platform.python_version(),
         "machine": platform.machine(),
         "metric_note": "mIoU/mDSC/mASD over foreground classes (cytoplasm, nucleus); mAcc "
                        "one-vs-rest over all 3 classes; per image, then averaged",

@@ -20,8 +20,8 @@ model of a (dataset, S, seed) cell), stage II = the other half at lr × 0.1, fre
 
 * ``plain``: stage II without priors (a plain U-Net trained for the same iterations);
 * ``pde``: stage II with the ``allen-cahn`` preset (λ_RD = λ_PF = 1, ε = 1.5 px, D = ε²/4);
-* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF ∈ {0.1, 10}, RD only (λ_RD = 1),
-  PF only (λ_PF = 1), the paper's preset (``poudel2026``: λ = 1e-4, D = 5, ε = 0.05 px), and
+* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF ∈ {0.1, 10}, the paper's preset
+  (``poudel2026``: λ = 1e-4, D = 5, ε = 0.05 px), and
   the single-stage schedule (priors from the first iteration at full lr, λ = 1).
 
 Training: U-Net widths 8,16,32,64, random 96 × 96 crops (flips, 90° turns, intensity
@@ -67,8 +67,6 @@ MAIN = {"plain": {"lambda_rd": 0.0, "lambda_pf": 0.0}, "pde": {"preset": "allen-
 SWEEP = {
     "λ=0.1": {"lambda_rd": 0.1, "lambda_pf": 0.1},
     "λ=10": {"lambda_rd": 10.0, "lambda_pf": 10.0},
-    "RD only (λ=1)": {"lambda_rd": 1.0, "lambda_pf": 0.0},
-    "PF only (λ=1)": {"lambda_rd": 0.0, "lambda_pf": 1.0},
     "paper preset": {"preset": "poudel2026"},
     "single-stage (λ=1)": {"schedule": "single"},
 }
@@ -330,14 +328,16 @@ def figure(cells: list[dict], data_root: Path, n_test, path: Path) -> None:
                            f"{'in' if split == 'in' else 'unseen'}", ims[k], gts[k], preds))
     if not panels:
         return
-    fig, axes = plt.subplots(len(panels), 4, figsize=(11, 2.7 * len(panels)))
+    shown = [n for n in ("plain", "pde", "λ=10") if all(n in p[3] for p in panels)]
+    ncol = 2 + len(shown)
+    fig, axes = plt.subplots(len(panels), ncol, figsize=(2.75 * ncol, 2.7 * len(panels)))
     axes = np.atleast_2d(axes)
     for row, (title, im, gt, preds) in zip(axes, panels, strict=True):
         row[0].imshow(im, cmap="gray" if im.ndim == 2 else None)
         row[0].set_title(title, fontsize=8)
         row[1].imshow(gt, cmap="gray", vmin=0, vmax=1)
         row[1].set_title("ground truth", fontsize=8)
-        for ax, name in zip(row[2:], ("plain", "pde"), strict=True):
+        for ax, name in zip(row[2:], shown, strict=True):
             ax.imshow(preds[name], cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{name}: Dice {score(preds[name], gt)['dice']:.3f}", fontsize=8)
         for ax in row:
@@ -363,6 +363,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--iterations", type=int, default=240, help="total per model (2 stages)")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--only-sweep", action="store_true",
+                    help="only the sweep cells (DSB, S=10, with plain and pde as references)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: S=5, one seed, 10 iterations, no sweep")
     ap.add_argument("--workers", type=int, default=2)
@@ -418,7 +420,11 @@ def main(argv=None) -> None:
     # main cells first (largest S first), then the sweep cells (stage I recomputed: the same
     # seed gives the same stage I), so an interrupted run still has the main table
     jobs.sort(key=lambda j: -j["S"])
-    if SWEEP_S in sizes and not args.no_sweep:
+    if args.only_sweep:
+        jobs = [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants={**MAIN, **SWEEP},
+                     patch=96, figure=fig_pick if seed == seeds[0] else None)
+                for seed in seeds]
+    elif SWEEP_S in sizes and not args.no_sweep:
         jobs += [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants=dict(SWEEP), patch=96,
                       figure=None) for seed in seeds]
     for j in jobs:

@@ -269,7 +269,7 @@ def test_msnet_learns_toy_problem(torch_det):
                        augment=False)
     test_images, test_masks = _toy_data(n=3, seed=9)
     dices = []
-    for im, m in zip(test_images, test_masks):
+    for im, m in zip(test_images, test_masks, strict=True):
         p = model.predict(im)
         for c in (100, 200):
             dices.append(2 * np.sum((p == c) & (m == c)) / (np.sum(p == c) + np.sum(m == c)))

@@ -23,7 +23,7 @@ from physeg.neural.train import (
 def test_split_is_fixed_disjoint_and_nested():
     a = split_indices(75, 30, rng=0)
     b = split_indices(75, 30, rng=0)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     tr, va, te = a
     assert len(tr) == 30 and len(va) == 0 and len(te) == 45
@@ -208,3 +208,20 @@ def test_fit_input_errors():
         physeg.fit("unet", [np.zeros((16, 16))], [np.zeros((8, 8), np.uint8)], iterations=1)
     with pytest.raises(ValueError, match="has no parameter 'iteration'"):
         physeg.fit("msnet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], iteration=1)
+
+
+@pytest.mark.torch
+def test_progress_bar_and_device_choice():
+    torch = pytest.importorskip("torch")
+    from physeg.neural.train import build_network, train_network
+
+    images, masks = _squares(n=2)
+    xs = [(im[None] / 255.0).astype(np.float32) for im in images]
+    ys = [m.astype(np.int64) for m in masks]
+    net = build_network("unet", in_channels=1, num_classes=2, widths=(2, 4))
+    h = train_network(net, xs, ys, rng=0, config=TrainConfig(
+        iterations=2, batch_size=1, progress=True, threads=1, device="auto"))
+    assert h["iterations_run"] == 2
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+            train_network(net, xs, ys, config=TrainConfig(iterations=1, device="cuda"))

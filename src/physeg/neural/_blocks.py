@@ -102,13 +102,13 @@ def pad_to_multiple(x: torch.Tensor, div: Sequence[int]) -> tuple[torch.Tensor, 
     (reflection needs pad < size). Returns the padded tensor and the original spatial shape.
     """
     spatial = tuple(x.shape[2:])
-    pads = [(-n) % d for n, d in zip(spatial, div)]
+    pads = [(-n) % d for n, d in zip(spatial, div, strict=True)]
     if not any(pads):
         return x, spatial
     flat: list[int] = []
     for p in reversed(pads):  # F.pad wants the last axis first
         flat += [0, p]
-    mode = "reflect" if all(p < n for p, n in zip(pads, spatial)) else "replicate"
+    mode = "reflect" if all(p < n for p, n in zip(pads, spatial, strict=True)) else "replicate"
     return F.pad(x, flat, mode=mode), spatial
 
 

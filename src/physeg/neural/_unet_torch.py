@@ -58,9 +58,9 @@ class UNet(nn.Module):
         x, spatial = B.pad_to_multiple(x, self.divisor)
         skips = []
         h = self.enc[0](x)
-        for pool, enc in zip(self.pools, self.enc[1:]):
+        for pool, enc in zip(self.pools, self.enc[1:], strict=True):
             skips.append(h)
             h = enc(pool(h))
-        for up, dec in zip(self.ups, self.dec):
+        for up, dec in zip(self.ups, self.dec, strict=True):
             h = dec(torch.cat([skips.pop(), up(h)], dim=1))
         return B.crop_to(self.out(h), spatial)

@@ -188,7 +188,10 @@ def _heat(u: np.ndarray, sigma: float, ndim: int) -> np.ndarray:
 
 
 def softmax_u_update(c: np.ndarray, eps: float) -> np.ndarray:
-    r"""Minimiser of :math:`\sum_i\langle u_i, c_i\rangle + \varepsilon\sum_i\langle u_i, \ln u_i\rangle` on the simplex.
+    r"""Minimiser on the simplex of the linear cost plus entropy (eq. (12)).
+
+    Minimises :math:`\sum_i\langle u_i, c_i\rangle + \varepsilon\sum_i\langle u_i,
+    \ln u_i\rangle` subject to :math:`\sum_i u_i = 1, u_i \ge 0`.
 
     Eq. (12): :math:`u_i = e^{-c_i/\varepsilon} / \sum_j e^{-c_j/\varepsilon}` (phases on
     axis 0), computed stably by subtracting the minimum cost.
@@ -203,7 +206,8 @@ def ms_energy(F: np.ndarray, v: np.ndarray, u: np.ndarray, *, mu: float, lam: fl
     r"""The relaxed Mumford–Shah energy with threshold-dynamics length and entropy.
 
     :math:`E = \sum_i\langle u_i, |v_i - F|^2 + \mu|\nabla v_i|^2\rangle
-    + \lambda\sum_i\langle u_i, k_\sigma*(1-u_i)\rangle + \varepsilon\sum_i\langle u_i,\ln u_i\rangle`
+    + \lambda\sum_i\langle u_i, k_\sigma*(1-u_i)\rangle
+    + \varepsilon\sum_i\langle u_i,\ln u_i\rangle`
     with ``F`` (c, *spatial), ``v`` (I, c, *spatial), ``u`` (I, *spatial).
     """
     ndim = u.ndim - 1
@@ -286,11 +290,11 @@ def ms_threshold_dynamics(
     ndim = F.ndim - 1
     if tau is None:
         tau = 1.0 / (1.0 + 4.0 * ndim * mu)
-    I = int(n_phases)
+    n_ph = int(n_phases)
     grey = F.mean(axis=0)
-    centres = np.quantile(grey, (np.arange(I) + 0.5) / I)
-    v = np.broadcast_to(centres.reshape((I, 1) + (1,) * ndim), (I,) + F.shape).copy()
-    u = softmax_u_update((grey[None] - centres.reshape((I,) + (1,) * ndim)) ** 2, eps)
+    centres = np.quantile(grey, (np.arange(n_ph) + 0.5) / n_ph)
+    v = np.broadcast_to(centres.reshape((n_ph, 1) + (1,) * ndim), (n_ph,) + F.shape).copy()
+    u = softmax_u_update((grey[None] - centres.reshape((n_ph,) + (1,) * ndim)) ** 2, eps)
     energies = [ms_energy(F, v, u, mu=mu, lam=lam, eps=eps, sigma=sigma)]
     for _ in range(int(iterations)):
         for _ in range(int(inner)):

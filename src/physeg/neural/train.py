@@ -244,7 +244,8 @@ class Preprocessing:
     std: list[float]
     intensity: str = "dtype range to [0, 1] (to_float01), then (x - mean) / std per channel"
 
-    def image(self, image: Any, channel_axis: int | None = None, *, name: str = "image") -> np.ndarray:
+    def image(self, image: Any, channel_axis: int | None = None, *,
+              name: str = "image") -> np.ndarray:
         """Validated image → float32 array (C, *spatial), standardised."""
         arr = np.asarray(image)
         if (channel_axis is None and self.in_channels > 1 and arr.ndim == self.ndim + 1
@@ -319,8 +320,8 @@ class TrainConfig:
 
 
 TRAIN_PARAMS: tuple[Param, ...] = (
-    Param("iterations", "int", 2000, "training iterations (mini-batches); more = longer, better fit",
-          low=1, high=1_000_000),
+    Param("iterations", "int", 2000,
+          "training iterations (mini-batches); more = longer, better fit", low=1, high=1_000_000),
     Param("batch_size", "int", 4, "images per mini-batch", low=1, high=1024),
     Param("lr", "float", 1e-3, "Adam initial learning rate", low=1e-7, high=1.0),
     Param("step_size", "int", 200, "StepLR: iterations between learning-rate decays (paper 200)",
@@ -362,7 +363,7 @@ def _auto_patch(shapes: Sequence[tuple[int, ...]], div: Sequence[int], ndim: int
     if patch is not None:
         return tuple(int(-(-patch // d) * d) for d in div)
     big = np.max(np.asarray(shapes), axis=0)
-    return tuple(int(-(-min(int(b), cap) // d) * d) for b, d in zip(big, div))
+    return tuple(int(-(-min(int(b), cap) // d) * d) for b, d in zip(big, div, strict=True))
 
 
 def _cut(x: np.ndarray, y: np.ndarray, patch: tuple[int, ...], gen: np.random.Generator):
@@ -372,7 +373,7 @@ def _cut(x: np.ndarray, y: np.ndarray, patch: tuple[int, ...], gen: np.random.Ge
     yo = np.zeros(patch, np.int64)
     vo = np.zeros(patch, np.float32)
     src, dst = [], []
-    for n, p in zip(spatial, patch):
+    for n, p in zip(spatial, patch, strict=True):
         if n >= p:
             s = int(gen.integers(0, n - p + 1))
             src.append(slice(s, s + p))
@@ -559,7 +560,7 @@ def train_network(
             if val_xs and (it % cfg.val_every == 0 or last):
                 score = float(np.mean([
                     _foreground_dice(predict_index(net, vx, dev), vy, k)
-                    for vx, vy in zip(val_xs, val_ys)
+                    for vx, vy in zip(val_xs, val_ys, strict=True)
                 ]))
                 hist["val"].append((it, score))
                 if score > best + 1e-4:
@@ -705,7 +706,7 @@ def _prepare(images, masks, channel_axis, spatial_dims):
     if spatial_dims is not None and spatial_dims != ndim:
         raise ValueError(f"spatial_dims={spatial_dims} but the images have {ndim} spatial axes.")
     labs = [check_labels_like(m, s, name=f"mask {i}") for i, (m, s) in
-            enumerate(zip(masks, spatial))]
+            enumerate(zip(masks, spatial, strict=True))]
     classes = sorted(np.unique(np.concatenate([np.unique(m) for m in labs])).tolist())
     if len(classes) < 2:
         raise ValueError(
@@ -721,7 +722,7 @@ def _prepare(images, masks, channel_axis, spatial_dims):
                         mean=[float(v) for v in mean], std=[float(v) for v in std])
     ca = -1 if channel_axis is not None else None
     xs = [pre.image(a, ca) for a in arrs]
-    ys = [pre.mask(m, s) for m, s in zip(labs, spatial)]
+    ys = [pre.mask(m, s) for m, s in zip(labs, spatial, strict=True)]
     return pre, xs, ys, channel_axis
 
 
@@ -781,11 +782,13 @@ def fit_network(
         raise ValueError(f"got {len(images)} images but {len(masks)} masks.")
     pre, xs, ys, channel_axis = _prepare(images, masks, channel_axis, spatial_dims)
     if val_images is not None:
+        if val_masks is None or len(val_masks) != len(val_images):
+            raise ValueError("val_images need one mask each: pass val_masks of the same length.")
         ca = -1 if channel_axis is not None else None
         arrs = [check_image(v, channel_axis=channel_axis, name="validation image")
                 for v in val_images]
         vxs = [pre.image(a, ca) for a in arrs]
-        vys = [pre.mask(m, y.shape[1:]) for m, y in zip(val_masks or [], vxs)]
+        vys = [pre.mask(m, y.shape[1:]) for m, y in zip(val_masks or [], vxs, strict=True)]
         txs, tys = xs, ys
     else:
         n_val = 0
