@@ -288,3 +288,30 @@ def test_read_log_ignores_a_torn_line(tmp_path):
     p = tmp_path / "log.jsonl"
     p.write_text(json.dumps({"event": "file", "status": "done"}) + "\n{\"event\": \"fi")
     assert batch.read_log(p) == [{"event": "file", "status": "done"}]
+
+
+def test_cli_scheduler_option(tmp_path):
+    """``physeg segment --scheduler ADDRESS`` runs the same worker on a dask cluster."""
+    from typer.testing import CliRunner
+
+    from physeg.cli import app
+
+    truth = _make_inputs(tmp_path / "in", n=3)
+    client, cluster = _dask_client()
+    try:
+        res = CliRunner().invoke(app, ["segment", str(tmp_path / "in"), "-o",
+                                       str(tmp_path / "out"), "--scheduler",
+                                       cluster.scheduler_address], catch_exceptions=False)
+    finally:
+        client.close()
+        cluster.close()
+    assert res.exit_code == 0, res.output
+    assert "segmented 3 of 3" in res.output
+    got = _labels(tmp_path / "out")
+    for name, mask in truth.items():
+        np.testing.assert_array_equal(got[name], mask.astype(np.uint8))
+    log = batch.read_log(tmp_path / "out" / batch.LOG_NAME)
+    assert log[0]["executor"] == "ClientExecutor"
+    res = CliRunner().invoke(app, ["segment", str(tmp_path / "in"), "-o", str(tmp_path / "o2"),
+                                   "--scheduler", "tcp://x:1", "--jobs", "2"])
+    assert res.exit_code == 2 and "alternatives" in res.output
