@@ -162,9 +162,9 @@ def main() -> None:
 
     check = None
     if args.check and args.check <= size:
-        from physeg.blockwise import segment_blockwise
-
         import zarr
+
+        from physeg.blockwise import segment_blockwise
 
         crop = np.asarray(zarr.open(str(img_path), mode="r")[: args.check, : args.check])
         cpath = work / "crop.npy"

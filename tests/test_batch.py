@@ -90,7 +90,7 @@ def test_executor_equivalence(tmp_path):
             np.testing.assert_array_equal(got[k], ref[k])
     workers = {r["worker"] for r in pooled.records}
     assert all(w.split(":")[1] != str(os.getpid()) for w in workers)  # really in other processes
-    for a, b in zip(serial.records, dasked.records):
+    for a, b in zip(serial.records, dasked.records, strict=True):
         assert (a["input"], a["seed"], a["input_sha256"]) == (b["input"], b["seed"],
                                                              b["input_sha256"])
 
