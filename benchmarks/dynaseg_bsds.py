@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard", default=None,
                     help="i/n: run only images i, i+n, ... (for parallel processes)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--save-labels", type=Path, default=None,
+                    help="folder for the raw cluster label maps (<id>_<variant>_<setting>.npz);"
+                         " keep it outside the repository")
     ap.add_argument("--combine-only", action="store_true",
                     help="only rewrite the summary of the tag's existing .jsonl files")
     args = ap.parse_args(argv)
@@ -224,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                                                return_info=True, **kw)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 regions = split_components(labels, min_size=args.min_size)
+                if args.save_labels is not None:
+                    args.save_labels.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(args.save_labels / f"{row['id']}_{var}_{setting}.npz",
+                                        labels=labels.astype(np.uint16))
                 rec = {
                     "id": row["id"], "variant": var, "setting": setting, "wall_s": wall,
                     "cpu_s": cpu, "load1": load1, "iterations": info["iterations"],

@@ -395,7 +395,7 @@ def segment_dynaseg(
     >>> import numpy as np
     >>> img = np.zeros((32, 32, 3)); img[8:24, 8:24] = (1.0, 0.2, 0.1)
     >>> lab = segment_dynaseg(img, channel_axis=-1, max_iter=30, channels=16, rng=0)
-    >>> lab.shape, lab[16, 16] != lab[0, 0]
+    >>> lab.shape, bool(lab[16, 16] != lab[0, 0])
     ((32, 32), True)
     """
     from .._optional import require
@@ -514,7 +514,9 @@ def segment_dynaseg(
             feats = x[0].permute(1, 2, 0).reshape(h * w, -1).cpu().numpy()
             k_star, scores = choose_k_silhouette(feats, k_min=k_min, k_max=k_max, rng=gen)
 
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] \
+            if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_ids):
             torch.manual_seed(seed)
             if backbone == "cnn":
                 model = net.DynaSegCNN(x.shape[1], cfg["channels"], cfg["channels"],
