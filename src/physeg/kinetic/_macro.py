@@ -205,7 +205,21 @@ def macro_solve(
     rec_i = 0
     next_refresh = 0.0  # U, W are refreshed for all agents together at multiples of refresh
     vel = np.zeros((A, d, nc - 1))
-    dJ_sum = np.zeros((A, d, nc, 2))
+    acc = np.zeros((A, d, nc - 1))  # sum over steps of (dt/dc) rho_up since the last refresh
+    gcoef = np.zeros((A, d, nc - 1, 2))
+    pos = np.zeros((A, d, nc - 1), dtype=bool)
+    vmax = np.zeros(A)
+    dt_cfl = np.full(A, np.inf)
+
+    def flush(M: np.ndarray) -> np.ndarray:
+        """M += P dJ with dJ_j = -(G_{j+1/2} - G_{j-1/2}) summed since the last refresh."""
+        G = acc[..., None] * gcoef
+        dJ = np.zeros((A, d, nc, 2))
+        dJ[..., :-1, :] -= G
+        dJ[..., 1:, :] += G
+        acc[:] = 0.0
+        return M + (P4 @ dJ) * dc
+
     Wbar = np.zeros((A, d, nc, 2))
     total = 0
     while np.any(t < t_final - 1e-12) and total < max_steps:
@@ -217,8 +231,7 @@ def macro_solve(
             ia = np.nonzero(active)[0]
             # M += P (sum of the J increments since the last refresh): P is linear, so this
             # equals applying P every step while mu is frozen
-            M = M + (P4 @ dJ_sum) * dc
-            dJ_sum[:] = 0.0
+            M = flush(M)
             B = (rho[:, :, None, :] @ P4)[:, :, 0, :] * dc  # (A, d, nc); P symmetric
             mu = np.clip(M / np.maximum(B, 1e-300)[..., None], -1 + 1e-6, 1 - 1e-6)
             # Beta quasi-equilibrium masses per spatial cell and axis: (a, d, nc, 2, ns),
@@ -250,35 +263,30 @@ def macro_solve(
             vel[ia] = (transport_rate * H_face * (Uf - faces)
                        - binarise_rate * gradV[ia])
             next_refresh = float(np.min(t[ia])) + refresh
-        vmax = np.abs(vel).max(axis=(1, 2))
-        dt = np.where(vmax > 0, cfl * dc / np.maximum(vmax, 1e-300), np.inf)
-        dt = np.minimum(dt, t_final - t)
+            # constant between refreshes: CFL step, upwind side and the J-flux coefficient
+            # G_{j+1/2} = rho_up * [lambda_T H (W_bar - c mu_up) - lambda_B V' mu_up]
+            vmax = np.abs(vel).max(axis=(1, 2))
+            dt_cfl = np.where(vmax > 0, cfl * dc / np.maximum(vmax, 1e-300), np.inf)
+            pos = vel > 0
+            mu_up = np.where(pos[..., None], mu[..., :-1, :], mu[..., 1:, :])
+            Wf = 0.5 * (Wbar[..., 1:, :] + Wbar[..., :-1, :])
+            gcoef = (transport_rate * H_face[:, None] * (Wf - faces[:, None] * mu_up)
+                     - binarise_rate * gradV[..., None] * mu_up)
+        dt = np.minimum(dt_cfl, t_final - t)
         dt = np.minimum(dt, np.maximum(next_refresh - t, 0.0))  # wait for the others
         dt = np.where(active, dt, 0.0)
-        max_cfl = max(max_cfl, float(np.max(dt * vmax / dc, initial=0.0)))
-        # Rusanov flux with interface speed = upwind flux
-        pos = vel > 0
-        rho_up = np.where(pos, rho[..., :-1], rho[..., 1:])
-        F = vel * rho_up
-        J = rho[..., None] * mu
-        J_up = np.where(pos[..., None], J[..., :-1, :], J[..., 1:, :])
-        Wf = 0.5 * (Wbar[..., 1:, :] + Wbar[..., :-1, :])
-        G = (transport_rate * H_face[:, None] * (rho_up[..., None] * Wf - faces[:, None] * J_up)
-             - binarise_rate * gradV[..., None] * J_up)
+        max_cfl = max(max_cfl, float(np.max(dt * vmax)) / dc)
+        # Rusanov flux with the interface speed = upwind flux; zero flux at c = 0 and c = 1
         lam = (dt / dc)[:, None, None]
-        div = np.zeros_like(rho)
-        div[..., :-1] += F
-        div[..., 1:] -= F
-        rho = rho - lam * div
-        dJ = np.zeros_like(J)
-        dJ[..., :-1, :] += G
-        dJ[..., 1:, :] -= G
-        dJ *= -lam[..., None]
-        dJ_sum += dJ
+        rho_up = np.where(pos, rho[..., :-1], rho[..., 1:])
+        flux = lam * vel * rho_up
+        rho[..., :-1] -= flux
+        rho[..., 1:] += flux
+        acc += lam * rho_up  # the J-fluxes are rho_up * gcoef: summed, applied at refresh
         t = t + dt
-        steps += active
+        steps += active & (dt > 0)
         total += 1
-    M = M + (P4 @ dJ_sum) * dc
+    M = flush(M)
     while rec_i < len(rec_times):
         history.append(rho.copy())
         rec_i += 1
