@@ -61,6 +61,7 @@ SETTINGS: dict[str, dict] = {
     "fast-scale0.35": dict(preset="fast", scale=0.35),
     "fast-silh": dict(preset="fast", silhouette=True),
     "fast-m3": dict(preset="fast", n_conv=3),
+    "fast-fullout": dict(preset="fast", final="full"),
 }
 VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", alpha=15.0),
             "scf": dict(variant="scf", alpha=50.0)}

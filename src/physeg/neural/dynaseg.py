@@ -268,6 +268,7 @@ def segment_dynaseg(
     scribble: np.ndarray | None = None,
     components: bool = False,
     min_size: int = 50,
+    final: str = "upsample",
     callback: Any = None,
     return_info: bool = False,
     channel_axis: int | None = None,
@@ -344,6 +345,11 @@ def segment_dynaseg(
         segments, not clusters.
     min_size : int, default 50
         Smallest kept region, in pixels of the input image (used with ``components``).
+    final : {"upsample", "full"}, default "upsample"
+        With ``scale < 1``: ``upsample`` bilinearly upsamples the trained response to the
+        input size; ``full`` runs the trained (fully convolutional) network once on the
+        full-resolution input instead (one extra forward pass; sharper boundaries, but the
+        features see a receptive field half as large relative to the content).
     callback : callable, optional
         ``callback(iteration, q', mu, loss, response)`` after every SGD step; ``response``
         is the detached (1, q, h, w) torch tensor at the training resolution.
@@ -410,6 +416,7 @@ def segment_dynaseg(
     backbone = look_up_option(backbone, ("cnn", "resnet18"), what="dynaseg backbone")
     preset = look_up_option(preset, tuple(PRESETS), what="dynaseg preset")
     device = look_up_option(device, ("cpu", "cuda", "auto"), what="device")
+    final = look_up_option(final, ("upsample", "full"), what="final")
     cfg = dict(PRESETS[preset])
     given = dict(scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
                  patience=patience, silhouette=silhouette, weight_decay=weight_decay)
@@ -499,7 +506,7 @@ def segment_dynaseg(
             raise ValueError(f"threads must be in [1, 256]; got {threads!r}.")
         torch.set_num_threads(int(threads))
     try:
-        x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x01, -1, 0)))[None].to(dev)
+        x = x_full = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x01, -1, 0)))[None].to(dev)
         if (h, w) != (rows, cols):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                               antialias=True)
@@ -536,7 +543,10 @@ def segment_dynaseg(
             scribble=scr_t, callback=callback,
         )
         resp = res.response
-        if (h, w) != (rows, cols):
+        if (h, w) != (rows, cols) and final == "full":
+            with torch.no_grad():
+                resp = model(x_full)
+        if resp.shape[-2:] != (rows, cols):
             resp = F.interpolate(resp, size=(rows, cols), mode="bilinear", align_corners=False)
         ids = resp.argmax(dim=1)[0].cpu().numpy()
     finally:
@@ -609,6 +619,8 @@ register(
                   "regions < min_size px (post-processing, not in the paper)"),
             Param("min_size", "int", 50, "smallest region kept with components=true", low=0,
                   high=10**7),
+            Param("final", "str", "upsample", "with scale<1: upsample the response or run the "
+                  "net once at full resolution", choices=("upsample", "full")),
             Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
             Param("device", "str", "cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto")),
         ),
