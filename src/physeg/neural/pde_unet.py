@@ -271,8 +271,12 @@ def fit_pde_unet(
               enumerate(zip(masks, xs, strict=True))]
         config = dict(init.config)
     else:
-        pre, xs, ys = T._prepare(list(images), None if masks is None else list(masks),
-                                 channel_axis, data.get("spatial_dims"))
+        prepared = T._prepare(list(images), None if masks is None else list(masks),
+                              channel_axis, data.get("spatial_dims"))
+        pre, xs, ys = prepared[:3]
+        if len(prepared) > 3:  # the trainer may recognise colour images by their shape
+            channel_axis = prepared[3]
+            ca = -1 if channel_axis is not None else None
         config = {**_arch_config({**{p.name: p.default for p in ARCH_PARAMS}, **arch}),
                   "in_channels": pre.in_channels, "num_classes": len(pre.classes),
                   "ndim": pre.ndim}
