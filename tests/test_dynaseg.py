@@ -178,6 +178,15 @@ def test_reduced_scale_returns_full_size_and_input_untouched():
     assert set(np.unique(labels)) == set(range(np.unique(labels).size))
 
 
+def test_final_full_resolution_pass():
+    img, _ = _two_region(size=32)
+    labels, info = ds.segment_dynaseg(img, channel_axis=-1, rng=0, return_info=True,
+                                      final="full", **{**FAST, "scale": 0.5})
+    assert labels.shape == (32, 32) and info["train_shape"] == (16, 16)
+    with pytest.raises(ValueError, match="Unknown final 'fulll'"):
+        ds.segment_dynaseg(img, channel_axis=-1, final="fulll")
+
+
 def test_silhouette_floor_in_weight():
     img, _ = _two_region()
     _, info = ds.segment_dynaseg(img, channel_axis=-1, variant="fsf", silhouette=True,
