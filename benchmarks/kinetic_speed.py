@@ -15,8 +15,8 @@ Measured:
   per unit time, the paper's fast-space regime); cost per particle should stay flat (O(N)).
 - ``physeg.segment(image, method="kinetic")`` on a 256^2 noisy square (target < 5 s).
 - One macroscopic loss evaluation (64^2 training image, N_c = 50, 32^2 spatial grid, T = 4)
-  for A = 1, 16, 64 parameter sets evolved together, per parameter set, against the DSMC run
-  it replaces (the particle model with the same theta at 64^2, 128^2, 256^2).
+  for A = 1, 16, 64, 128 parameter sets evolved together, per parameter set, against the DSMC
+  run it replaces (the particle model at 64^2 .. 512^2).
 - One whole CBO fit (12 agents x 12 iterations) with the l2 and the Dice loss.
 """
 
@@ -119,7 +119,7 @@ def main() -> None:
         print(macro[-1], flush=True)
     out["macro"] = macro
     dsmc_runs = {}
-    for n in (64, 128, 256):
+    for n in ((64, 128, 256, 512) if not args.limit else (64, 128)):
         im, _ = noisy_shape("square", n, "gaussian", 2, rng=3)
         dsmc_runs[n] = best_of(lambda im=im: physeg.segment(im, method="kinetic", rng=0), 2)
     out["dsmc_run"] = dsmc_runs
