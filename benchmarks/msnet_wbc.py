@@ -160,6 +160,9 @@ def main() -> None:
         _write(Path(args.out), args, runs, merged=metas)
         return
 
+    import torch
+
+    torch.set_num_threads(args.threads)  # inference too: extra threads only wait on a busy CPU
     ids, images, masks = load_folder(args.data)
     n = len(ids)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -191,6 +194,7 @@ def main() -> None:
                        iterations_run=h["iterations_run"], best_iteration=h["best_iteration"],
                        stop_reason=h["stop_reason"], best_val_dice=h["best_val_dice"],
                        parameters=count_parameters(model.net), n_train=model.info["n_train"],
+                       batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                        n_val=model.info["n_val"], arch=model.config,
                        paper=dict(zip(("mAcc", "mIoU", "mDSC", "mASD"), PAPER[S][meth],
                                       strict=True)))
@@ -240,15 +244,18 @@ def _write_files(out: Path, args, runs, meta) -> None:
         "paper used 20 test images of 300. 20 % of the S images are used for validation. "
         "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",
         "| S | method | params | mAcc | mIoU | mDSC | mASD | mIoU (all 3) | train s | iters "
-        "| stop | infer ms/img | paper mAcc | paper mIoU | paper mDSC | paper mASD |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| batch×patch², lr | stop | infer ms/img | paper mAcc | paper mIoU | paper mDSC "
+        "| paper mASD |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         p = r["paper"]
         lines.append(
             f"| {r['S']} | {r['method']} | {r['parameters']:,} | {r['mAcc']:.4f} | "
             f"{r['mIoU']:.4f} | {r['mDSC']:.4f} | {r['mASD']:.3f} | {r['mIoU_all']:.4f} | "
-            f"{r['train_seconds']:.0f} | {r['iterations_run']} | {r['stop_reason']} | "
+            f"{r['train_seconds']:.0f} | {r['iterations_run']} | "
+            f"{r.get('batch_size', '?')}×{r.get('patch', '?')}², {r.get('lr', '?')} | "
+            f"{r['stop_reason']} | "
             f"{r['infer_ms_per_image']:.0f} | {p['mAcc']:.4f} | {p['mIoU']:.4f} | "
             f"{p['mDSC']:.4f} | {p['mASD']:.4f} |"
         )
