@@ -206,7 +206,7 @@ def main() -> None:
         "write s | peak RSS MiB | Dice | pixel error |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {size}² float32 ({result['image_gib']:.2f} GiB), zarr | {info['blocks']} × "
-        f"{args.chunks}² | {info['halo']} | {info['iterations']} | {info['wall_s']:.1f} | "
+        f"{info['chunks'][0]}² | {info['halo']} | {info['iterations']} | {info['wall_s']:.1f} | "
         f"{s['stats']:.1f} | {s['means']:.1f} | {s['iterate']:.1f} | {s['write']:.1f} | "
         f"{info['peak_rss_mb']:.0f} | {acc['dice']:.5f} | {acc['pixel_error']:.2e} |",
         "",
