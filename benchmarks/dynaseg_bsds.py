@@ -53,6 +53,7 @@ SETTINGS: dict[str, dict] = {
     "published": dict(preset="published"),
     # Default preset: scale 0.5, 64 channels, T = 60, stop when q' is stable for 10 its.
     "fast": dict(preset="fast"),
+    "anchor": {},  # settings of the anchor methods are in VARIANTS
     # Ablations: each undoes (or adds) one thing relative to "fast".
     "fast-scale1": dict(preset="fast", scale=1.0),
     "fast-ch100": dict(preset="fast", channels=100),
@@ -64,7 +65,12 @@ SETTINGS: dict[str, dict] = {
     "fast-fullout": dict(preset="fast", final="full"),
 }
 VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", alpha=15.0),
-            "scf": dict(variant="scf", alpha=50.0)}
+            "scf": dict(variant="scf", alpha=50.0),
+            # anchor, not DynaSeg: scikit-image's graph-based segmentation (Felzenszwalb &
+            # Huttenlocher 2004; the paper's "Graph-based Segmentation" row, parameters
+            # unknown there); run with --settings anchor
+            "felzenszwalb": dict(scale=100.0, sigma=0.8, min_size=50)}
+ANCHORS = {"felzenszwalb"}
 PAPER = {  # Table 1 of the paper (BSD500 test, 200 images; official best-match script)
     "fixed": dict(all=0.305, fine=0.259, coarse=0.374, mean=0.313),
     "fsf": dict(all=0.349, fine=0.307, coarse=0.420, mean=0.359),
@@ -224,8 +230,15 @@ def main(argv: list[str] | None = None) -> int:
                     kw["max_iter"] = args.max_iter
                 load1 = os.getloadavg()[0]
                 t0, c0 = time.perf_counter(), time.process_time()
-                labels, info = segment_dynaseg(img, channel_axis=-1, rng=args.seed,
-                                               return_info=True, **kw)
+                if var in ANCHORS:
+                    from skimage.segmentation import felzenszwalb
+
+                    labels = felzenszwalb(img, **VARIANTS[var]).astype(np.int32)
+                    info = {"iterations": 0, "stop_reason": "-", "k_star": None,
+                            "n_labels": []}
+                else:
+                    labels, info = segment_dynaseg(img, channel_axis=-1, rng=args.seed,
+                                                   return_info=True, **kw)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 regions = split_components(labels, min_size=args.min_size)
                 if args.save_labels is not None:
