@@ -26,8 +26,13 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
 * **Stability stop.** With ``patience = P > 0`` training also stops when the smallest
   ``q'`` seen so far has not decreased for ``P`` iterations (on BSD500 ``q'`` plateaus at
   8-20 labels within 20-40 iterations; the 3-label rule is rarely met).
-* **Threads.** Under CPU contention two torch threads were up to 15x slower than one in our
-  measurements (OpenMP threads wait for each other), so the benchmark uses ``threads=1``.
+* **Threads.** On the shared 2-core machine (load average 7-9) two torch threads were 5-15x
+  slower than one on a 32x32 test image (OpenMP threads wait for each other), so the
+  benchmark uses ``threads=1``; ``threads`` sets it per call.
+* **Connected regions** (``components=True``, off by default, not in the paper): a cluster
+  id may cover many disconnected regions; BSDS-style scores count segments, so the option
+  gives every 4-connected region its own label and absorbs regions below ``min_size``
+  pixels into the nearest larger one. The benchmark scores both outputs.
 * **Silhouette phase** (the paper gives no features, sampling or k range): before the first
   iteration, ``n = 1000`` pixels of the (resized) input are drawn with ``rng``; their channel
   values (in [0, 1]) are clustered by k-means (k-means++ seeding, 30 Lloyd steps, seeded by
@@ -35,9 +40,11 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   mean silhouette (Euclidean) on those samples is kept. ``k*`` then (a) floors the cluster
   count inside the weight, ``mu = w(max(q', k*))``, and (b) raises the stop threshold to
   ``max(min_labels, k*)``. The official code's unused helper searches k = 3..26 over image
-  rows with scikit-learn; we use pixels (the quantity being clustered) and a smaller range
-  because on BSD500 the score decreases with k almost always, and scikit-learn is not a
-  dependency.
+  rows with scikit-learn; we use pixels (the quantity being clustered), subsample them (the
+  silhouette is quadratic in the number of samples) and search a smaller range, because the
+  score fell monotonically from k = 3 to 26 on the BSD-sized image measured in the spec, and
+  scikit-learn is not a dependency. Off in both presets (the BSD500 script has no such
+  phase); the benchmark's ``fast-silh`` setting measures it.
 * **Grey and multichannel images.** The CNN's first convolution takes the image's own
   channel count (grey = 1 channel; no replication). The ResNet backbone needs 3 channels:
   grey is replicated to RGB, other counts are rejected.
@@ -48,8 +55,8 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   silhouette sampling; on the CPU the same seed and thread count give the same labels.
 * **Continuity** uses means (as every published code), and its gradient is kept (the COCO
   code's ``detach`` is a bug, not reproduced).
-* Labels are returned renumbered ``0..K-1`` in order of first cluster id (no background
-  meaning). The reference-image (dataset-training) mode of Kim et al. is not implemented;
+* Labels are returned renumbered ``0..K-1`` in raster order of first appearance (no
+  background meaning). The reference-image (dataset-training) mode of Kim et al. is not implemented;
   the scribble mode is (``scribble=`` in the Python API).
 """
 
@@ -63,7 +70,14 @@ import numpy as np
 from .._validate import as_rng, check_labels_like, look_up_option, to_float01
 from ..api import Method, Param, register
 
-__all__ = ["segment_dynaseg", "choose_k_silhouette", "kmeans", "silhouette_score", "PRESETS"]
+__all__ = [
+    "segment_dynaseg",
+    "split_components",
+    "choose_k_silhouette",
+    "kmeans",
+    "silhouette_score",
+    "PRESETS",
+]
 
 #: Parameter values of the two presets; explicit arguments override them.
 PRESETS: dict[str, dict[str, Any]] = {
