@@ -10,7 +10,8 @@ bias field ``b(z, y, x) = 1 + 0.3 (a·x̂)`` (a random linear ramp over the volu
 additive Gaussian noise σ = 0.2 (foreground 1, background 0), so a global threshold is no
 longer exact. MSNet-3D (widths 4, 8, 16; anisotropic first stride (1, 2, 2)) is trained
 with the shared trainer (Dice + CE, Adam 3e-3, batch 2) on ``n_train`` volumes and the
-foreground Dice is measured on ``n_test`` other volumes. Writes ``benchmarks/results/msnet_3d.json`` and ``.md``.
+foreground Dice is measured on ``n_test`` other volumes. Writes
+``benchmarks/results/msnet_3d.json`` and ``.md``.
 """
 
 from __future__ import annotations
