@@ -659,6 +659,9 @@ class NetworkModel(Model):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(buf.getvalue())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
