@@ -206,11 +206,11 @@ def run_cell(job: dict) -> dict:
 # summary
 
 
-def _ms(vals) -> str:
+def _ms(vals, digits: int = 3) -> str:
     v = np.asarray(vals, float)
     if v.size < 2:
-        return f"{v.mean():.3f}"
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+        return f"{v.mean():.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
 def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
@@ -234,7 +234,8 @@ def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
         for split in ("in", "out"):
             for name in names:
                 row = {"dataset": ds, "S": S, "split": split, "variant": name,
-                       "seeds": [c["job"]["seed"] for c in cs]}
+                       "seeds": [c["job"]["seed"] for c in cs],
+                       "n_images": len(cs[0]["variants"][name][split]["dice"])}
                 for m in METRICS:
                     per_seed = [float(np.mean(c["variants"][name][split][m])) for c in cs]
                     row[m] = per_seed
@@ -266,10 +267,9 @@ def markdown(summary: dict, meta: dict) -> str:
         f"wall {meta['wall_s'] / 60:.1f} min, CPU {meta['cpu_s'] / 60:.1f} min "
         f"(idle 2-core estimate CPU/2 = {meta['cpu_s'] / 120:.1f} min; load average at start "
         f"{meta['load_start']:.1f}, end {meta['load_end']:.1f}).  ",
-        f"Test images: DSB2018 in domain {meta['n_images']['dsb2018']['in']} grey, unseen "
-        f"{meta['n_images']['dsb2018']['out']} colour/brightfield; WBC in domain "
-        f"{meta['n_images']['wbc']['in']} (Dataset 1), unseen {meta['n_images']['wbc']['out']}"
-        " (Dataset 2).",
+        "Test sets: DSB2018 in domain = held-out grey fluorescence images, unseen = colour / "
+        "brightfield images; WBC in domain = other Dataset-1 images, unseen = Dataset 2 "
+        "(number of test images in brackets).",
         "",
         "Values: mean ± std over seeds of the per-seed mean over test images. "
         "Δ = pde − plain per seed (mean ± std); ↑ = seeds where pde is better; "
@@ -277,34 +277,36 @@ def markdown(summary: dict, meta: dict) -> str:
         "",
         "## Main comparison (two-stage, `allen-cahn` preset, λ_RD = λ_PF = 1)",
         "",
-        "| data | S | test | model | Dice | IoU | BF1 (2 px) | HD95 |",
+        "| data | S | test (images) | model | Dice | IoU | BF1 (2 px) | HD95 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["variant"] not in MAIN:
             continue
-        out.append(f"| {r['dataset']} | {r['S']} | {split_name[r['split']]} | {r['variant']} | "
-                   + " | ".join(_ms(r[m]) for m in METRICS) + " |")
+        out.append(f"| {r['dataset']} | {r['S']} | {split_name[r['split']]} ({r['n_images']}) | "
+                   f"{r['variant']} | " + " | ".join(_ms(r[m]) for m in METRICS) + " |")
         if r["variant"] == "pde":
             cells = []
             for m in METRICS:
-                cells.append(f"{_ms(r['delta_' + m])} "
+                cells.append(f"{_ms(r['delta_' + m], 4)} "
                              f"(↑{r['improved_' + m]}/{len(r['seeds'])}, "
                              f"p={r['wilcoxon_p_' + m]:.2g})")
             out.append("| | | | **Δ** | " + " | ".join(cells) + " |")
-    sweep = [r for r in rows if r["variant"] not in ("plain",) and r["dataset"] == "dsb2018"
+    sweep = [r for r in rows if r["variant"] != "plain" and r["dataset"] == "dsb2018"
              and r["S"] == SWEEP_S]
     if any(r["variant"] in SWEEP for r in sweep):
         out += ["", f"## Weight sweep (DSB2018, S = {SWEEP_S}; Δ against plain, same seeds)", "",
-                "| test | variant | λ_RD | λ_PF | D | ε | Dice | ΔDice | ΔIoU | ΔBF1 | ΔHD95 |",
+                "| test (images) | variant | λ_RD | λ_PF | D | ε | Dice | ΔDice | ΔIoU | ΔBF1 | "
+                "ΔHD95 |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sweep:
             p = meta["priors"].get(r["variant"], {})
             out.append(
-                f"| {split_name[r['split']]} | {r['variant']} | {p.get('lambda_rd', '')} | "
+                f"| {split_name[r['split']]} ({r['n_images']}) | {r['variant']} | "
+                f"{p.get('lambda_rd', '')} | "
                 f"{p.get('lambda_pf', '')} | {p.get('D', '')} | {p.get('eps', '')} | "
                 f"{_ms(r['dice'])} | " + " | ".join(
-                    f"{_ms(r['delta_' + m])} (↑{r['improved_' + m]})" for m in METRICS) + " |")
+                    f"{_ms(r['delta_' + m], 4)} (↑{r['improved_' + m]})" for m in METRICS) + " |")
     out += ["", meta.get("note", "")]
     return "\n".join(out) + "\n"
 
