@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--tag", default="msnet_wbc")
     ap.add_argument("--no-save-model", action="store_true")
     ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--model-out", default=str(REPO / "models" / "msnet_wbc_s30.pt"))
     ap.add_argument("--merge", default=None,
                     help="comma-separated result tags to merge into --tag (no training)")
     args = ap.parse_args()
@@ -202,7 +203,7 @@ def main() -> None:
                   f"mASD {res['mASD']:.3f} ({wall:.0f}s)", flush=True)
             runs.append(res)
             if meth == "msnet" and S == 30 and not args.no_save_model:
-                path = REPO / "models" / "msnet_wbc_s30.pt"
+                path = Path(args.model_out)
                 model.info["benchmark"] = {k: res[k] for k in ("mIoU", "mDSC", "mAcc", "mASD",
                                                                "n_test")}
                 model.save(path)

@@ -11,6 +11,14 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(
     "ndim,shape,strides",
     [(2, (16, 16), None), (2, (11, 14), None), (3, (6, 12, 12), [(1, 2, 2), 2]),
