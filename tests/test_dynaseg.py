@@ -298,6 +298,15 @@ def test_error_wrong_channels_and_dims():
         physeg.segment(np.zeros((5, 40, 40)), method="dynaseg")
 
 
+def test_error_nan_and_dtype():
+    bad = np.zeros((16, 16))
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ds.segment_dynaseg(bad)
+    with pytest.raises(TypeError, match="expected integers or real floats"):
+        ds.segment_dynaseg(np.zeros((16, 16), complex))
+
+
 def test_error_bad_options():
     img = np.zeros((16, 16))
     with pytest.raises(ValueError, match="Did you mean 'fsf'"):

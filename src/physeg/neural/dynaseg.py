@@ -470,6 +470,14 @@ def segment_dynaseg(
                 f"dynaseg segments 2D images: expected (rows, cols, C); got shape {arr.shape} "
                 f"after moving channel_axis={channel_axis} last.")
     rows, cols, n_ch = arr.shape
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or arr.dtype == bool):
+        raise TypeError(f"image has dtype {arr.dtype}; expected integers or real floats.")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or infinite values; replace them first "
+                         "(e.g. np.nan_to_num).")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
     if backbone == "resnet18" and n_ch not in (1, 3):
         raise ValueError(
             f"the resnet18 backbone needs an RGB (3-channel) or grey image; got {n_ch} "
