@@ -24,9 +24,9 @@ region means, re-estimated from the whole image after every step. Blockwise we t
 
 1. compute the normalisation in one streaming pass (float64 sums);
 2. fix the means: given by the caller (``means=``), or estimated by running the in-memory
-   ``heat`` method on a block-averaged copy of the image of at most ``coarse`` pixels per axis
-   (region means are global statistics that a coarse copy estimates well, while boundaries
-   need the full resolution);
+   ``heat`` method on a subsampled copy of the image (every k-th pixel, at most ``coarse``
+   pixels per axis; region means are global statistics that a coarse copy estimates well,
+   while boundaries need the full resolution);
 3. initialise with the nearest mean of :math:`G_{4\tau}*f` (the same pre-smoothing as the
    in-memory initialisation, with the fixed means instead of Otsu's threshold), blockwise;
 4. iterate the fixed-means step, one ``map_overlap`` pass per iteration with a halo of
@@ -352,18 +352,17 @@ def heat_fixed_means(
 
 def _estimate_means(arr, classes: int, coarse: int, tau: float, lam: float,
                     has_ch: bool, rng: Any) -> np.ndarray:
-    """Region means from the in-memory heat method on a block-averaged copy of the image."""
+    """Region means from the in-memory heat method on a subsampled copy of the image."""
     from .heat import segment_heat
 
     nsp = arr.ndim - has_ch
     factor = max(1, int(math.ceil(max(arr.shape[:nsp]) / coarse)))
-    small = arr
-    if factor > 1:
-        import dask.array as da
-
-        axes = {ax: factor for ax in range(nsp)}
-        small = da.coarsen(np.mean, arr.astype(np.float64), axes, trim_excess=True)
-    small = np.asarray(small.compute() if hasattr(small, "compute") else small)
+    # every factor-th pixel: each block is read, subsampled and released (a block average would
+    # need windows across block borders); region means are averages over many pixels, so the
+    # noise of single pixels averages out in them anyway
+    small = arr[(slice(None, None, factor),) * nsp]
+    small = np.asarray(small.compute(scheduler="threads") if hasattr(small, "compute")
+                       else small)
     _, info = segment_heat(small, classes=classes, tau=tau, lam=lam,
                            channel_axis=-1 if has_ch else None, rng=rng, return_energy=True)
     return np.asarray(info["means"], dtype=np.float64)
@@ -410,7 +409,7 @@ def segment_blockwise(
         Iteration cap (one pass over the image per iteration; passes stop when no pixel changes).
     means : array_like, optional
         Region means (K,) or (K, C) in intensity units; default: estimated by ``heat`` on a
-        block-averaged copy of at most ``coarse`` pixels per axis.
+        subsampled copy (every k-th pixel) of at most ``coarse`` pixels per axis.
     chunks : int or sequence, default 2048
         Block size per spatial axis. Memory is about ``num_workers`` × 40 bytes × block pixels.
     channel_axis, spacing
@@ -477,13 +476,21 @@ def _run(arr, out, *, method, classes, tau, lam, max_iter, means, channel_axis, 
     if num_workers is not None:
         sched["num_workers"] = int(num_workers)
 
-    # pass 1: normalisation (float64 sums), as segment_heat's _normalise
-    feats = arr if has_ch else arr[..., None]
-    f64 = feats.astype(np.float64)
+    # pass 1: normalisation (float64 sums), as segment_heat's _normalise; one small result
+    # per block (sum per channel, sum of squares), so no block outlives its task
+    def block_sums(x):
+        c = _channels(x, has_ch).reshape(-1, n_ch).astype(np.float64)
+        out = np.concatenate([c.sum(axis=0), [np.einsum("ic,ic->", c, c)]])
+        return out.reshape((1,) * x.ndim + (n_ch + 1,))[(0,) * (x.ndim - nsp)]
+
+    sums = arr.map_blocks(block_sums, dtype=np.float64,
+                          chunks=tuple((1,) * len(c) for c in arr.chunks[:nsp]) + ((n_ch + 1,),),
+                          drop_axis=[nsp] if has_ch else None,
+                          new_axis=[nsp]).compute(**sched)
+    sums = sums.reshape(-1, n_ch + 1).sum(axis=0)
     npx = float(np.prod(arr.shape[:nsp]))
-    s1, s2 = da.compute(f64.sum(axis=tuple(range(nsp))), (f64 * f64).sum(), **sched)
-    center = np.asarray(s1, dtype=np.float64).reshape(n_ch) / npx
-    scale = _scale_from(float(s2) / npx, center)
+    center = sums[:n_ch] / npx
+    scale = _scale_from(float(sums[n_ch]) / npx, center)
     t_stats = time.perf_counter()
 
     if means is None:
@@ -494,21 +501,34 @@ def _run(arr, out, *, method, classes, tau, lam, max_iter, means, channel_axis, 
     m = (means_in - center) / scale
     t_means = time.perf_counter()
 
-    def norm_block(x):
-        return _normalise_block(x, center, scale, has_ch)
-
-    f = arr.map_blocks(norm_block, dtype=np.float32,
-                       chunks=arr.chunks[:nsp] + ((n_ch,),),
-                       new_axis=None if has_ch else [nsp])
-
     lab_chunks = arr.chunks[:nsp]
     grid = tuple(len(c) for c in lab_chunks)
+    bounds = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in lab_chunks]
+
+    def read_f(loc: tuple[int, ...], depth: int) -> np.ndarray:
+        """The normalised image on block ``loc`` plus ``depth`` pixels on its inner sides.
+
+        Each task reads its own padded region from the source (no image data flows between
+        tasks), so memory stays at a few blocks per worker whatever the image size.
+        """
+        sl = tuple(slice(int(bounds[ax][loc[ax]]) - (depth if loc[ax] > 0 else 0),
+                         int(bounds[ax][loc[ax] + 1]) + (depth if loc[ax] < grid[ax] - 1 else 0))
+                   for ax in range(nsp))
+        x = np.asarray(arr[sl].compute(scheduler="sync"))
+        return _normalise_block(x, center, scale, has_ch)
+
     tmp = Path(tempfile.mkdtemp(prefix="physeg-blockwise-", dir=tmpdir))
     try:
-        def init_block(fb, loc):
-            return _init_labels(fb, m, tau, spacing)
+        def init_block(_, block_info=None):
+            loc = tuple(block_info[None]["chunk-location"])
+            lab = _init_labels(read_f(loc, halo_init), m, tau, spacing)
+            sl = tuple(slice(halo_init if loc[ax] > 0 else 0,
+                             lab.shape[ax] - (halo_init if loc[ax] < grid[ax] - 1 else 0))
+                       for ax in range(nsp))
+            return np.ascontiguousarray(lab[sl])
 
-        lab0 = _apply_overlap(init_block, [f], halo_init, lab_chunks, da)
+        template = da.zeros(arr.shape[:nsp], chunks=lab_chunks, dtype=np.uint8)
+        lab0 = da.map_blocks(init_block, template, dtype=np.uint8, chunks=lab_chunks)
         paths = [tmp / "a.zarr", tmp / "b.zarr"]
         da.to_zarr(lab0, str(paths[0]), overwrite=True, compute=True)
         cur = 0
@@ -520,12 +540,14 @@ def _run(arr, out, *, method, classes, tau, lam, max_iter, means, channel_axis, 
             old = da.from_zarr(str(paths[cur])).rechunk(lab_chunks)
             act = active.copy()
 
-            def step_block(fb, lb, loc, _act=act):
+            def step_block(lb, loc, _act=act):
                 if not _act[loc]:
                     return lb[..., 0]
-                return _step(fb, lb[..., 0], m, tau, lam, spacing)
+                return _step(read_f(loc, halo), lb[..., 0], m, tau, lam, spacing)
 
-            new = _apply_overlap(step_block, [f, old[..., None]], halo, lab_chunks, da)
+            # halo exchange of the labels by dask's overlap (map_overlap's machinery); the
+            # image block with the same halo is read by the task itself (read_f)
+            new = _apply_overlap(step_block, [old[..., None]], halo, lab_chunks, da)
             da.to_zarr(new, str(paths[1 - cur]), overwrite=True, compute=True)
             newz = da.from_zarr(str(paths[1 - cur])).rechunk(lab_chunks)
             counts = da.map_blocks(_count_changes, newz, old, dtype=np.int64,
