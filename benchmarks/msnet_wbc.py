@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--no-save-model", action="store_true")
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--model-out", default=str(REPO / "models" / "msnet_wbc_s30.pt"))
+    ap.add_argument("--notes", default=None, help="file whose text is appended to the table")
     ap.add_argument("--merge", default=None,
                     help="comma-separated result tags to merge into --tag (no training)")
     args = ap.parse_args()
@@ -262,6 +263,8 @@ def _write_files(out: Path, args, runs, meta) -> None:
         )
     lines += ["", "Timings are on a 2-core CPU shared with other jobs (1 torch thread): "
               "compare ratios within this table, not absolute seconds."]
+    if getattr(args, "notes", None):
+        lines += ["", Path(args.notes).read_text().strip()]
     (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
 
 

@@ -286,3 +286,16 @@ def test_msnet_3d_synthetic_volume_dice(torch_det):
 
     res = run(iterations=150, n_train=3, n_test=2, shape=(16, 32, 32), seed=0)
     assert res["dice_mean"] >= 0.9, res
+
+
+@torch_only
+def test_default_architecture_is_the_spec_table(torch_det):
+    """Spec A.5.4 defaults: J = 5, widths 32..512, one relaxation; 9.82 M parameters (RGB, 3)."""
+    from physeg.neural.msnet import ARCH_PARAMS, build_msnet
+    from physeg.neural.train import count_parameters
+
+    net = build_msnet(3, 3)
+    assert net.widths == (32, 64, 128, 256, 512) and net.levels == 5 and net.relaxations == 1
+    assert net.divisor == (16, 16)
+    assert count_parameters(net) == 9_823_203
+    assert {p.name: p.default for p in ARCH_PARAMS}["widths"] == "32,64,128,256,512"

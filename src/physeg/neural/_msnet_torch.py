@@ -120,7 +120,7 @@ class MSNet(nn.Module):
         num_classes: int = 2,
         *,
         ndim: int = 2,
-        widths: Sequence[int] = (16, 32, 64, 128, 256),
+        widths: Sequence[int] = (32, 64, 128, 256, 512),
         relaxations: int = 1,
         head_kernel: int = 3,
         kernel: int = 3,

@@ -55,10 +55,10 @@ Choices made where the spec left room
   updated by every relaxation, so the restricted residual would be stale after one step; it
   was left out.
 * Defaults for the elided numbers: head and A kernels 3, K_θ 5 px (Gaussian σ = 1 px), ν = 1
-  relaxation per level pre and post (and ν at the coarsest), J = 5 with widths
-  (16, 32, 64, 128, 256) as in the spec's smaller configuration (2.47 M parameters for RGB,
-  3 classes); the WBC benchmark uses a narrower net to fit a 2-core CPU budget (see
-  ``benchmarks/msnet_wbc.py``). No normalisation layers (``norm="none"``, as the paper's
+  relaxation per level pre and post (and ν at the coarsest), J = 5 with the spec's widths
+  (32, 64, 128, 256, 512) (9.82 M parameters for RGB, 3 classes). The WBC benchmark and the
+  release checkpoint use widths (8, 16, 32, 64, 128) (0.62 M) to fit a shared 2-core CPU
+  budget (see ``benchmarks/msnet_wbc.py``). No normalisation layers (``norm="none"``, as the paper's
   conv-ReLU-conv), with ``"batch"``/``"group"`` available.
 * Inputs whose spatial size is not a multiple of the product of strides (2^(J−1) by default)
   are reflect-padded at the far end and the logits cropped back; 3D nets accept anisotropic
@@ -86,7 +86,7 @@ __all__ = ["build_msnet", "fit_msnet", "load_msnet", "ms_threshold_dynamics", "m
            "softmax_u_update", "ARCH_PARAMS"]
 
 ARCH_PARAMS: tuple[Param, ...] = (
-    Param("widths", "str", "16,32,64,128,256",
+    Param("widths", "str", "32,64,128,256,512",
           "feature channels per level (J = their count); wider = more capacity, slower"),
     Param("relaxations", "int", 1, "FEM relaxations per level (pre and post); more = deeper",
           low=1, high=8),
@@ -114,7 +114,7 @@ def build_msnet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **
     ndim : {2, 3}
         Spatial dimension: 2 uses Conv2d/bilinear, 3 Conv3d/trilinear.
     **config
-        ``widths`` (sequence, J = its length; default (16, 32, 64, 128, 256)),
+        ``widths`` (sequence, J = its length; default (32, 64, 128, 256, 512)),
         ``relaxations`` (ν ≥ 1), ``head_kernel``, ``kernel``, ``td_kernel``, ``strides``
         (J−1 entries, each an int or per-axis tuple of 1/2), ``tied_adjoint``, ``u_scale``
         ("1" default, or "C"), ``tau_init`` (default 1.0), ``norm`` ("none", "batch", "group"),
