@@ -237,6 +237,7 @@ def test_fit_predict_save_load_round_trip(torch_det, tmp_path):
         assert key in data
     assert data["method"] == "msnet" and data["preprocessing"]["classes"] == [0, 100, 200]
     assert data["config"]["widths"] == (4, 8) and data["config"]["in_channels"] == 3
+    assert data["config"]["u_scale"] == "1" and data["config"]["relaxations"] == 1  # full config
     again = physeg.load(path)
     np.testing.assert_array_equal(again.predict(images[1], channel_axis=-1),
                                   model.predict(images[1], channel_axis=-1))

@@ -108,6 +108,20 @@ def build_network(arch: str, **config: Any):
     return getattr(importlib.import_module(mod), cls)(**config)
 
 
+def full_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` completed with the network class's keyword defaults (stored in checkpoints,
+    so that a later change of a default cannot change how an old checkpoint is rebuilt)."""
+    import inspect
+
+    mod, cls = _ARCHS[arch].split(":")
+    sig = inspect.signature(getattr(importlib.import_module(mod), cls).__init__)
+    out = {k: p.default for k, p in sig.parameters.items()
+           if k != "self" and p.default is not inspect.Parameter.empty
+           and p.kind is not inspect.Parameter.VAR_KEYWORD}
+    out.update(config)
+    return out
+
+
 def count_parameters(net: Any) -> int:
     """Number of trainable parameters of a torch module."""
     return int(sum(p.numel() for p in net.parameters() if p.requires_grad))
@@ -800,8 +814,8 @@ def fit_network(
         tr, va, _ = split_indices(len(xs), len(xs) - n_val, n_val=n_val, rng=gen)
         txs, tys = [xs[i] for i in tr], [ys[i] for i in tr]
         vxs, vys = [xs[i] for i in va], [ys[i] for i in va]
-    config = {**(arch_config or {}), "in_channels": pre.in_channels,
-              "num_classes": len(pre.classes), "ndim": pre.ndim}
+    config = full_config(arch, {**(arch_config or {}), "in_channels": pre.in_channels,
+                                "num_classes": len(pre.classes), "ndim": pre.ndim})
     seed = int(gen.integers(0, 2**31 - 1))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
