@@ -304,7 +304,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for fast methods")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--tag", default="heat_vs_anchors")
+    ap.add_argument("--table-from", default=None, metavar="JSON",
+                    help="only rewrite the Markdown table from a finished run's JSON")
     args = ap.parse_args(argv)
+    if args.table_from:
+        res = json.loads(Path(args.table_from).read_text())
+        Path(args.table_from).with_suffix(".md").write_text(markdown(res))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     shapes = [s for s in args.shapes.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
@@ -503,13 +509,21 @@ def markdown(res: dict) -> str:
                 f"{np.mean([r['iou'] for r in rs]):.3f} | {len(fails)}/{len(rs)} | "
                 f"{sum(r['flipped'] for r in rs)} | {np.median([r['time_s'] for r in rs]):.3f} | "
                 f"{_fmt(mem, 1)} |")
-        errs = sorted({r["error"] for r in recs if r["set"] == name and r["error"]})
-        if errs:
+        fail_lines = []
+        for m in methods:
+            errs = [r["error"] for r in recs if r["set"] == name and r["method"] == m
+                    and r["error"]]
+            if errs:
+                kinds = sorted({e.split(":")[0] for e in errs})
+                fail_lines.append(f"{m}: {len(errs)} × {'/'.join(kinds)} (e.g. `{errs[0]}`)")
+        if fail_lines:
             lines.append("")
-            lines.append("Failures seen: " + "; ".join(f"`{e}`" for e in errs[:4]))
+            lines.append("Failures: " + "; ".join(fail_lines))
         lines.append("")
     errs = sorted({(r["method"], r["error"]) for r in recs if r["set"] == "synthetic"
                    and r["error"]})
+    n_syn_fail = {m: sum(1 for r in recs if r["set"] == "synthetic" and r["method"] == m
+                         and r["error"]) for m in methods}
     lines.append("## Notes")
     lines.append("")
     lines += [
@@ -533,7 +547,8 @@ def markdown(res: dict) -> str:
         "values are noisy; the ratios between methods come from the same run.",
     ]
     if errs:
-        lines.append("- Synthetic failures: " + "; ".join(f"{m}: `{e}`" for m, e in errs[:6]))
+        lines.append("- Synthetic failures: " + "; ".join(
+            f"{m}: {n_syn_fail[m]} (e.g. `{e}`)" for m, e in dict(errs).items()))
     lines.append("")
     return "\n".join(lines)
 
