@@ -230,9 +230,14 @@ def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
     lines: list[str] = []
     for (ds, S), cs in sorted(groups.items()):
         cs = sorted(cs, key=lambda c: c["job"]["seed"])
-        names = [n for n in cs[0]["variants"] if all(n in c["variants"] for c in cs)]
+        names = list(dict.fromkeys(n for c in cs for n in c["variants"]))
+        all_cs = cs
         for split in ("in", "out"):
             for name in names:
+                # a variant may exist for only some seeds (e.g. a one-seed sweep)
+                cs = [c for c in all_cs if name in c["variants"] and "plain" in c["variants"]]
+                if not cs:
+                    continue
                 row = {"dataset": ds, "S": S, "split": split, "variant": name,
                        "seeds": [c["job"]["seed"] for c in cs],
                        "n_images": len(cs[0]["variants"][name][split]["dice"])}
@@ -366,7 +371,9 @@ def main(argv=None) -> None:
     ap.add_argument("--iterations", type=int, default=240, help="total per model (2 stages)")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--only-sweep", action="store_true",
-                    help="only the sweep cells (DSB, S=10, with plain and pde as references)")
+                    help="only the sweep cells (DSB, S=10); with --split-variants one cell per "
+                         "variant (plain comes from the main cells of the same seed)")
+    ap.add_argument("--split-variants", action="store_true")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: S=5, one seed, 10 iterations, no sweep")
     ap.add_argument("--workers", type=int, default=2)
@@ -422,7 +429,11 @@ def main(argv=None) -> None:
     # main cells first (largest S first), then the sweep cells (stage I recomputed: the same
     # seed gives the same stage I), so an interrupted run still has the main table
     jobs.sort(key=lambda j: -j["S"])
-    if args.only_sweep:
+    if args.only_sweep and args.split_variants:
+        jobs = [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants={name: SWEEP[name]},
+                     patch=96, figure=fig_pick if seed == seeds[0] else None)
+                for seed in seeds for name in SWEEP]
+    elif args.only_sweep:
         jobs = [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants={**MAIN, **SWEEP},
                      patch=96, figure=fig_pick if seed == seeds[0] else None)
                 for seed in seeds]
