@@ -431,7 +431,7 @@ def main(argv=None) -> None:
     jobs.sort(key=lambda j: -j["S"])
     if args.only_sweep and args.split_variants:
         jobs = [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants={name: SWEEP[name]},
-                     patch=96, figure=fig_pick if seed == seeds[0] else None)
+                     patch=96, figure=None)
                 for seed in seeds for name in SWEEP]
     elif args.only_sweep:
         jobs = [dict(dataset="dsb2018", S=SWEEP_S, seed=seed, variants={**MAIN, **SWEEP},
