@@ -20,7 +20,7 @@ model of a (dataset, S, seed) cell), stage II = the other half at lr × 0.1, fre
 
 * ``plain``: stage II without priors (a plain U-Net trained for the same iterations);
 * ``pde``: stage II with the ``allen-cahn`` preset (λ_RD = λ_PF = 1, ε = 1.5 px, D = ε²/4);
-* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF ∈ {0.1, 10}, the paper's preset
+* weight sweep (DSB, S = 10, every seed): λ_RD = λ_PF = 10, the paper's preset
   (``poudel2026``: λ = 1e-4, D = 5, ε = 0.05 px), and
   the single-stage schedule (priors from the first iteration at full lr, λ = 1).
 
@@ -65,7 +65,6 @@ sys.path.insert(0, str(REPO / "src"))
 METRICS = ("dice", "iou", "bf1", "hd95")
 MAIN = {"plain": {"lambda_rd": 0.0, "lambda_pf": 0.0}, "pde": {"preset": "allen-cahn"}}
 SWEEP = {
-    "λ=0.1": {"lambda_rd": 0.1, "lambda_pf": 0.1},
     "λ=10": {"lambda_rd": 10.0, "lambda_pf": 10.0},
     "paper preset": {"preset": "poudel2026"},
     "single-stage (λ=1)": {"schedule": "single"},
