@@ -154,6 +154,9 @@ def main() -> None:
         runs, metas = [], []
         for tag in args.merge.split(","):
             d = json.loads((Path(args.out) / f"{tag}.json").read_text())
+            for r in d["runs"]:  # older parts kept these in their meta only
+                for key in ("batch_size", "patch", "lr"):
+                    r.setdefault(key, d["meta"].get(key))
             runs += d["runs"]
             metas.append(d["meta"])
         runs.sort(key=lambda r: (r["S"], r["method"] != "msnet"))
@@ -239,9 +242,9 @@ def _write_files(out: Path, args, runs, meta) -> None:
         "Commands: " + "; ".join(
             f"`python benchmarks/msnet_wbc.py {m.get('argv', '')}`"
             for m in meta.get("merged_from", [meta])), "",
-        f"Training: batch {m0.get('batch_size')}, patch {m0.get('patch')}², lr {m0.get('lr')}, "
-        f"loss {m0.get('loss')}, grad clip {m0.get('clip_grad')}, at most {m0.get('iterations')} "
-        f"iterations or {m0.get('max_time')} s, {m0.get('threads')} torch thread(s).", "",
+        f"Training: loss {m0.get('loss')}, grad clip {m0.get('clip_grad')}, at most "
+        f"{m0.get('iterations')} iterations or {m0.get('max_time')} s, {m0.get('threads')} torch "
+        "thread(s); batch, patch and lr per row.", "",
         "Test = the rest of the 75 development images (65 / 45 / 15 for S = 10 / 30 / 60); the "
         "paper used 20 test images of 300. 20 % of the S images are used for validation. "
         "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",
