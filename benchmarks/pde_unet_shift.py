@@ -269,8 +269,8 @@ def markdown(summary: dict, meta: dict) -> str:
         f"Seeds {meta['seeds']}; iterations {meta['iterations']} (stage I {meta['iterations'] // 2}"
         f" shared, stage II {meta['iterations'] - meta['iterations'] // 2} at lr × 0.1); "
         f"wall {meta['wall_s'] / 60:.1f} min, CPU {meta['cpu_s'] / 60:.1f} min "
-        f"(idle 2-core estimate CPU/2 = {meta['cpu_s'] / 120:.1f} min; load average at start "
-        f"{meta['load_start']:.1f}, end {meta['load_end']:.1f}).  ",
+        f"(idle 2-core estimate CPU/2 = {meta['cpu_s'] / 120:.1f} min; load average "
+        f"{meta['load_start']:.1f}–{meta['load_end']:.1f}).  ",
         "Test sets: DSB2018 in domain = held-out grey fluorescence images, unseen = colour / "
         "brightfield images; WBC in domain = other Dataset-1 images, unseen = Dataset 2 "
         "(number of test images in brackets).",
@@ -379,7 +379,36 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="pde_unet_shift")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the Markdown table from an existing <tag>.json (and note)")
+    ap.add_argument("--merge", default="",
+                    help="with --render-only: comma-separated tags whose per-cell logs are "
+                         "combined into <tag> (runs split over several processes)")
     args = ap.parse_args(argv)
+    if args.render_only and args.merge:
+        out_dir = Path(args.out)
+        cells, commands, wall, load = [], [], 0.0, []
+        for t in args.merge.split(","):
+            raw = out_dir / f"{t}_cells.jsonl"
+            cells += [json.loads(x) for x in raw.read_text().splitlines() if x.strip()]
+            js = out_dir / f"{t}.json"
+            if js.exists():
+                m = json.loads(js.read_text())["meta"]
+                commands.append(m["command"])
+                wall = max(wall, m["wall_s"])
+                load += [m["load_start"], m["load_end"]]
+            else:
+                commands.append(f"(tag {t}: interrupted, cells from {raw.name})")
+        meta = {"command": " ; ".join(commands),
+                "seeds": sorted({c["job"]["seed"] for c in cells}),
+                "iterations": args.iterations, "wall_s": wall,
+                "cpu_s": sum(c["cpu_s"] for c in cells),
+                "load_start": min(load) if load else float("nan"),
+                "load_end": max(load) if load else float("nan"),
+                "priors": {n: v["prior"] for c in cells for n, v in c["variants"].items()},
+                "merged_tags": args.merge.split(",")}
+        with open(out_dir / f"{args.tag}_cells.jsonl", "w") as f:
+            for c in cells:
+                f.write(json.dumps(c) + "\n")
+        (out_dir / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "cells": cells}))
     if args.render_only:
         path = Path(args.out) / f"{args.tag}.json"
         if path.exists():
