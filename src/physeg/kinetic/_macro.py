@@ -194,8 +194,8 @@ def macro_solve(
     hx = 2.0 / ns
     edges = -1.0 + hx * np.arange(ns + 1)
     xc = edges[:-1] + hx / 2.0
-    log1p_x = np.log1p(xc)  # log(1 + x) and log(1 - x) at the spatial cell centres
-    log1m_x = np.log1p(-xc)
+    log_x = np.stack([np.log1p(xc), np.log1p(-xc)], -1)  # log(1 + x), log(1 - x) at the centres
+    one_x = np.stack([np.ones(ns), xc])  # sums over y of f and of y f
     from scipy import fft as sfft
 
     kf, nfft, R = _disk_kernels_fft(radius, hx, ns)  # (A, nfft, nfft//2+1)
@@ -244,32 +244,44 @@ def macro_solve(
             M = flush(M)
             B = (rho[:, :, None, :] @ P4)[:, :, 0, :] * dc  # (A, d, nc); P symmetric
             mu = np.clip(M / np.maximum(B, 1e-300)[..., None], -1 + 1e-6, 1 - 1e-6)
-            # Beta quasi-equilibrium masses per spatial cell and axis: (a, d, nc, 2, ns),
-            # log-density at the cell centres, normalised per feature cell (log-sum-exp)
+            # Beta quasi-equilibrium masses per spatial cell and axis, laid out (a, d, 2, ns,
+            # nc) so that every matmul below has BLAS-friendly contiguous operands:
+            # log-density at the cell centres (one matmul with [log(1+x), log(1-x)]),
+            # normalised per feature cell (log-sum-exp); the normalisations Z are folded
+            # into the feature-cell masses and the quadratures instead of dividing w
             Bn = np.maximum(B[ia], 1e-12)[..., None]
             al = np.maximum(Bn * (1 + mu[ia]) / s2[ia, None, None, None], 1e-8)
             be = np.maximum(Bn * (1 - mu[ia]) / s2[ia, None, None, None], 1e-8)
-            logw = (al[..., None] - 1.0) * log1p_x + (be[..., None] - 1.0) * log1m_x
-            logw -= logw.max(-1, keepdims=True)
-            w = np.exp(logw)
-            w /= w.sum(-1, keepdims=True)
-            wx, wy = w[..., 0, :], w[..., 1, :]  # x-axis (columns), y-axis (rows, y up)
-            mass = (rho[ia] * dc)[..., None]
-            wyT = np.swapaxes(wy, -1, -2)  # (a, d, ns, nc)
-            mfield = wyT @ (mass * wx)  # (a, d, ns_y, ns_x)
-            cfield = wyT @ (mass * centres[:, None] * wx)
-            # float32 FFTs: half the cost, relative error ~1e-7 on fields of O(1)
-            both = np.stack([mfield, cfield], 2).astype(np.float32)  # (a, d, 2, ns, ns)
-            conv = sfft.irfft2(
-                sfft.rfft2(both, s=(nfft, nfft)) * kf[ia, None, None], s=(nfft, nfft)
-            )[..., R : R + ns, R : R + ns].astype(np.float64)
-            chat = np.clip(conv[:, :, 1] / np.maximum(conv[:, :, 0], 1e-300), 0.0, 1.0)
-            chat = np.where(conv[:, :, 0] > 1e-12, chat, 0.5)
-            T1 = wy @ chat  # (a, d, nc, ns_x): sum over rows
-            U = np.sum(T1 * wx, -1)
-            Wx = np.sum(T1 * wx * xc, -1)
-            Wy = np.sum((wy * xc) @ chat * wx, -1)
-            Wbar[ia] = np.stack([Wx, Wy], -1)
+            coef = np.stack([np.moveaxis(al, -1, -2) - 1.0, np.moveaxis(be, -1, -2) - 1.0], -2)
+            logw = log_x @ coef  # (ns, 2) @ (a, d, 2, 2, nc) -> (a, d, 2, ns, nc)
+            logw -= logw.max(-2, keepdims=True)
+            w = np.exp(logw, out=logw)
+            Z = w.sum(-2)  # (a, d, 2, nc)
+            zxy = Z[:, :, 0] * Z[:, :, 1]  # (a, d, nc)
+            wxT, wyT = w[:, :, 0], w[:, :, 1]  # x-axis (columns), y-axis (rows, y up)
+            a_n = ia.size
+            mass = (rho[ia] * dc / zxy)[..., None, :]
+            # transposed mass and c-mass fields (x, y) in one matmul: (a, d, 2 ns_x, ns_y);
+            # the disk is symmetric under x <-> y, so the filter commutes with transposing
+            fieldsT = np.concatenate([mass * wxT, (mass * centres) * wxT], -2) @ (
+                np.ascontiguousarray(np.swapaxes(wyT, -1, -2)))
+            # float32 FFTs: half the cost, relative error ~1e-7 on fields of O(1). The
+            # zero-padded transform is done axis by axis: the first pass only over the ns
+            # non-zero rows, the last inverse pass only over the ns rows kept
+            both = fieldsT.reshape(a_n, d, 2, ns, ns).astype(np.float32)
+            spec = sfft.fft(sfft.rfft(both, n=nfft, axis=-1), n=nfft, axis=-2)
+            spec *= (kf if a_n == A else kf[ia])[:, None, None]
+            spec = sfft.ifft(spec, axis=-2)[..., R : R + ns, :]
+            conv = sfft.irfft(spec, n=nfft, axis=-1)[..., R : R + ns].astype(np.float64)
+            chatT = np.clip(conv[:, :, 1] / np.maximum(conv[:, :, 0], 1e-300), 0.0, 1.0)
+            chatT = np.where(conv[:, :, 0] > 1e-12, chatT, 0.5)  # (a, d, ns_x, ns_y)
+            # U = sum wx chat wy, Wx = sum x wx chat wy, Wy = sum wx chat y wy per feature
+            # cell: Q = chat^T [wy, y wy], then the x-sums with weights wx, x wx as a matmul
+            Q = chatT @ np.concatenate([wyT, wyT * xc[:, None]], -1)  # (a, d, ns_x, 2 nc)
+            Q *= np.concatenate([wxT, wxT], -1)
+            S = one_x @ Q  # (a, d, 2, 2 nc): rows sum_x, sum_x x
+            U = S[..., 0, :nc] / zxy
+            Wbar[ia] = np.stack([S[..., 1, :nc], S[..., 0, nc:]], -1) / zxy[..., None]
             Uf = 0.5 * (U[..., 1:] + U[..., :-1])
             vel[ia] = (transport_rate * H_face * (Uf - faces)
                        - binarise_rate * gradV[ia])
@@ -293,22 +305,31 @@ def macro_solve(
         last = h - (n_a - 1).clip(0) * dt_fin
         order = np.argsort(-n_a, kind="stable")
         n_sorted = n_a[order]
-        rho_p, vel_p, pos_p = rho[order], vel[order], pos[order]
-        acc_p = np.zeros_like(acc)
-        lam_full, lam_last = dt_fin[order] / dc, last[order] / dc
+        rho_p = rho[order]
         nmax = int(n_sorted[0]) if A else 0
+        # per step k: the number of agents still moving and their lambda = dt / dc (the last
+        # step of each agent is the shortened one), computed once per interval
+        n_move = np.searchsorted(-n_sorted, -np.arange(nmax), side="left")
+        k_idx = np.arange(nmax)[:, None]
+        lam_tab = np.where(k_idx < n_sorted - 1, dt_fin[order] / dc, last[order] / dc)
+        lam_tab = lam_tab[:, :, None, None]  # (nmax, A, 1, 1)
+        pos_p = pos[order]
+        v_left = np.where(pos_p, vel[order], 0.0)  # speed applied to the left / right cell
+        v_right = np.where(pos_p, 0.0, vel[order])
+        lr_sum = np.zeros_like(rho_p)  # sum over steps of lambda * rho
         for k in range(nmax):
-            L = int(np.searchsorted(-n_sorted, -k, side="left"))  # agents with n_a > k
-            lam = np.where(k < n_sorted[:L] - 1, lam_full[:L], lam_last[:L])[:, None, None]
+            L = n_move[k]
             r = rho_p[:L]
-            rho_up = np.where(pos_p[:L], r[..., :-1], r[..., 1:])
+            lr = lam_tab[k, :L] * r
+            lr_sum[:L] += lr
             # Rusanov flux with the interface speed = upwind flux; zero flux at c = 0, 1
-            flux = lam * vel_p[:L] * rho_up
+            flux = v_left[:L] * lr[..., :-1]
+            flux += v_right[:L] * lr[..., 1:]
             r[..., :-1] -= flux
             r[..., 1:] += flux
-            acc_p[:L] += lam * rho_up  # J-fluxes are rho_up * gcoef: applied at refresh
         rho[order] = rho_p
-        acc[order] += acc_p
+        # J-fluxes are rho_up * gcoef: the upwind sums are applied at the next refresh
+        acc[order] += np.where(pos_p, lr_sum[..., :-1], lr_sum[..., 1:])
         big = np.where(n_a > 1, dt_fin, last)
         max_cfl = max(max_cfl, float(np.max(big * vmax, initial=0.0)) / dc)
         steps += n_a
