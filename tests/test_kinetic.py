@@ -327,3 +327,23 @@ def test_errors_are_helpful():
         physeg.segment(img, method="kinetic", radius=-1.0)
     with pytest.raises(ValueError, match="admissibility"):
         physeg.segment(img, method="kinetic", feature_update="nanbu", eps=0.9)
+
+
+def test_macro_disk_filter_equals_direct_zero_padded_convolution():
+    # the FFT period is only n + R (not n + 2R): the kept outputs must still be alias-free
+    from scipy.signal import convolve2d
+
+    rng = np.random.default_rng(3)
+    n, h = 16, 2.0 / 16
+    radius = np.array([0.05, 0.2, 0.5, 1.3])  # R up to n - 1 (disks wider than the grid)
+    kf, nfft, R = _macro._disk_kernels_fft(radius, h, n)
+    assert nfft < n + 2 * R
+    fields = rng.random((radius.size, 1, 2, n, n))
+    got = _macro._disk_filter(fields, kf, nfft, R)
+    off = np.arange(-R, R + 1)
+    d2 = off[:, None] ** 2 + off[None, :] ** 2
+    for a, r in enumerate(radius):
+        disk = (d2 <= (r / h) ** 2 + 1e-9).astype(float)
+        for j in range(2):
+            want = convolve2d(fields[a, 0, j], disk, mode="same")
+            np.testing.assert_allclose(got[a, 0, j], want, rtol=1e-5, atol=1e-5 * want.max())

@@ -102,7 +102,10 @@ def _disk_kernels_fft(radius: np.ndarray, h: float, n: int):
     """FFTs of the disk kernels (one per agent) for a linear convolution on an n x n grid.
 
     Returns (kernel FFTs (A, nfft, nfft//2 + 1), nfft, R) with R the largest disk radius in
-    cells; the kernel support is (2R + 1)^2, so nfft = next_fast_len(n + 2R).
+    cells; the kernel support is (2R + 1)^2. Only the outputs R .. R + n - 1 of the full linear
+    convolution (length n + 2R) are kept, and the circular one of period nfft aliases output
+    i with i +- nfft, which stays outside [0, n + 2R) for those i once nfft >= n + R: so
+    nfft is the smallest 7-smooth size >= n + R (40 instead of 45 for n = 32, R = 5).
     """
     from scipy import fft as sfft
 
@@ -111,7 +114,7 @@ def _disk_kernels_fft(radius: np.ndarray, h: float, n: int):
     d2 = off[:, None] ** 2 + off[None, :] ** 2
     rc = (np.asarray(radius)[:, None, None] / h) ** 2
     disk = (d2[None] <= rc + 1e-9).astype(np.float64)
-    nfft = n + 2 * R
+    nfft = n + R
     while not _smooth(nfft):
         nfft += 1
     kern = np.zeros((radius.size, nfft, nfft), dtype=np.float32)
@@ -119,9 +122,24 @@ def _disk_kernels_fft(radius: np.ndarray, h: float, n: int):
     return sfft.rfft2(kern), nfft, R
 
 
+def _disk_filter(fields: np.ndarray, kf: np.ndarray, nfft: int, R: int) -> np.ndarray:
+    """Zero-padded linear convolution of fields (A, ..., n, n) with the agents' disks.
+
+    ``kf`` from :func:`_disk_kernels_fft`. Axis by axis: the forward pass along the last axis
+    only over the n non-zero rows, the inverse pass along it only over the n rows kept.
+    """
+    from scipy import fft as sfft
+
+    n = fields.shape[-1]
+    spec = sfft.fft(sfft.rfft(fields, n=nfft, axis=-1), n=nfft, axis=-2)
+    spec *= kf.reshape(kf.shape[:1] + (1,) * (fields.ndim - 3) + kf.shape[1:])
+    spec = sfft.ifft(spec, axis=-2)[..., R : R + n, :]
+    return sfft.irfft(spec, n=nfft, axis=-1)[..., R : R + n]
+
+
 def _smooth(n: int) -> bool:
-    """True when n has no prime factor other than 2, 3, 5 (fast FFT sizes)."""
-    for p in (2, 3, 5):
+    """True when n has no prime factor other than 2, 3, 5, 7 (fast FFT sizes)."""
+    for p in (2, 3, 5, 7):
         while n % p == 0:
             n //= p
     return n == 1
@@ -196,7 +214,6 @@ def macro_solve(
     xc = edges[:-1] + hx / 2.0
     log_x = np.stack([np.log1p(xc), np.log1p(-xc)], -1)  # log(1 + x), log(1 - x) at the centres
     one_x = np.stack([np.ones(ns), xc])  # sums over y of f and of y f
-    from scipy import fft as sfft
 
     kf, nfft, R = _disk_kernels_fft(radius, hx, ns)  # (A, nfft, nfft//2+1)
     P = interaction_matrix(centres, delta)  # (A, nc, nc)
@@ -269,10 +286,7 @@ def macro_solve(
             # zero-padded transform is done axis by axis: the first pass only over the ns
             # non-zero rows, the last inverse pass only over the ns rows kept
             both = fieldsT.reshape(a_n, d, 2, ns, ns).astype(np.float32)
-            spec = sfft.fft(sfft.rfft(both, n=nfft, axis=-1), n=nfft, axis=-2)
-            spec *= (kf if a_n == A else kf[ia])[:, None, None]
-            spec = sfft.ifft(spec, axis=-2)[..., R : R + ns, :]
-            conv = sfft.irfft(spec, n=nfft, axis=-1)[..., R : R + ns].astype(np.float64)
+            conv = _disk_filter(both, kf if a_n == A else kf[ia], nfft, R).astype(np.float64)
             chatT = np.clip(conv[:, :, 1] / np.maximum(conv[:, :, 0], 1e-300), 0.0, 1.0)
             chatT = np.where(conv[:, :, 0] > 1e-12, chatT, 0.5)  # (a, d, ns_x, ns_y)
             # U = sum wx chat wy, Wx = sum x wx chat wy, Wy = sum wx chat y wy per feature
