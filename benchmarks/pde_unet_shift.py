@@ -260,7 +260,7 @@ def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
 
 
 def markdown(summary: dict, meta: dict) -> str:
-    rows = summary["rows"]
+    rows = summary.get("rows", [])
     split_name = {"in": "in domain", "out": "unseen domain"}
     out = [
         "# PDE-regularised U-Net vs plain U-Net (seed 001): low-sample regimes and domain shift",
