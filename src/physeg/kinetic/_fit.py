@@ -123,8 +123,13 @@ def make_objective(
     base: dict[str, Any],
     n_bins: int,
     rng: np.random.Generator,
+    refresh: float | None = None,
 ):
-    """Vectorised objective theta (n, p) -> (n,) for :func:`physeg.optim.cbo_minimize`."""
+    """Vectorised objective theta (n, p) -> (n,) for :func:`physeg.optim.cbo_minimize`.
+
+    ``refresh`` is the U/W refresh interval of the macroscopic model (None: the default of
+    :func:`._macro.macro_solve`).
+    """
     from . import _macro
     from ._dsmc import KineticParams, run_particle_model
 
@@ -140,6 +145,7 @@ def make_objective(
             setups.append(st)
             gts.append(gt)
     seed = int(rng.integers(2**31 - 1))
+    macro_kw = {} if refresh is None else {"refresh": float(refresh)}
 
     def unpack(theta: np.ndarray):
         return theta[:, 0], theta[:, 1], theta[:, 2], theta[:, 3:].reshape(-1, d, classes - 1)
@@ -153,7 +159,7 @@ def make_objective(
                 out = _macro.macro_solve(
                     st, delta=delta, sigma=sigma, radius=radius, barriers=bars,
                     classes=classes, transport_rate=base["transport_rate"],
-                    binarise_rate=base["binarise_rate"], t_final=base["t_final"],
+                    binarise_rate=base["binarise_rate"], t_final=base["t_final"], **macro_kw,
                 )
                 total += _macro.histogram_loss(out["rho"], gt[None], n_bins).sum(-1)
             total /= len(setups)
@@ -183,6 +189,7 @@ def fit(
     fit_size: int = 64,
     n_bins: int = 50,
     rng: None | int | np.random.Generator = None,
+    refresh: float | None = None,
     **fixed: Any,
 ):
     """Identify theta = (Delta, sigma, r, barriers) on labelled images by CBO.
@@ -206,6 +213,10 @@ def fit(
         Feature cells N_c of the macroscopic model ("l2", "mixed").
     rng : None, int or numpy.random.Generator
         Seeds the CBO agents and the DSMC noise.
+    refresh : float or None, default None
+        U/W refresh interval (> 0, time units) of the macroscopic model ("l2", "mixed");
+        None keeps the default of :func:`._macro.macro_solve`. Not exposed by ``physeg.fit``;
+        used by ``benchmarks/kinetic_refresh_check.py``.
     **fixed
         Fixed model settings (eps, dt, t_final, space_rate, transport_rate, binarise_rate,
         feature_update, runs); defaults as in :func:`physeg.kinetic.segment_kinetic`.
@@ -221,6 +232,8 @@ def fit(
         raise ValueError("kinetic fitting needs one mask per training image (masks=None given).")
     if loss not in ("dice", "l2", "mixed"):
         raise ValueError(f"loss must be 'dice', 'l2' or 'mixed'; got {loss!r}.")
+    if refresh is not None and not (np.isfinite(refresh) and refresh > 0):
+        raise ValueError(f"refresh must be a positive number of time units; got {refresh!r}.")
     gen = as_rng(rng)
     allowed = {"eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
                "feature_update", "runs", "delta", "sigma", "radius", "barriers"}
@@ -235,7 +248,7 @@ def fit(
     d = feats[0].shape[-1]
     bounds = theta_bounds(d, classes)
     objective = make_objective(feats, labs, classes=classes, loss=loss, base=base,
-                               n_bins=n_bins, rng=gen)
+                               n_bins=n_bins, rng=gen, refresh=refresh)
     t0 = time.perf_counter()
     res = optim.cbo_minimize(objective, bounds=bounds, n_agents=n_agents, max_iter=max_iter,
                              rng=gen, vectorised=True)
