@@ -130,17 +130,6 @@ def build_msnet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **
     return MSNet(in_channels, num_classes, ndim=ndim, **config)
 
 
-def _arch_config(arch: dict[str, Any]) -> dict[str, Any]:
-    from .train import parse_ints, parse_strides
-
-    out = dict(arch)
-    if "widths" in out:
-        out["widths"] = parse_ints(out["widths"], "widths")
-    if "strides" in out:
-        out["strides"] = parse_strides(out["strides"])
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
     """Train MSNet on labelled images (``physeg.fit("msnet", images, masks, **params)``).
 
@@ -148,12 +137,12 @@ def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any)
     (:data:`physeg.neural.train.TRAIN_PARAMS`: iterations, batch_size, lr, …, rng,
     channel_axis). Returns a :class:`physeg.neural.train.NetworkModel`.
     """
-    from .train import fit_network, split_fit_params
+    from .train import arch_config, fit_network, split_fit_params
 
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
     return fit_network("msnet", "msnet", images, masks,
-                       arch_config=_arch_config({**defaults, **arch}), **data, **train)
+                       arch_config=arch_config({**defaults, **arch}), **data, **train)
 
 
 def load_msnet(data: dict[str, Any], path: Any = None):

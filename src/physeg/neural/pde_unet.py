@@ -233,7 +233,8 @@ def fit_pde_unet(
 
     from .._validate import as_rng, check_image
     from . import train as T
-    from .unet import ARCH_PARAMS, _arch_config
+    from .train import arch_config
+    from .unet import ARCH_PARAMS
 
     params = dict(params)
     prior_args = {k: params.pop(k) for k in _PRIOR_NAMES if k in params}
@@ -277,7 +278,7 @@ def fit_pde_unet(
         if len(prepared) > 3:  # the trainer may recognise colour images by their shape
             channel_axis = prepared[3]
             ca = -1 if channel_axis is not None else None
-        config = {**_arch_config({**{p.name: p.default for p in ARCH_PARAMS}, **arch}),
+        config = {**arch_config({**{p.name: p.default for p in ARCH_PARAMS}, **arch}),
                   "in_channels": pre.in_channels, "num_classes": len(pre.classes),
                   "ndim": pre.ndim}
     if val_images is not None:

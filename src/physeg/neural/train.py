@@ -840,6 +840,20 @@ def split_fit_params(params: dict[str, Any], arch_names: Sequence[str]
     return arch, train, data
 
 
+def arch_config(arch: dict[str, Any]) -> dict[str, Any]:
+    """Architecture parameters from the registry (CLI strings allowed) → network kwargs.
+
+    ``widths`` ("8,16,32" or a sequence) and ``strides`` ("2;1,2,2" or a list) are parsed;
+    ``None`` entries (= "use the network's default") are dropped.
+    """
+    out = dict(arch)
+    if "widths" in out:
+        out["widths"] = parse_ints(out["widths"], "widths")
+    if "strides" in out:
+        out["strides"] = parse_strides(out["strides"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def parse_ints(text: Any, name: str) -> tuple[int, ...]:
     """Parse ``"16,32,64"`` (or a sequence) into a tuple of positive ints."""
     if isinstance(text, str):

@@ -61,25 +61,14 @@ def build_unet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **c
     return UNet(in_channels, num_classes, ndim=ndim, **config)
 
 
-def _arch_config(arch: dict[str, Any]) -> dict[str, Any]:
-    from .train import parse_ints, parse_strides
-
-    out = dict(arch)
-    if "widths" in out:
-        out["widths"] = parse_ints(out["widths"], "widths")
-    if "strides" in out:
-        out["strides"] = parse_strides(out["strides"])
-    return {k: v for k, v in out.items() if v is not None}
-
-
 def fit_unet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
     """Train the U-Net (``physeg.fit("unet", images, masks, **params)``); see ``fit_msnet``."""
-    from .train import fit_network, split_fit_params
+    from .train import arch_config, fit_network, split_fit_params
 
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
     return fit_network("unet", "unet", images, masks,
-                       arch_config=_arch_config({**defaults, **arch}), **data, **train)
+                       arch_config=arch_config({**defaults, **arch}), **data, **train)
 
 
 def load_unet(data: dict[str, Any], path: Any = None):
