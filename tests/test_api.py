@@ -88,3 +88,19 @@ def test_load_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not a physeg JSON model"):
         physeg.load(bad)
+
+
+def test_missing_optional_dependency_names_the_extra(monkeypatch):
+    """A method whose extra is not installed fails before any work, saying how to install it."""
+    from physeg import api
+
+    m = api.Method(
+        name="needs-missing-extra",
+        func=lambda image, **kw: np.zeros(image.shape[:2], np.uint8),
+        params=(),
+        summary="test-only",
+        requires=("physeg_no_such_module",),
+    )
+    monkeypatch.setitem(api._REGISTRY, m.name, m)
+    with pytest.raises(ImportError, match="pip install physeg_no_such_module"):
+        physeg.segment(_square(), method=m.name)

@@ -143,7 +143,9 @@ def check_image(
     return arr
 
 
-def check_labels_like(labels: Any, image_shape: tuple[int, ...], *, name: str = "mask") -> np.ndarray:
+def check_labels_like(
+    labels: Any, image_shape: tuple[int, ...], *, name: str = "mask"
+) -> np.ndarray:
     """Validate a label/mask array against the spatial shape of its image."""
     lab = np.asarray(labels)
     if lab.dtype == bool:

@@ -126,7 +126,9 @@ class Param:
                 value = float(value)
                 if not np.isfinite(value):
                     raise ValueError(f"parameter {self.name!r} must be finite, got {value!r}.")
-            if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            too_low = self.low is not None and value < self.low
+            too_high = self.high is not None and value > self.high
+            if too_low or too_high:
                 raise ValueError(
                     f"parameter {self.name!r}={value!r} is out of range "
                     f"[{self.low if self.low is not None else '-inf'}, "
@@ -221,7 +223,9 @@ class Model:
         self.params = dict(params or {})
         self.info = dict(info or {})
 
-    def predict(self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs) -> np.ndarray:
+    def predict(
+        self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs: Any
+    ) -> np.ndarray:
         """Segment ``image`` with the fitted parameters (overridable by ``kwargs``)."""
         params = {**self.params, **kwargs}
         return segment(image, method=self.method, channel_axis=channel_axis, **params)
@@ -290,6 +294,14 @@ def _load_all() -> None:
     _LOADED = True
 
 
+def _check_requires(m: Method) -> None:
+    """Fail early, with the install hint, when a method's optional dependency is missing."""
+    from ._optional import require
+
+    for module in m.requires:
+        require(module, feature=f"method {m.name!r}")
+
+
 def methods() -> dict[str, Method]:
     """Return the registered methods by name (importing method modules on first call)."""
     _load_all()
@@ -335,6 +347,7 @@ def segment(
         Label image of the input's spatial shape; 0 is background for binary tasks.
     """
     m = get_method(method)
+    _check_requires(m)
     if m.func is None:
         raise ValueError(
             f"method {m.name!r} needs training: use physeg.fit({m.name!r}, images, masks) "
@@ -371,7 +384,9 @@ def segment(
     return labels
 
 
-def fit(method: str, images: Sequence[Any], masks: Sequence[Any] | None = None, **params: Any) -> Model:
+def fit(
+    method: str, images: Sequence[Any], masks: Sequence[Any] | None = None, **params: Any
+) -> Model:
     """Fit a method's parameters (or train its network) on images with masks.
 
     Parameters
@@ -389,6 +404,7 @@ def fit(method: str, images: Sequence[Any], masks: Sequence[Any] | None = None, 
         Call ``model.predict(image)``; ``model.save(path)``; ``physeg.load(path)``.
     """
     m = get_method(method)
+    _check_requires(m)
     if m.fit_func is None:
         raise ValueError(
             f"method {m.name!r} has nothing to fit; call physeg.segment(image, "
@@ -425,6 +441,7 @@ def load(path: str | os.PathLike) -> Model:
         if not isinstance(data, dict) or "physeg_model" not in data or "method" not in data:
             raise ValueError(f"{path} is not a physeg model file (missing 'physeg_model').")
     m = get_method(data["method"])
+    _check_requires(m)
     if m.load_func is not None:
         return m.load_func(data, path)
     return Model(data["method"], data.get("params", {}), data.get("info", {}))
