@@ -77,22 +77,9 @@ def shape_mask(shape: str, n: int) -> np.ndarray:
     if shape == "disc":
         m = (x - 0.35) ** 2 + (y + 0.3) ** 2 <= 0.2**2
         return np.broadcast_to(m, (n, n)).copy()
-    try:
-        from physeg.synthetic import shape_mask as synth_mask
+    from physeg.synthetic import shape_mask as synth_mask
 
-        return synth_mask(shape, n)
-    except ImportError:  # pragma: no cover - same definitions as physeg.synthetic
-        if shape == "square":
-            m = (np.abs(x) <= 0.5) & (np.abs(y) <= 0.5)
-        elif shape == "circle":
-            m = x * x + y * y <= 0.55**2
-        elif shape == "triangle":
-            m = (y >= -0.5) & (y <= 0.6) & (np.abs(x) <= 0.6 * (0.6 - y) / 1.1)
-        elif shape == "rhombus":
-            m = np.abs(x) / 0.45 + np.abs(y) / 0.7 <= 1.0
-        else:
-            m = (x / 0.7) ** 2 + (y / 0.4) ** 2 <= 1.0
-        return np.broadcast_to(m, (n, n)).copy()
+    return synth_mask(shape, n)
 
 
 def synthetic_image(shape: str, n: int, sigma: float, draw: int = 0):
