@@ -106,3 +106,11 @@ def test_fit_errors():
         physeg.fit("kinetic", [img], [m[:10]])
     with pytest.raises(ValueError, match="unknown fit options"):
         physeg.kinetic.fit_kinetic([img], [m], bogus=1)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])
+def test_fit_rejects_bad_refresh_interval(bad):
+    img = np.zeros((16, 16), np.float32)
+    img[4:12, 4:12] = 1.0
+    with pytest.raises(ValueError, match="refresh must be a positive number"):
+        _fit.fit([img], [img.astype(np.uint8)], loss="l2", refresh=bad)
