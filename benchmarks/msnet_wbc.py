@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -97,10 +98,10 @@ def class_metrics(pred: np.ndarray, truth: np.ndarray, k: int) -> dict[str, list
     return out
 
 
-def evaluate(model, images, masks) -> dict[str, float]:
+def evaluate(model, images, masks, tta: bool = False) -> dict[str, float]:
     per = []
     t0 = time.perf_counter()
-    preds = [model.predict(im, channel_axis=-1) for im in images]
+    preds = [model.predict(im, channel_axis=-1, tta=tta) for im in images]
     infer = (time.perf_counter() - t0) / len(images)
     for p, m in zip(preds, masks, strict=True):
         per.append(class_metrics(np.asarray(p), np.asarray(m), 3))
@@ -118,6 +119,7 @@ def evaluate(model, images, masks) -> dict[str, float]:
         "mIoU_all": float(iou.mean()),
         "pixel_acc": float(pix),
         "iou_per_class": iou.mean(axis=0).tolist(),
+        "iou_per_image": iou.tolist(),
         "asd_nan_images": int(np.isnan(asd[:, 1:]).any(axis=1).sum()),
         "infer_ms_per_image": 1000 * infer,
         "n_test": len(images),
@@ -140,6 +142,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clip-grad", type=float, default=None)
     ap.add_argument("--loss", default="dice", choices=("dice", "dice_ce"))
+    ap.add_argument("--ce-weight", type=float, default=1.0)
+    ap.add_argument("--intensity", type=float, default=0.1)
+    ap.add_argument("--colour", type=float, default=0.0)
+    ap.add_argument("--zoom", type=float, default=0.0)
+    ap.add_argument("--input-norm", default="dataset", choices=("dataset", "image"))
+    ap.add_argument("--step-size", type=int, default=200)
+    ap.add_argument("--max-cpu-time", type=float, default=None,
+                    help="stop training after this many CPU seconds of the process")
+    ap.add_argument("--save-all", default=None,
+                    help="folder: save every run's model there as <tag>_S<S>_<method>.pt")
+    ap.add_argument("--gamma", type=float, default=0.8)
+    ap.add_argument("--holdout", type=int, default=0,
+                    help="recipe selection: hold out N images of the S training pool and "
+                         "report metrics on them instead of the test split (test unused)")
     ap.add_argument("--arch", default=None, help="JSON overrides of ARCH[method]")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--tag", default="msnet_wbc")
@@ -177,25 +193,41 @@ def main() -> None:
     runs = []
     for S in sizes:
         tr, _, te = split_indices(n, S, rng=args.seed)
+        if args.holdout:  # selection protocol: the test split is not touched
+            a, b, _ = split_indices(S, S - args.holdout, n_val=args.holdout, rng=args.seed + 1)
+            tr, te = tr[a], tr[b]
         if args.limit:
             te = te[: args.limit]
         for meth in methods:
             print(f"== S={S} {meth}: train {len(tr)} (incl. validation), test {len(te)}",
                   flush=True)
             t0 = time.perf_counter()
+            c0 = time.process_time()
+            load0 = os.getloadavg()
             model = fit_network(
                 meth, meth, [images[i] for i in tr], [masks[i] for i in tr],
                 arch_config={**ARCH[meth], **json.loads(args.arch or "{}").get(meth, {})},
                 clip_grad=args.clip_grad, loss=args.loss, patch=args.patch, channel_axis=-1,
+                ce_weight=args.ce_weight, intensity=args.intensity, colour=args.colour,
+                zoom=args.zoom, input_norm=args.input_norm, step_size=args.step_size,
+                gamma=args.gamma, max_cpu_time=args.max_cpu_time,
                 rng=args.seed,
                 iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                 val_every=args.val_every, patience=args.patience, max_time=args.max_time,
                 threads=args.threads, log=lambda s: print("   ", s, flush=True),
             )
             wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            load1 = os.getloadavg()
             res = evaluate(model, [images[i] for i in te], [masks[i] for i in te])
+            res["tta"] = {k: v for k, v in evaluate(
+                model, [images[i] for i in te], [masks[i] for i in te], tta=True).items()
+                if k != "iou_per_image"}
+            res["test_ids"] = [ids[i] for i in te]
             h = model.info["history"]
             res.update(method=meth, S=S, train_seconds=h["train_seconds"], fit_wall_seconds=wall,
+                       fit_cpu_seconds=cpu, train_cpu_seconds=h.get("train_cpu_seconds"), loadavg_start=list(load0), loadavg_end=list(load1),
+                       holdout=args.holdout,
                        iterations_run=h["iterations_run"], best_iteration=h["best_iteration"],
                        stop_reason=h["stop_reason"], best_val_dice=h["best_val_dice"],
                        parameters=count_parameters(model.net), n_train=model.info["n_train"],
@@ -203,10 +235,16 @@ def main() -> None:
                        n_val=model.info["n_val"], arch=model.config,
                        paper=dict(zip(("mAcc", "mIoU", "mDSC", "mASD"), PAPER[S][meth],
                                       strict=True)))
-            print(f"   -> mIoU {res['mIoU']:.4f} mDSC {res['mDSC']:.4f} mAcc {res['mAcc']:.4f} "
-                  f"mASD {res['mASD']:.3f} ({wall:.0f}s)", flush=True)
+            print(f"   -> IoU per class {np.round(res['iou_per_class'], 4).tolist()} "
+                  f"mIoU {res['mIoU']:.4f} mDSC {res['mDSC']:.4f} mAcc {res['mAcc']:.4f} "
+                  f"mASD {res['mASD']:.3f} ({wall:.0f}s wall, {cpu:.0f}s cpu); with TTA: "
+                  f"IoU per class {np.round(res['tta']['iou_per_class'], 4).tolist()} "
+                  f"mIoU {res['tta']['mIoU']:.4f}", flush=True)
+            if args.save_all:
+                Path(args.save_all).mkdir(parents=True, exist_ok=True)
+                model.save(Path(args.save_all) / f"{args.tag}_S{S}_{meth}.pt")
             runs.append(res)
-            if meth == "msnet" and S == 30 and not args.no_save_model:
+            if meth == "msnet" and S == 30 and not args.no_save_model and not args.holdout:
                 path = Path(args.model_out)
                 model.info["benchmark"] = {k: res[k] for k in ("mIoU", "mDSC", "mAcc", "mASD",
                                                                "n_test")}
@@ -226,6 +264,9 @@ def _write(out: Path, args, runs, merged=None) -> None:
         "argv": " ".join(sys.argv[1:]),
         "threads": args.threads, "limit": args.limit, "loss": args.loss,
         "clip_grad": args.clip_grad, "arch_override": args.arch, "patch": args.patch,
+        "recipe": {k: getattr(args, k) for k in ("ce_weight", "intensity", "colour", "zoom",
+                                                 "input_norm", "step_size", "gamma", "holdout",
+                                                 "max_cpu_time")},
         "python": platform.python_version(),
         "machine": platform.machine(),
         "metric_note": "mIoU/mDSC/mASD over foreground classes (cytoplasm, nucleus); mAcc "

@@ -249,6 +249,28 @@ def test_fit_predict_save_load_round_trip(torch_det, tmp_path):
 
 
 @torch_only
+def test_recipe_options_round_trip(torch_det, tmp_path):
+    """Per-image input normalisation, colour/zoom augmentation and Dice + CE train, are
+    recorded, survive save/load, and a checkpoint written before ``norm`` existed loads as
+    dataset normalisation."""
+    images, masks = _toy_data()
+    model = physeg.fit("msnet", images, masks, rng=3, loss="dice_ce", input_norm="image",
+                       colour=0.1, zoom=0.2, intensity=0.2, **TINY)
+    assert model.preprocessing.norm == "image"
+    assert model.params["colour"] == 0.1 and model.params["zoom"] == 0.2
+    path = model.save(tmp_path / "m.pt")
+    again = physeg.load(path)
+    assert again.preprocessing.norm == "image"
+    np.testing.assert_array_equal(again.predict(images[1]), model.predict(images[1]))
+    data = torch_det.load(path, weights_only=False)
+    del data["preprocessing"]["norm"]
+    old = physeg.neural.train.load_network(data)
+    assert old.preprocessing.norm == "dataset"
+    with pytest.raises(ValueError, match="input_norm"):
+        physeg.fit("msnet", images, masks, rng=3, input_norm="batch", **TINY)
+
+
+@torch_only
 def test_same_seed_same_weights_and_labels(torch_det):
     images, masks = _toy_data()
     a = physeg.fit("msnet", images, masks, rng=7, **TINY)

@@ -11,6 +11,7 @@ from physeg.neural.train import (
     TrainConfig,
     _augment,
     _cut,
+    _zoom,
     load_folder,
     parse_ints,
     parse_strides,
@@ -117,6 +118,58 @@ def test_augmentation_keeps_image_and_mask_aligned(shape):
     assert 0.5 <= coef[0] <= 1.5 and -0.5 <= coef[1] <= 0.5 and not np.isclose(coef[0], 1.0)
 
 
+def test_colour_augmentation_mixes_channels_linearly():
+    gen = np.random.default_rng(5)
+    y = gen.integers(0, 3, size=(6, 6))
+    x = np.stack([y, y**2, np.ones_like(y)]).astype(np.float32)
+    v = np.ones(y.shape, np.float32)
+    xa, ya, _ = _augment(x, y, v, gen, intensity=0.0, colour=0.2)
+    # every output channel is sum_j M_ij x_j of the (flipped / turned) input channels
+    basis = np.stack([ya.ravel(), ya.ravel() ** 2, np.ones(ya.size)], 1).astype(np.float64)
+    for c in range(3):
+        coef = np.linalg.lstsq(basis, xa[c].ravel(), rcond=None)[0]
+        np.testing.assert_allclose(basis @ coef, xa[c].ravel(), atol=1e-5)
+        assert abs(coef[c] - 1.0) < 1.0  # near the identity
+    assert not np.allclose(xa[0], ya)  # it did mix
+    # grey images and colour = 0 are left alone (and draw nothing extra from the generator)
+    g1, g2 = np.random.default_rng(1), np.random.default_rng(1)
+    a = _augment(x[:1], y, v, g1, intensity=0.1, colour=0.5)
+    b = _augment(x[:1], y, v, g2, intensity=0.1)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_zoom_augmentation_keeps_labels_aligned():
+    y = np.zeros((40, 40), np.int64)
+    y[10:30, 10:30] = 1
+    y[15:25, 15:25] = 2
+    x = y[None].astype(np.float32)
+    sizes = set()
+    for seed in range(6):
+        xz, yz = _zoom(x, y, np.random.default_rng(seed), 0.3)
+        assert xz.shape == (1,) + yz.shape and set(np.unique(yz)) <= {0, 1, 2}
+        f = yz.shape[0] / 40
+        assert 1 / 1.3 - 0.03 <= f <= 1.3 + 0.03
+        # the square's area scales with f^2, and labels sit where the image has that value
+        assert abs((yz >= 1).sum() / (f * f * 400) - 1) < 0.15
+        assert np.mean(np.abs(xz[0] - yz) < 0.5) > 0.9
+        sizes.add(yz.shape)
+    assert len(sizes) > 2
+
+
+def test_image_normalisation_per_image():
+    pre = Preprocessing(ndim=2, in_channels=3, classes=[0, 1], mean=[0.5] * 3, std=[0.25] * 3,
+                        norm="image")
+    gen = np.random.default_rng(0)
+    img = gen.integers(0, 256, size=(8, 9, 3)).astype(np.uint8)
+    x = pre.image(img, -1)
+    np.testing.assert_allclose(x.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=(1, 2)), 1, atol=1e-4)
+    # a brighter copy (stain offset) maps to the same input
+    brighter = (img.astype(np.int64) // 2 + 60).astype(np.uint8)
+    ref = pre.image((img.astype(np.int64) // 2).astype(np.uint8), -1)
+    np.testing.assert_allclose(pre.image(brighter, -1), ref, atol=1e-5)
+
+
 def test_parse_helpers():
     assert parse_ints("16, 32,64", "w") == (16, 32, 64)
     assert parse_ints((4, 8), "w") == (4, 8)
@@ -182,6 +235,32 @@ def test_schedule_early_stopping_time_limit_and_extra_terms():
     cfg = TrainConfig(iterations=10_000, batch_size=1, max_time=1.0, augment=False, threads=1)
     h = train_network(net, xs, ys, config=cfg, rng=0)
     assert h["stop_reason"] == "time_limit" and h["iterations_run"] < 10_000
+    cfg = TrainConfig(iterations=10_000, batch_size=1, max_cpu_time=1.0, augment=False,
+                      threads=1)
+    h = train_network(net, xs, ys, config=cfg, rng=0)
+    assert h["stop_reason"] == "time_limit" and h["iterations_run"] < 10_000
+    assert 1.0 < h["train_cpu_seconds"] < 30.0
+
+
+@pytest.mark.torch
+def test_tta_is_exact_for_an_equivariant_net_and_shapes_round_trip():
+    torch = pytest.importorskip("torch")
+    from physeg.neural.train import predict_index
+
+    torch.manual_seed(0)
+    pointwise = torch.nn.Conv2d(3, 4, 1)  # commutes with flips and 90-degree turns
+    x = np.random.default_rng(0).normal(size=(3, 7, 10)).astype(np.float32)
+    plain = predict_index(pointwise, x)
+    np.testing.assert_array_equal(predict_index(pointwise, x, tta=True), plain)
+    # a net that looks at the position (not equivariant): TTA changes the answer, keeps shape
+    class Ramp(torch.nn.Module):
+        def forward(self, t):
+            r = torch.linspace(0, 1, t.shape[-1]).expand(t.shape[0], 1, *t.shape[-2:])
+            return torch.cat([r, 1 - r, torch.full_like(r, 0.45)], 1)
+
+    a, b = predict_index(Ramp(), x), predict_index(Ramp(), x, tta=True)
+    assert a.shape == b.shape == (7, 10)
+    assert set(np.unique(a)) == {0, 1} and not np.array_equal(a, b)
 
 
 @pytest.mark.torch
