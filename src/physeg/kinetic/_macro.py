@@ -24,24 +24,34 @@ cell); the disk filter is an FFT convolution with one kernel per agent.
 Choices where the spec left room (and why):
 
 - U, W (the expensive quadratures over the N_x x N_x grid), B and mu = M/B are refreshed
-  every ``refresh`` time units (default 0.05, the DSMC step), not every CFL step; between
-  refreshes V and mu are fixed fields, the Rusanov update costs O(N_c) per agent, and the
-  M-increments P dJ are summed and applied at the next refresh (exact for frozen mu, since P
-  is linear). The refreshes are most of the cost of a loss evaluation (measured in
-  ``benchmarks/kinetic_speed.py``; a coarser refresh of 0.1 halves the cost but moves the
-  final loss by up to 0.01 on a 64^2 square, about twice the change from refining to 0.025,
-  so the default stays 0.05).
-- Cost of a refresh (same numbers up to float32 round-off of the FFT, checked against a
-  float64 run: loss within 3e-7): the Beta weights are laid out (agent, channel, axis,
+  at most every ``refresh`` time units (default 0.05, the DSMC step), not every CFL step;
+  between refreshes V and mu are fixed fields, the Rusanov update costs O(N_c) per agent, and
+  the M-increments P dJ are summed and applied at the next refresh (exact for frozen mu, since
+  P is linear). The refreshes are most of the cost of a loss evaluation.
+- Adaptive refresh (``refresh_tol``, default 1e-4): each agent keeps its own interval
+  h_a = refresh * 2^k <= ``refresh_max``. After a refresh, if U and W changed by at most
+  refresh_tol / 2 since the agent's previous refresh (max over the feature cells carrying
+  mass > 1e-6; cells without mass move nothing), h_a doubles; a change above refresh_tol
+  resets it to ``refresh``. Why: most agents reach a stationary consensus long before T (the
+  median change of U per 0.05 falls from 2e-2 at t = 0 to 3e-7 at t = 2, 64 random agents on
+  a 64^2 square), and refreshing them is wasted work. Measured in
+  ``benchmarks/kinetic_speed.py``: half the refreshes, the final loss equal to the fixed-0.05
+  one within 6e-7, while the fixed-0.05 scheme's own error against a 0.0125 reference is 8e-3
+  (a uniform 0.1 instead moves the loss by 1e-2, which is why the base interval stays 0.05).
+  Agents land on the next time any agent is due, so the CFL sub-steps are shared.
+- Cost of a refresh (the quadratures and the FFT run in float32, the state rho, M and the
+  velocities in float64; against a float64 refresh the final loss moves by < 1e-7): the
+  Beta weights are laid out (agent, channel, axis,
   N_x, N_c) so every product is a contiguous BLAS matmul; the log-densities are one matmul
   with [log(1+x), log(1-x)]; the per-cell normalisations are folded into the cell masses and
   the quadratures instead of dividing the weights; the mass and c-mass fields are one matmul,
   and U, W_x, W_y two; the disk filter is done axis by axis with FFT period N_x + R (not
   N_x + 2R: the N_x outputs kept are alias-free once the period is >= N_x + R), rows that
   are all zero are not transformed and only the kept rows are inverse-transformed.
-- Between refreshes each CFL step is 6 array operations on the agents still moving (the
-  per-step dt/dc, the counts of moving agents and the upwind-split speeds are tabulated once
-  per interval, and the upwind sums for the J-fluxes are taken once per interval).
+- Between refreshes each CFL step is 5 array operations on the agents still moving: the
+  speeds are pre-scaled by each agent's dt/dc, the counts of moving agents are tabulated once
+  per interval, every agent's shortened last step is one vectorised step at the end, and
+  the upwind sums for the J-fluxes are taken once per interval.
 - RGB: each channel's marginal (57) evolves by its own 1-D system (channel distance in P, that
   channel's local average and barrier). This is exact when the channels are independent and
   avoids an N_c^3 grid; the loss is the sum of the marginal losses (spec §12).
@@ -181,6 +191,8 @@ def macro_solve(
     t_final: float = 4.0,
     cfl: float = 0.9,
     refresh: float = 0.05,
+    refresh_tol: float = 1e-4,
+    refresh_max: float = 0.8,
     record: tuple[float, ...] = (),
     max_steps: int = 200_000,
 ) -> dict[str, np.ndarray]:
@@ -203,13 +215,22 @@ def macro_solve(
     cfl : float
         CFL number C <= 1 (positivity of the Rusanov scheme needs C <= 1).
     refresh : float
-        Time between recomputations of U and W.
+        Time between recomputations of U and W (the base interval; every agent lands on each
+        multiple of it).
+    refresh_tol : float, default 1e-4
+        Adaptive refresh: when > 0, an agent whose U and W (on the feature cells with mass)
+        changed by at most ``refresh_tol / 2`` since its previous refresh doubles its own
+        interval, up to ``refresh_max``; a change above ``refresh_tol`` resets it to
+        ``refresh``. 0 refreshes every agent every ``refresh``.
+    refresh_max : float, default 0.8
+        Longest interval of the adaptive refresh (rounded down to refresh times a power of 2).
     record : tuple of float
         Times at which rho is stored (returned as ``history``, shape (len, A, d, N_c)).
 
     Returns
     -------
     dict with ``rho`` (A, d, N_c), ``M`` (A, d, N_c, 2), ``steps`` (A,) CFL steps taken,
+    ``refreshes`` (A,) U/W recomputations,
     ``max_cfl`` the largest dt * max|V| / dc used, ``mass`` (A, d) final masses and
     ``history``.
     """
@@ -227,6 +248,9 @@ def macro_solve(
     xc = edges[:-1] + hx / 2.0
     log_x = np.stack([np.log1p(xc), np.log1p(-xc)], -1)  # log(1 + x), log(1 - x) at the centres
     one_x = np.stack([np.ones(ns), xc])  # sums over y of f and of y f
+    # the refresh quadratures run in float32 (see the module docstring)
+    log_x32, one_x32 = log_x.astype(np.float32), one_x.astype(np.float32)
+    xc32, centres32 = xc.astype(np.float32), feature_bins(nc)[0].astype(np.float32)
 
     kf, nfft, R = _disk_kernels_fft(radius, hx, ns)  # (A, nfft, nfft//2+1)
     P = interaction_matrix(centres, delta)  # (A, nc, nc)
@@ -235,7 +259,7 @@ def macro_solve(
     rho = np.broadcast_to(setup.rho0, (A, d, nc)).copy()
     J0 = np.broadcast_to(setup.J0, (A, d, nc, 2))
     P4 = P[:, None]  # (A, 1, nc, nc)
-    M = (P4 @ J0) * dc
+    M = (P4 @ J0) * dc  # (A, d, nc, 2), updated in place by flush
     s2 = 2.0 * sigma**2  # (A,)
     t = np.zeros(A)
     steps = np.zeros(A, dtype=np.int64)
@@ -243,7 +267,15 @@ def macro_solve(
     rec_times = sorted(record)
     history = []
     rec_i = 0
-    next_refresh = 0.0  # U, W are refreshed for all agents together at multiples of refresh
+    next_refresh = 0.0  # the refresh grid: every agent lands on each multiple of refresh
+    # adaptive refresh (refresh_tol > 0): agent a recomputes U, W only every h_a = refresh * 2^k
+    # time units, doubling h_a while U and W change by <= refresh_tol / 2 between its refreshes
+    h_max = refresh * 2 ** max(0, int(np.floor(np.log2(max(refresh_max / refresh, 1.0)) + 1e-9)))
+    h_agent = np.full(A, refresh)
+    due = np.zeros(A)  # time of each agent's next refresh
+    U_prev = np.full((A, d, nc), np.nan)
+    W_prev = np.zeros((A, d, nc, 2))
+    refreshes = np.zeros(A, dtype=np.int64)
     vel = np.zeros((A, d, nc - 1))
     acc = np.zeros((A, d, nc - 1))  # sum over steps of (dt/dc) rho_up since the last refresh
     gcoef = np.zeros((A, d, nc - 1, 2))
@@ -251,14 +283,14 @@ def macro_solve(
     vmax = np.zeros(A)
     dt_cfl = np.full(A, np.inf)
 
-    def flush(M: np.ndarray) -> np.ndarray:
+    def flush(M: np.ndarray, ia: np.ndarray) -> None:
         """M += P dJ with dJ_j = -(G_{j+1/2} - G_{j-1/2}) summed since the last refresh."""
-        G = acc[..., None] * gcoef
-        dJ = np.zeros((A, d, nc, 2))
+        G = acc[ia, ..., None] * gcoef[ia]
+        dJ = np.zeros((ia.size, d, nc, 2))
         dJ[..., :-1, :] -= G
         dJ[..., 1:, :] += G
-        acc[:] = 0.0
-        return M + (P4 @ dJ) * dc
+        acc[ia] = 0.0
+        M[ia] += (P4[ia] @ dJ) * dc
 
     Wbar = np.zeros((A, d, nc, 2))
     total = 0
@@ -267,61 +299,78 @@ def macro_solve(
             history.append(rho.copy())
             rec_i += 1
         active = t < t_final - 1e-12
-        if np.all(t[active] >= next_refresh - 1e-12):
-            ia = np.nonzero(active)[0]
+        ia = np.nonzero(active & (t >= due - 1e-12))[0]
+        if ia.size:
             # M += P (sum of the J increments since the last refresh): P is linear, so this
             # equals applying P every step while mu is frozen
-            M = flush(M)
-            B = (rho[:, :, None, :] @ P4)[:, :, 0, :] * dc  # (A, d, nc); P symmetric
-            mu = np.clip(M / np.maximum(B, 1e-300)[..., None], -1 + 1e-6, 1 - 1e-6)
+            flush(M, ia)
+            B = (rho[ia, :, None, :] @ P4[ia])[:, :, 0, :] * dc  # (a, d, nc); P symmetric
+            mu = np.clip(M[ia] / np.maximum(B, 1e-300)[..., None], -1 + 1e-6, 1 - 1e-6)
             # Beta quasi-equilibrium masses per spatial cell and axis, laid out (a, d, 2, ns,
             # nc) so that every matmul below has BLAS-friendly contiguous operands:
             # log-density at the cell centres (one matmul with [log(1+x), log(1-x)]),
             # normalised per feature cell (log-sum-exp); the normalisations Z are folded
             # into the feature-cell masses and the quadratures instead of dividing w
-            Bn = np.maximum(B[ia], 1e-12)[..., None]
-            al = np.maximum(Bn * (1 + mu[ia]) / s2[ia, None, None, None], 1e-8)
-            be = np.maximum(Bn * (1 - mu[ia]) / s2[ia, None, None, None], 1e-8)
+            Bn = np.maximum(B, 1e-12)[..., None]
+            al = np.maximum(Bn * (1 + mu) / s2[ia, None, None, None], 1e-8)
+            be = np.maximum(Bn * (1 - mu) / s2[ia, None, None, None], 1e-8)
             coef = np.stack([np.moveaxis(al, -1, -2) - 1.0, np.moveaxis(be, -1, -2) - 1.0], -2)
-            logw = log_x @ coef  # (ns, 2) @ (a, d, 2, 2, nc) -> (a, d, 2, ns, nc)
+            # (ns, 2) @ (a, d, 2, 2, nc) -> (a, d, 2, ns, nc)
+            logw = log_x32 @ coef.astype(np.float32)
             logw -= logw.max(-2, keepdims=True)
             w = np.exp(logw, out=logw)
-            Z = w.sum(-2)  # (a, d, 2, nc)
+            Z = w.sum(-2, dtype=np.float64)  # (a, d, 2, nc)
             zxy = Z[:, :, 0] * Z[:, :, 1]  # (a, d, nc)
             wxT, wyT = w[:, :, 0], w[:, :, 1]  # x-axis (columns), y-axis (rows, y up)
             a_n = ia.size
-            mass = (rho[ia] * dc / zxy)[..., None, :]
+            mass = (rho[ia] * dc / zxy).astype(np.float32)[..., None, :]
             # transposed mass and c-mass fields (x, y) in one matmul: (a, d, 2 ns_x, ns_y);
             # the disk is symmetric under x <-> y, so the filter commutes with transposing
-            fieldsT = np.concatenate([mass * wxT, (mass * centres) * wxT], -2) @ (
+            mw = mass * wxT
+            fieldsT = np.concatenate([mw, mw * centres32], -2) @ (
                 np.ascontiguousarray(np.swapaxes(wyT, -1, -2)))
-            # float32 FFTs: half the cost, relative error ~1e-7 on fields of O(1). The
-            # zero-padded transform is done axis by axis: the first pass only over the ns
+            # the zero-padded transform is done axis by axis: the first pass only over the ns
             # non-zero rows, the last inverse pass only over the ns rows kept
-            both = fieldsT.reshape(a_n, d, 2, ns, ns).astype(np.float32)
-            conv = _disk_filter(both, kf if a_n == A else kf[ia], nfft, R).astype(np.float64)
-            chatT = np.clip(conv[:, :, 1] / np.maximum(conv[:, :, 0], 1e-300), 0.0, 1.0)
-            chatT = np.where(conv[:, :, 0] > 1e-12, chatT, 0.5)  # (a, d, ns_x, ns_y)
+            both = fieldsT.reshape(a_n, d, 2, ns, ns)
+            conv = _disk_filter(both, kf if a_n == A else kf[ia], nfft, R)
+            c0 = conv[:, :, 0]
+            chatT = np.divide(conv[:, :, 1], c0, out=np.full_like(c0, 0.5), where=c0 > 1e-12)
+            np.clip(chatT, 0.0, 1.0, out=chatT)  # (a, d, ns_x, ns_y)
             # U = sum wx chat wy, Wx = sum x wx chat wy, Wy = sum wx chat y wy per feature
             # cell: Q = chat^T [wy, y wy], then the x-sums with weights wx, x wx as a matmul
-            Q = chatT @ np.concatenate([wyT, wyT * xc[:, None]], -1)  # (a, d, ns_x, 2 nc)
+            Q = chatT @ np.concatenate([wyT, wyT * xc32[:, None]], -1)  # (a, d, ns_x, 2 nc)
             Q *= np.concatenate([wxT, wxT], -1)
-            S = one_x @ Q  # (a, d, 2, 2 nc): rows sum_x, sum_x x
+            S = (one_x32 @ Q).astype(np.float64)  # (a, d, 2, 2 nc): rows sum_x, sum_x x
             U = S[..., 0, :nc] / zxy
-            Wbar[ia] = np.stack([S[..., 1, :nc], S[..., 0, nc:]], -1) / zxy[..., None]
+            W_new = np.stack([S[..., 1, :nc], S[..., 0, nc:]], -1) / zxy[..., None]
+            Wbar[ia] = W_new
+            refreshes[ia] += 1
+            if refresh_tol > 0:
+                # step-size control: the largest change of U or W since the agent's last
+                # refresh, over the feature cells that carry mass (elsewhere V moves nothing)
+                change = np.maximum(np.abs(U - U_prev[ia]),
+                                    np.abs(W_new - W_prev[ia]).max(-1))
+                change = np.where(rho[ia] * dc > 1e-6, change, 0.0).max(axis=(1, 2))
+                change = np.where(np.isnan(change), np.inf, change)  # first refresh
+                h_new = np.where(change <= 0.5 * refresh_tol,
+                                 np.minimum(2.0 * h_agent[ia], h_max), h_agent[ia])
+                h_agent[ia] = np.where(change > refresh_tol, refresh, h_new)
+                U_prev[ia], W_prev[ia] = U, W_new
+            due[ia] = t[ia] + h_agent[ia]
             Uf = 0.5 * (U[..., 1:] + U[..., :-1])
             vel[ia] = (transport_rate * H_face * (Uf - faces)
                        - binarise_rate * gradV[ia])
-            next_refresh = float(np.min(t[ia])) + refresh
             # constant between refreshes: CFL step, upwind side and the J-flux coefficient
             # G_{j+1/2} = rho_up * [lambda_T H (W_bar - c mu_up) - lambda_B V' mu_up]
-            vmax = np.abs(vel).max(axis=(1, 2))
-            dt_cfl = np.where(vmax > 0, cfl * dc / np.maximum(vmax, 1e-300), np.inf)
-            pos = vel > 0
-            mu_up = np.where(pos[..., None], mu[..., :-1, :], mu[..., 1:, :])
-            Wf = 0.5 * (Wbar[..., 1:, :] + Wbar[..., :-1, :])
-            gcoef = (transport_rate * H_face[:, None] * (Wf - faces[:, None] * mu_up)
-                     - binarise_rate * gradV[..., None] * mu_up)
+            vmax[ia] = np.abs(vel[ia]).max(axis=(1, 2))
+            dt_cfl[ia] = np.where(vmax[ia] > 0, cfl * dc / np.maximum(vmax[ia], 1e-300), np.inf)
+            pos[ia] = vel[ia] > 0
+            mu_up = np.where(pos[ia, ..., None], mu[..., :-1, :], mu[..., 1:, :])
+            Wf = 0.5 * (W_new[..., 1:, :] + W_new[..., :-1, :])
+            gcoef[ia] = (transport_rate * H_face[:, None] * (Wf - faces[:, None] * mu_up)
+                         - binarise_rate * gradV[ia, ..., None] * mu_up)
+        # all agents land on the next time some agent is due (a multiple of refresh)
+        next_refresh = float(np.min(due[active]))
         # One refresh interval: agent a takes n_a steps of its CFL step, the last one shortened
         # so that every agent lands on the next refresh time (or T). Agents are ordered by n_a,
         # so those still moving at step k form a prefix (array views, no per-step gather).
@@ -334,26 +383,31 @@ def macro_solve(
         n_sorted = n_a[order]
         rho_p = rho[order]
         nmax = int(n_sorted[0]) if A else 0
-        # per step k: the number of agents still moving and their lambda = dt / dc (the last
-        # step of each agent is the shortened one), computed once per interval
-        n_move = np.searchsorted(-n_sorted, -np.arange(nmax), side="left")
-        k_idx = np.arange(nmax)[:, None]
-        lam_tab = np.where(k_idx < n_sorted - 1, dt_fin[order] / dc, last[order] / dc)
-        lam_tab = lam_tab[:, :, None, None]  # (nmax, A, 1, 1)
+        # the n_a - 1 full steps of lambda = dt / dc with the speeds pre-scaled by lambda (the
+        # agents still taking full steps at step k form a prefix of n_full[k]), then every
+        # agent's shortened last step at once
+        n_full = np.searchsorted(-(n_sorted - 1), -np.arange(max(nmax - 1, 0)), side="left")
+        lam = (dt_fin[order] / dc)[:, None, None]
+        lam_last = np.where(n_sorted > 0, last[order] / dc, 0.0)[:, None, None]
         pos_p = pos[order]
         v_left = np.where(pos_p, vel[order], 0.0)  # speed applied to the left / right cell
         v_right = np.where(pos_p, 0.0, vel[order])
-        lr_sum = np.zeros_like(rho_p)  # sum over steps of lambda * rho
-        for k in range(nmax):
-            L = n_move[k]
+        vl_full, vr_full = lam * v_left, lam * v_right
+        r_sum = np.zeros_like(rho_p)  # sum over the full steps of rho
+        for L in n_full:
             r = rho_p[:L]
-            lr = lam_tab[k, :L] * r
-            lr_sum[:L] += lr
+            r_sum[:L] += r
             # Rusanov flux with the interface speed = upwind flux; zero flux at c = 0, 1
-            flux = v_left[:L] * lr[..., :-1]
-            flux += v_right[:L] * lr[..., 1:]
+            flux = vl_full[:L] * r[..., :-1]
+            flux += vr_full[:L] * r[..., 1:]
             r[..., :-1] -= flux
             r[..., 1:] += flux
+        lr = lam_last * rho_p
+        lr_sum = lam * r_sum + lr  # sum over all steps of lambda * rho
+        flux = v_left * lr[..., :-1]
+        flux += v_right * lr[..., 1:]
+        rho_p[..., :-1] -= flux
+        rho_p[..., 1:] += flux
         rho[order] = rho_p
         # J-fluxes are rho_up * gcoef: the upwind sums are applied at the next refresh
         acc[order] += np.where(pos_p, lr_sum[..., :-1], lr_sum[..., 1:])
@@ -362,7 +416,7 @@ def macro_solve(
         steps += n_a
         t = np.where(active, np.minimum(next_refresh, t_final), t)
         total += nmax
-    M = flush(M)
+    flush(M, np.arange(A))
     while rec_i < len(rec_times):
         history.append(rho.copy())
         rec_i += 1
@@ -370,6 +424,7 @@ def macro_solve(
         "rho": rho,
         "M": M,
         "steps": steps,
+        "refreshes": refreshes,
         "max_cfl": max_cfl,
         "mass": rho.sum(-1) * dc,
         "history": np.array(history) if history else np.zeros((0,) + rho.shape),
