@@ -83,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="fewer sizes / agents (quick)")
     args = ap.parse_args()
-    out: dict = {}
+    out: dict = {"load_average_start": os.getloadavg()[0]}
     sizes = (128, 256, 512) if not args.limit else (64, 128)
     rows = []
     for n in sizes:
@@ -175,8 +175,11 @@ def main() -> None:
         print(loss, fits[loss], flush=True)
     out["fits"] = fits
 
+    out["load_average_end"] = os.getloadavg()[0]
     md = ["# Kinetic speed (process CPU time on one core; the 2-core machine is shared, so "
           "wall times are larger and noisy)", "",
+          f"Load average (1 min) at the start / end of the run: {out['load_average_start']:.1f}"
+          f" / {out['load_average_end']:.1f} (2 cores; CPU times also rise under load).", "",
           "## DSMC cost per step", "",
           "| image | N | space | CPU s / step | ns / particle / step |", "|---|---|---|---|---|"]
     for r in rows:
