@@ -63,6 +63,10 @@ SETTINGS: dict[str, dict] = {
     "fast-silh": dict(preset="fast", silhouette=True),
     "fast-m3": dict(preset="fast", n_conv=3),
     "fast-fullout": dict(preset="fast", final="full"),
+    # Region output tuned on train/val images (see --trace / --score-trace below).
+    "regions": dict(preset="regions"),
+    "regions-scale1": dict(preset="regions", scale=1.0),
+    "regions-nomerge": dict(preset="regions", merge=0.0),
 }
 VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", alpha=15.0),
             "scf": dict(variant="scf", alpha=50.0),
@@ -78,11 +82,93 @@ PAPER = {  # Table 1 of the paper (BSD500 test, 200 images; official best-match 
 }
 
 
-def read_rows(data: Path, limit: int | None) -> list[dict]:
+def read_rows(data: Path, limit: int | None, split: str = "test") -> list[dict]:
+    """Rows of ``manifest.csv``: ``split="test"`` = the 50 dev test images sorted by id;
+    ``split="trainval"`` = the train + val images in a fixed random order (seed 0), the
+    only images used for tuning."""
     with open(data / "manifest.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["orig_split"] == "test"]
-    rows.sort(key=lambda r: r["id"])
+        rows = list(csv.DictReader(fh))
+    if split == "test":
+        rows = sorted((r for r in rows if r["orig_split"] == "test"), key=lambda r: r["id"])
+    else:
+        rows = sorted((r for r in rows if r["orig_split"] in ("train", "val")),
+                      key=lambda r: r["id"])
+        perm = np.random.default_rng(0).permutation(len(rows))
+        rows = [rows[i] for i in perm]
     return rows[:limit] if limit else rows
+
+
+def trace(args, rows: list[dict], kw: dict) -> None:
+    """Tuning helper: train with no stop rule for ``max_iter`` iterations and save the
+    (upsampled, argmax) labels of every iteration, so that stop rules and post-processing
+    can be scored afterwards without retraining (``--score-trace``). Labels of iteration t
+    come from the forward pass before step t (the published code stops after that step)."""
+    import torch
+    from torch.nn import functional as F
+
+    args.trace.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        out = args.trace / f"{row['id']}.npz"
+        if out.exists():
+            continue
+        img, _ = load(args.data, row)
+        stack = []
+
+        def cb(it, q, mu, loss, resp, size=img.shape[:2]):
+            up = F.interpolate(resp, size=size, mode="bilinear", align_corners=False)
+            stack.append(up.argmax(1)[0].numpy().astype(np.uint8))
+
+        torch.set_num_threads(args.threads)
+        c0 = time.process_time()
+        _, info = segment_dynaseg(img, channel_axis=-1, rng=args.seed, return_info=True,
+                                  callback=cb, threads=args.threads,
+                                  **{**kw, "patience": 0, "min_labels": 1})
+        np.savez_compressed(out, labels=np.stack(stack), q=np.array(info["n_labels"]),
+                            cpu=time.process_time() - c0)
+        print(row["id"], info["n_labels"][::5], flush=True)
+
+
+def score_trace(args, rows: list[dict]) -> dict:
+    """Score saved traces: stop rule (iteration t or first t with q' <= K) x merge
+    threshold, region output with min_size 20 (segment-weighted H / BM All)."""
+    from skimage.color import rgb2lab
+
+    from physeg._metrics_unsup import bsds_segment_lists
+    from physeg.neural.dynaseg import merge_similar_regions
+
+    rules = [x.strip() for x in args.rules.split(",")]
+    merges = [float(x) for x in args.merges.split(",")]
+    acc: dict = {}
+    n_img = 0
+    for row in rows:
+        f = args.score_trace / f"{row['id']}.npz"
+        if not f.exists():
+            continue
+        n_img += 1
+        img, gts = load(args.data, row)
+        lab_img = rgb2lab(img)
+        z = np.load(f)
+        stack, q = z["labels"], z["q"]
+        for rule in rules:
+            if rule.startswith("q"):
+                hit = np.nonzero(q <= int(rule[1:]))[0]
+                t = int(hit[0]) if hit.size else len(q) - 1
+            else:
+                t = min(int(rule), len(q) - 1)
+            reg0 = split_components(stack[t], min_size=20)
+            for m in merges:
+                reg = merge_similar_regions(reg0, lab_img, threshold=m) if m > 0 else reg0
+                a = acc.setdefault(f"{rule} merge {m:g}", {"H": [], "BM": [], "regions": [],
+                                                          "t": []})
+                a["H"].append(bsds_segment_lists(reg, gts, "hungarian")["all"])
+                a["BM"].append(bsds_segment_lists(reg, gts, "best_match")["all"])
+                a["regions"].append(int(reg.max()) + 1)
+                a["t"].append(t + 1)
+    table = {k: {"H_all": float(np.concatenate(v["H"]).mean()),
+                 "BM_all": float(np.concatenate(v["BM"]).mean()),
+                 "regions": float(np.mean(v["regions"])), "iterations": float(np.mean(v["t"])),
+                 "n_images": n_img} for k, v in acc.items()}
+    return table
 
 
 def load(data: Path, row: dict) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -180,6 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-labels", type=Path, default=None,
                     help="folder for the raw cluster label maps (<id>_<variant>_<setting>.npz);"
                          " keep it outside the repository")
+    ap.add_argument("--split", default="test", choices=("test", "trainval"),
+                    help="test: the 50 dev test images; trainval: train+val images in a "
+                         "seeded random order (tuning only)")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="tuning: save every iteration's labels of the first --settings entry "
+                         "(no stop rule, --max-iter iterations) to this folder (outside the repo)")
+    ap.add_argument("--score-trace", type=Path, default=None,
+                    help="tuning: score the traces in this folder (writes "
+                         "results/dynaseg_<tag>.json/.md)")
+    ap.add_argument("--rules", default="6,9,14,q24,q16,q12,59",
+                    help="stop rules for --score-trace: iteration numbers or qK (q' <= K)")
+    ap.add_argument("--merges", default="0,8,10,12", help="merge thresholds for --score-trace")
     ap.add_argument("--report", action="store_true",
                     help="only write dynaseg_summary.md from every dynaseg_*.jsonl in --out")
     ap.add_argument("--combine-only", action="store_true",
@@ -215,7 +313,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.combine_only:
         combine(args.out, args.tag, meta)
         return 0
-    rows = read_rows(args.data, args.limit)
+    rows = read_rows(args.data, args.limit, args.split)
+    if args.trace is not None:
+        kw = {**SETTINGS[settings[0]], **VARIANTS[variants[0]]}
+        if args.max_iter is not None:
+            kw["max_iter"] = args.max_iter
+        trace(args, rows, kw)
+        return 0
+    if args.score_trace is not None:
+        table = score_trace(args, rows)
+        (args.out / f"dynaseg_{args.tag}.json").write_text(json.dumps(
+            {"meta": meta, "trace": str(args.score_trace), "table": table}, indent=2))
+        lines = [f"# DynaSeg tuning on BSDS500 train/val images ({args.tag})", "",
+                 f"Command: `{meta['command']}`", "",
+                 "Region output (connected components, min 20 px) after the stop rule, then "
+                 "the colour merge; segment-weighted All scores.", "",
+                 "| stop rule, merge | n | iterations | regions | H All | BM All |",
+                 "|---|---|---|---|---|---|"]
+        for k, e in table.items():
+            lines.append(f"| {k} | {e['n_images']} | {e['iterations']:.1f} | "
+                         f"{e['regions']:.0f} | {e['H_all']:.3f} | {e['BM_all']:.3f} |")
+        (args.out / f"dynaseg_{args.tag}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
     if args.shard:
         i, n = (int(v) for v in args.shard.split("/"))
         rows = rows[i::n]

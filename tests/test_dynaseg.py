@@ -250,6 +250,69 @@ def test_components_option_in_segment():
     assert info["n_clusters"] >= 1
 
 
+def test_merge_similar_regions_known_answer():
+    # three vertical stripes with mean features 0, 3, 20 (one channel)
+    reg = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
+    feat = np.repeat(np.array([[0.0, 0.0, 3.0, 3.0, 20.0, 20.0]]), 4, axis=0)
+    np.testing.assert_array_equal(ds.merge_similar_regions(reg, feat, threshold=3.0), reg)
+    out = ds.merge_similar_regions(reg, feat, threshold=3.5)  # 0-1 merge (distance 3)
+    np.testing.assert_array_equal(out, np.repeat(np.array([[0, 0, 0, 0, 1, 1]]), 4, axis=0))
+    # transitive (chain 0-1-2 with steps 3 and 17), and the input is untouched
+    before = reg.copy()
+    assert ds.merge_similar_regions(reg, feat, threshold=18.0).max() == 0
+    np.testing.assert_array_equal(reg, before)
+    # two regions of equal colour that do not touch stay apart
+    reg2 = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
+    feat2 = np.repeat(np.array([[5.0, 5.0, 50.0, 50.0, 5.0, 5.0]]), 4, axis=0)
+    assert ds.merge_similar_regions(reg2, feat2, threshold=10.0).max() == 2
+    # Euclidean distance over channels: (3, 4) apart = 5
+    f3 = np.zeros((4, 6, 2))
+    f3[:, 2:] = (3.0, 4.0)
+    reg3 = np.repeat(np.array([[0, 0, 1, 1, 1, 1]]), 4, axis=0)
+    assert ds.merge_similar_regions(reg3, f3, threshold=5.01).max() == 0
+    assert ds.merge_similar_regions(reg3, f3, threshold=4.99).max() == 1
+    with pytest.raises(ValueError, match="first two axes must match"):
+        ds.merge_similar_regions(reg3, f3[:3], threshold=1.0)
+
+
+def test_regions_preset_merges_similar_halves():
+    # left and right halves differ slightly in colour (L*a*b* distance ~ 3), a red square
+    # differs strongly; the colour merge joins fragments the clusters leave, keeps the square
+    gen = np.random.default_rng(1)
+    img = np.empty((48, 48, 3))
+    img[:, :24] = (0.40, 0.50, 0.60)
+    img[:, 24:] = (0.43, 0.52, 0.62)
+    img[16:32, 8:24] = (0.9, 0.1, 0.1)
+    img = np.clip(img + 0.01 * gen.standard_normal(img.shape), 0, 1)
+    truth = np.zeros((48, 48), np.int64)
+    truth[16:32, 8:24] = 1
+    from physeg.metrics import matched_miou
+
+    kw = dict(channel_axis=-1, preset="regions", channels=32, threads=1, rng=0,
+              return_info=True)
+    lab, info = ds.segment_dynaseg(img, **kw)
+    assert info["config"]["min_labels"] == 16 and info["config"]["components"]
+    assert info["config"]["merge"] == 10.0 and info["config"]["min_size"] == 20
+    assert info["n_labels"][-1] <= 16 < info["n_labels"][0]
+    # explicit arguments win over the preset
+    lab0, info0 = ds.segment_dynaseg(img, merge=0.0, **kw)
+    assert info0["config"]["merge"] == 0.0
+    assert np.bincount(lab0.ravel()).min() >= 20  # min_size absorbs smaller regions
+    assert lab.max() + 1 <= 5 < lab0.max() + 1
+    assert matched_miou(lab, truth) > max(0.7, matched_miou(lab0, truth))
+    sq = np.bincount(lab[truth == 1]).argmax()  # the square's region stays off the halves
+    assert (lab == sq).sum() < 2 * (truth == 1).sum()
+
+
+def test_regions_preset_deterministic():
+    img, _ = _two_region(size=32)
+    a = ds.segment_dynaseg(img, channel_axis=-1, preset="regions", channels=16, threads=1,
+                           rng=3)
+    b = ds.segment_dynaseg(img, channel_axis=-1, preset="regions", channels=16, threads=1,
+                           rng=3)
+    np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- registry and CLI contract
 
 
@@ -317,6 +380,10 @@ def test_error_bad_options():
         ds.segment_dynaseg(img, channels=1)
     with pytest.raises(ValueError, match="weights= is only used by backbone='resnet18'"):
         ds.segment_dynaseg(img, weights="x.pth")
+    with pytest.raises(ValueError, match=r"merge must be a number in \[0, 1000\]"):
+        ds.segment_dynaseg(img, merge=-1.0)
+    with pytest.raises(ValueError, match="Did you mean 'regions'"):
+        ds.segment_dynaseg(img, preset="region")
     with pytest.raises(ValueError, match="k_max .* must be >= k_min"):
         ds.segment_dynaseg(img, k_min=6, k_max=4)
     if not torch.cuda.is_available():

@@ -73,6 +73,7 @@ from ..api import Method, Param, register
 __all__ = [
     "segment_dynaseg",
     "split_components",
+    "merge_similar_regions",
     "choose_k_silhouette",
     "kmeans",
     "silhouette_score",
@@ -82,9 +83,16 @@ __all__ = [
 #: Parameter values of the two presets; explicit arguments override them.
 PRESETS: dict[str, dict[str, Any]] = {
     "published": dict(scale=1.0, channels=100, n_conv=2, max_iter=1000, patience=0,
-                      silhouette=False, weight_decay=0.0),
+                      silhouette=False, weight_decay=0.0, min_labels=3, components=False,
+                      min_size=50, merge=0.0),
     "fast": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
-                 silhouette=False, weight_decay=0.0),
+                 silhouette=False, weight_decay=0.0, min_labels=3, components=False,
+                 min_size=50, merge=0.0),
+    # tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
+    # 16 clusters, output connected regions, merge adjacent regions of similar colour
+    "regions": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
+                    silhouette=False, weight_decay=0.0, min_labels=16, components=True,
+                    min_size=20, merge=10.0),
 }
 
 _DEFAULT_ALPHA = {"fsf": 15.0, "scf": 50.0, "fixed": 0.0}
@@ -252,6 +260,61 @@ def split_components(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
     return regions.astype(np.int32)
 
 
+def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
+                          threshold: float) -> np.ndarray:
+    """Merge 4-adjacent regions whose mean features differ by less than ``threshold``.
+
+    A region adjacency graph is built from the label image (one edge per pair of regions
+    that touch horizontally or vertically), each edge is weighted by the Euclidean distance
+    ``||f_a - f_b||`` between the two regions' mean feature vectors, edges with weight
+    ``< threshold`` are kept and the connected components of the kept graph become the new
+    regions (the one-shot threshold cut of a region adjacency graph, as
+    ``skimage.graph.cut_threshold``; merging is transitive). Fully vectorised.
+
+    Parameters
+    ----------
+    regions : ndarray of int (rows, cols)
+        Non-negative region labels.
+    features : ndarray (rows, cols) or (rows, cols, d)
+        Per-pixel features (physeg's DynaSeg uses the input in CIE L*a*b*, where a
+        distance of ~2.3 is one just-noticeable difference).
+    threshold : float
+        Largest mean-feature distance that still merges (>= 0; 0 merges nothing).
+
+    Returns
+    -------
+    ndarray of int32
+        Labels ``0..R'-1``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    reg = np.asarray(regions)
+    _, reg = np.unique(reg, return_inverse=True)
+    reg = reg.reshape(np.shape(regions))
+    feats = np.asarray(features, dtype=np.float64)
+    if feats.shape[:2] != reg.shape:
+        raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
+                         "first two axes must match.")
+    feats = feats.reshape(reg.size, -1)
+    n = int(reg.max()) + 1
+    flat = reg.ravel()
+    counts = np.bincount(flat, minlength=n).astype(np.float64)
+    means = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n)
+                      for c in range(feats.shape[1])], axis=1) / counts[:, None]
+    a = np.concatenate([reg[:, :-1].ravel(), reg[:-1, :].ravel()])
+    b = np.concatenate([reg[:, 1:].ravel(), reg[1:, :].ravel()])
+    diff = a != b
+    pairs = np.unique(np.stack([np.minimum(a[diff], b[diff]),
+                                np.maximum(a[diff], b[diff])], axis=1), axis=0)
+    dist = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1)
+    keep = pairs[dist < float(threshold)]
+    adj = coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    _, out = np.unique(comp[reg], return_inverse=True)
+    return out.reshape(reg.shape).astype(np.int32)
+
+
 # --------------------------------------------------------------------------------------
 # main entry point
 
@@ -266,7 +329,7 @@ def segment_dynaseg(
     weights: str | None = None,
     preset: str = "fast",
     max_iter: int | None = None,
-    min_labels: int = 3,
+    min_labels: int | None = None,
     patience: int | None = None,
     scale: float | None = None,
     channels: int | None = None,
@@ -280,8 +343,9 @@ def segment_dynaseg(
     threads: int | None = None,
     device: str = "cpu",
     scribble: np.ndarray | None = None,
-    components: bool = False,
-    min_size: int = 50,
+    components: bool | None = None,
+    min_size: int | None = None,
+    merge: float | None = None,
     final: str = "upsample",
     callback: Any = None,
     return_info: bool = False,
@@ -318,13 +382,16 @@ def segment_dynaseg(
     weights : str, optional
         Path of a torchvision-format ResNet-18 ImageNet ``state_dict`` (``resnet18`` only).
         Nothing is ever downloaded.
-    preset : {"fast", "published"}, default "fast"
+    preset : {"fast", "regions", "published"}, default "fast"
         Defaults for ``scale, channels, n_conv, max_iter, patience, silhouette,
-        weight_decay`` (see :data:`PRESETS`); any of them given explicitly wins.
+        weight_decay, min_labels, components, min_size, merge`` (see :data:`PRESETS`); any
+        of them given explicitly wins. ``regions`` is ``fast`` plus the stop at 16 clusters
+        and the region output with colour merging, tuned on BSDS500 train/val images.
     max_iter : int, optional
         Iteration cap T (published 1000; fast 60). More iterations merge more clusters.
-    min_labels : int, default 3
-        Stop as soon as ``q' <= min_labels`` (published rule). Raise it for more segments.
+    min_labels : int, optional
+        Stop as soon as ``q' <= min_labels`` (published rule, 3; preset ``regions`` 16).
+        Raise it for more segments and fewer iterations.
     patience : int, optional
         Also stop when the smallest ``q'`` has not decreased for this many iterations
         (0 = off; published 0, fast 10). Lower = faster, possibly more segments.
@@ -351,14 +418,21 @@ def segment_dynaseg(
         (rows, cols) user labels, negative = unlabelled. Scribbled pixels get a CE loss to
         their label (weight 0.5), the others the usual similarity loss, and ``min_labels``
         becomes the number of scribble classes (Kim et al., scribble mode).
-    components : bool, default False
-        Post-processing: give each 4-connected region of a cluster its own label and absorb
-        regions smaller than ``min_size`` pixels into the nearest larger region (see
-        :func:`split_components`). Not part of the published method (Kim et al. suggest it
-        for disconnected same-label regions); it raises the BSDS scores, which count
-        segments, not clusters.
-    min_size : int, default 50
-        Smallest kept region, in pixels of the input image (used with ``components``).
+    components : bool, optional
+        Default from the preset (off; on in ``regions``). Post-processing: give each
+        4-connected region of a cluster its own label and absorb regions smaller than
+        ``min_size`` pixels into the nearest larger region (see :func:`split_components`),
+        then optionally merge similar neighbours (``merge``). Not part of the published
+        method (Kim et al. suggest connected components for disconnected same-label
+        regions); it raises the BSDS scores, which count segments, not clusters.
+    min_size : int, optional
+        Smallest kept region, in pixels of the input image (used with ``components``;
+        default 50, preset ``regions`` 20). Larger = fewer, bigger regions.
+    merge : float, optional
+        With ``components``: after the split, adjacent regions whose mean colours differ by
+        less than ``merge`` are merged (:func:`merge_similar_regions`; CIE L*a*b* distance
+        for RGB images, 100 x the [0, 1] channel values otherwise). 0 = off (default),
+        preset ``regions`` 10. Larger = fewer regions; range [0, 1000].
     final : {"upsample", "full"}, default "upsample"
         With ``scale < 1``: ``upsample`` bilinearly upsamples the trained response to the
         input size; ``full`` runs the trained (fully convolutional) network once on the
@@ -433,8 +507,12 @@ def segment_dynaseg(
     final = look_up_option(final, ("upsample", "full"), what="final")
     cfg = dict(PRESETS[preset])
     given = dict(scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
-                 patience=patience, silhouette=silhouette, weight_decay=weight_decay)
+                 patience=patience, silhouette=silhouette, weight_decay=weight_decay,
+                 min_labels=min_labels, components=components, min_size=min_size,
+                 merge=merge)
     cfg.update({k: v for k, v in given.items() if v is not None})
+    min_labels, components = cfg["min_labels"], bool(cfg["components"])
+    min_size, merge = cfg["min_size"], cfg["merge"]
     if alpha is None:
         alpha = _DEFAULT_ALPHA[variant]
     _check_number("alpha", alpha, 0.0, 1000.0, open_low=variant != "fixed")
@@ -443,8 +521,8 @@ def segment_dynaseg(
     _check_number("lr", lr, 0.0, 10.0, open_low=True)
     _check_number("momentum", momentum, 0.0, 1.0)
     _check_number("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    ints = {**cfg, "min_labels": min_labels, "k_min": k_min, "k_max": k_max,
-            "min_size": min_size}
+    _check_number("merge", merge, 0.0, 1000.0)
+    ints = {**cfg, "k_min": k_min, "k_max": k_max}
     for name, lo, hi in (("max_iter", 1, 100000), ("min_labels", 1, 512),
                          ("patience", 0, 100000), ("channels", 2, 512), ("n_conv", 1, 8),
                          ("k_min", 2, 50), ("k_max", 2, 50), ("min_size", 0, 10**7)):
@@ -582,6 +660,8 @@ def segment_dynaseg(
     n_clusters = int(order.size)
     if components:
         labels = split_components(labels, min_size=int(min_size))
+        if merge > 0:
+            labels = merge_similar_regions(labels, _colour_features(x01), threshold=merge)
     if not return_info:
         return labels
     info = dict(
@@ -591,6 +671,15 @@ def segment_dynaseg(
         seed=seed, preset=preset, config=cfg,
     )
     return labels, info
+
+
+def _colour_features(x01: np.ndarray) -> np.ndarray:
+    """Features of the colour merge: CIE L*a*b* for RGB, else 100 x the [0, 1] channels."""
+    if x01.shape[-1] == 3:
+        from skimage.color import rgb2lab
+
+        return rgb2lab(x01)
+    return 100.0 * x01
 
 
 def _check_number(name: str, value: Any, low: float, high: float, *, open_low: bool = False):
@@ -621,13 +710,14 @@ register(
             Param("backbone", "str", "cnn", "cnn (no weights) or resnet18 (+FPN; pass weights=)",
                   choices=("cnn", "resnet18")),
             Param("weights", "str", None, "ResNet-18 ImageNet state_dict file (resnet18 only)"),
-            Param("preset", "str", "fast", "fast (reduced resolution, stability stop) or "
-                  "published (full recipe, ~1 h/image on a CPU core)",
-                  choices=("fast", "published")),
+            Param("preset", "str", "fast", "fast (reduced resolution, stability stop), "
+                  "regions (fast + early stop at 16 clusters + connected, colour-merged "
+                  "regions; best BSDS scores) or published (full recipe, ~1 h/image on a "
+                  "CPU core)", choices=("fast", "regions", "published")),
             Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
                   low=1, high=100000),
-            Param("min_labels", "int", 3, "stop when the label count falls to this", low=1,
-                  high=512),
+            Param("min_labels", "int", None, "stop when the label count falls to this "
+                  "(published/fast 3, regions 16)", low=1, high=512),
             Param("patience", "int", None, "stop when the label count has not fallen for this "
                   "many iterations (0 = off; fast 10)", low=0, high=100000),
             Param("scale", "float", None, "training resolution factor (fast 0.5, published 1); "
@@ -637,10 +727,14 @@ register(
             Param("n_conv", "int", None, "conv-ReLU-BN components M (2)", low=1, high=8),
             Param("silhouette", "bool", None, "silhouette phase: floor the label count at the "
                   "best k-means k"),
-            Param("components", "bool", False, "split clusters into connected regions, absorb "
-                  "regions < min_size px (post-processing, not in the paper)"),
-            Param("min_size", "int", 50, "smallest region kept with components=true", low=0,
-                  high=10**7),
+            Param("components", "bool", None, "split clusters into connected regions, absorb "
+                  "regions < min_size px (post-processing, not in the paper; on in preset "
+                  "regions)"),
+            Param("min_size", "int", None, "smallest region kept with components=true "
+                  "(50; regions 20)", low=0, high=10**7),
+            Param("merge", "float", None, "with components: merge adjacent regions whose mean "
+                  "L*a*b* colours differ by < merge (0 = off; regions 10)", low=0.0,
+                  high=1000.0),
             Param("final", "str", "upsample", "with scale<1: upsample the response or run the "
                   "net once at full resolution", choices=("upsample", "full")),
             Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
