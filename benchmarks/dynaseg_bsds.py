@@ -114,7 +114,7 @@ def trace(args, rows: list[dict], kw: dict) -> None:
         img, _ = load(args.data, row)
         stack = []
 
-        def cb(it, q, mu, loss, resp, size=img.shape[:2]):
+        def cb(it, q, mu, loss, resp, size=img.shape[:2], stack=stack):
             up = F.interpolate(resp, size=size, mode="bilinear", align_corners=False)
             stack.append(up.argmax(1)[0].numpy().astype(np.uint8))
 
