@@ -10,7 +10,11 @@ Pipeline
 2. **Preprocessing** (:class:`Preprocessing`, stored in every checkpoint): each image is mapped
    to [0, 1] by its dtype range (:func:`physeg._validate.to_float01`: uint8 / 255, uint16 /
    65535; float images already in [0, 1] kept, other float ranges min-max scaled per image),
-   then standardised per channel with the mean and standard deviation of the *training* images.
+   then standardised per channel with the mean and standard deviation of the *training* images
+   (``input_norm="dataset"``, the default) or of *each image itself* (``input_norm="image"``,
+   stored in the checkpoint as ``Preprocessing.norm``): per-image statistics remove the
+   brightness / stain offset between slides, which was the main failure of the WBC model
+   trained with dataset statistics (yellow-stained backgrounds segmented as cytoplasm).
    Mask values are mapped to class indices 0..K-1 by their sorted distinct values in the
    training masks (``classes``); predictions are mapped back, so a mask written with values
    {0, 128, 255} is predicted with the same values.
@@ -23,7 +27,12 @@ Pipeline
 4. **Augmentation** (``augment=True``): a flip along each spatial axis (p = 1/2 each), a
    rotation by k·90° in the (row, col) plane when the patch is square there, and an intensity
    change per image and channel ``x ← a x + b`` with ``a ∈ [1 − s, 1 + s]``,
-   ``b ∈ [−s, s]`` (standardised units, ``s = intensity``). Arbitrary-angle rotations were
+   ``b ∈ [−s, s]`` (standardised units, ``s = intensity``); optionally (``colour > 0``) a
+   random channel mixing ``x ← M x`` with ``M = I + colour·N(0, 1)`` (3×3 for RGB), a cheap
+   linear model of stain changes; and (``zoom > 0``) a random isotropic rescaling of image
+   (linear) and mask (nearest) by a factor in ``[1/(1+zoom), 1+zoom]`` *before* the crop
+   (cell sizes vary by type). With ``colour = zoom = 0`` the generator draws exactly what it
+   drew before these options existed, so older runs reproduce. Arbitrary-angle rotations were
    left out: they need interpolation of the labels and cost CPU time for little gain on
    rotation-invariant cells; flips and 90° turns generate the 8 symmetries of the square.
 5. **Optimisation**: Adam with ``lr`` and the MSNet paper's schedule, StepLR (×``gamma`` =
@@ -37,8 +46,12 @@ Pipeline
    (hard labels, per image, classes 1..K-1) is computed on the validation images; the best
    weights are kept and restored at the end; training stops after ``patience`` validations
    without improvement, after ``iterations``, or after ``max_time`` seconds (the stopping
-   reason is recorded). Without validation images the last weights are kept.
-8. **Checkpoint**: ``model.save("x.pt")`` writes a dict with ``method``, ``arch``,
+   reason is recorded). ``max_cpu_time`` bounds the process's CPU seconds instead of wall
+   seconds, a budget that does not depend on how loaded a shared machine is. Without
+   validation images the last weights are kept.
+8. **Inference**: ``predict(image, tta=True)`` averages the class probabilities over the
+   8 flips / 90° turns (test-time augmentation, 8x the cost); the default is a single pass.
+9. **Checkpoint**: ``model.save("x.pt")`` writes a dict with ``method``, ``arch``,
    ``config``, ``state_dict``, ``preprocessing``, ``train`` (the training parameters) and
    ``info`` (history, timing, parameter count); :func:`physeg.load` rebuilds the network.
 
