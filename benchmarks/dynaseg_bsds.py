@@ -67,6 +67,10 @@ SETTINGS: dict[str, dict] = {
     "regions": dict(preset="regions"),
     "regions-scale1": dict(preset="regions", scale=1.0),
     "regions-nomerge": dict(preset="regions", merge=0.0),
+    "regions-fullout": dict(preset="regions", final="full"),
+    "regions-ch100": dict(preset="regions", channels=100),
+    "regions-m3": dict(preset="regions", n_conv=3),
+    "regions-merge8": dict(preset="regions", merge=8.0),
 }
 VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", alpha=15.0),
             "scf": dict(variant="scf", alpha=50.0),
@@ -137,7 +141,7 @@ def score_trace(args, rows: list[dict]) -> dict:
     from physeg.neural.dynaseg import merge_similar_regions
 
     rules = [x.strip() for x in args.rules.split(",")]
-    merges = [float(x) for x in args.merges.split(",")]
+    merges = [x.strip() for x in args.merges.split(",")]  # "10" or "10r60" (min_regions)
     acc: dict = {}
     n_img = 0
     for row in rows:
@@ -157,9 +161,12 @@ def score_trace(args, rows: list[dict]) -> dict:
                 t = min(int(rule), len(q) - 1)
             reg0 = split_components(stack[t], min_size=20)
             for m in merges:
-                reg = merge_similar_regions(reg0, lab_img, threshold=m) if m > 0 else reg0
-                a = acc.setdefault(f"{rule} merge {m:g}", {"H": [], "BM": [], "regions": [],
-                                                          "t": []})
+                thr, _, rmin = m.partition("r")
+                reg = (merge_similar_regions(reg0, lab_img, threshold=float(thr),
+                                             min_regions=int(rmin or 0))
+                       if float(thr) > 0 else reg0)
+                a = acc.setdefault(f"{rule} merge {m}", {"H": [], "BM": [], "regions": [],
+                                                        "t": []})
                 a["H"].append(bsds_segment_lists(reg, gts, "hungarian")["all"])
                 a["BM"].append(bsds_segment_lists(reg, gts, "best_match")["all"])
                 a["regions"].append(int(reg.max()) + 1)

@@ -273,6 +273,14 @@ def test_merge_similar_regions_known_answer():
     assert ds.merge_similar_regions(reg3, f3, threshold=4.99).max() == 1
     with pytest.raises(ValueError, match="first two axes must match"):
         ds.merge_similar_regions(reg3, f3[:3], threshold=1.0)
+    # min_regions: threshold 30 would merge all three stripes; the floor backs off to
+    # 30 * 0.2 = 6 (merges only the 0-1 pair, distance 3) for min_regions=2, and to no merge
+    # when even that leaves too few
+    assert ds.merge_similar_regions(reg, feat, threshold=30.0).max() == 0
+    out2 = ds.merge_similar_regions(reg, feat, threshold=30.0, min_regions=2)
+    np.testing.assert_array_equal(out2, np.repeat(np.array([[0, 0, 0, 0, 1, 1]]), 4, axis=0))
+    np.testing.assert_array_equal(
+        ds.merge_similar_regions(reg, feat, threshold=30.0, min_regions=3), reg)
 
 
 def test_regions_preset_merges_similar_halves():

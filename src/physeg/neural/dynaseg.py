@@ -279,7 +279,7 @@ def split_components(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
 
 
 def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
-                          threshold: float) -> np.ndarray:
+                          threshold: float, min_regions: int = 0) -> np.ndarray:
     """Merge 4-adjacent regions whose mean features differ by less than ``threshold``.
 
     A region adjacency graph is built from the label image (one edge per pair of regions
@@ -298,6 +298,11 @@ def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
         distance of ~2.3 is one just-noticeable difference).
     threshold : float
         Largest mean-feature distance that still merges (>= 0; 0 merges nothing).
+    min_regions : int, default 0
+        Floor on the number of regions left: if the cut at ``threshold`` leaves fewer, the
+        largest of ``threshold * (0.8, 0.6, 0.4, 0.2)`` that leaves at least
+        ``min_regions`` is used (no merge if none does). Guards low-contrast images, where
+        one global threshold merges almost everything. 0 = off.
 
     Returns
     -------
@@ -326,9 +331,14 @@ def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
     pairs = np.unique(np.stack([np.minimum(a[diff], b[diff]),
                                 np.maximum(a[diff], b[diff])], axis=1), axis=0)
     dist = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1)
-    keep = pairs[dist < float(threshold)]
-    adj = coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])), shape=(n, n))
-    _, comp = connected_components(adj, directed=False)
+    comp = np.arange(n)
+    for factor in (1.0, 0.8, 0.6, 0.4, 0.2):
+        keep = pairs[dist < float(threshold) * factor]
+        adj = coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])), shape=(n, n))
+        n_comp, labels = connected_components(adj, directed=False)
+        if n_comp >= min(int(min_regions), n):
+            comp = labels
+            break
     _, out = np.unique(comp[reg], return_inverse=True)
     return out.reshape(reg.shape).astype(np.int32)
 
