@@ -67,7 +67,8 @@ SETTINGS: dict[str, dict] = {
     "regions": dict(preset="regions"),
     "regions-scale1": dict(preset="regions", scale=1.0),
     "regions-nomerge": dict(preset="regions", merge=0.0),
-    "regions-fullout": dict(preset="regions", final="full"),
+    "regions-fullout": dict(preset="regions", final="full"),  # = "regions" since v2
+    "regions-upsample": dict(preset="regions", final="upsample"),  # "regions" before v2
     "regions-ch100": dict(preset="regions", channels=100),
     "regions-m3": dict(preset="regions", n_conv=3),
     "regions-merge8": dict(preset="regions", merge=8.0),

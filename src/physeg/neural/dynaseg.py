@@ -47,9 +47,13 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   instead of ~29, so also 2-3x cheaper) and (b) merging adjacent regions whose mean CIE
   L*a*b* colours differ by less than 10 (:func:`merge_similar_regions`; +0.02-0.04): the
   cluster boundaries over-split smooth shading (sky, skin) into bands, which the merge
-  rejoins. Regions below 20 px are absorbed *before* the merge (without that, thin
-  boundary slivers of intermediate colour chain unrelated regions together: -0.045 at 6
-  iterations on the 12 tuning images, scratch measurement). The merge uses the image colour,
+  rejoins; (c) labelling with one forward pass of the half-resolution-trained network on
+  the full-resolution image (``final="full"``; +0.027 H All on 38 train/val images, 0.252
+  -> 0.279, same cost; chosen after a first test-set run with ``final="upsample"``, both
+  reported in ``benchmarks/results/dynaseg_summary.md``). Regions below 20 px are
+  absorbed *before* the merge (without that, thin boundary slivers of intermediate colour
+  chain unrelated regions together: -0.045 at 6 iterations on the 12 tuning images,
+  scratch measurement). The merge uses the image colour,
   not the network response: a classical post-processing step, documented as such.
 * **Silhouette phase** (the paper gives no features, sampling or k range): before the first
   iteration, ``n = 1000`` pixels of the (resized) input are drawn with ``rng``; their channel
@@ -102,15 +106,16 @@ __all__ = [
 PRESETS: dict[str, dict[str, Any]] = {
     "published": dict(scale=1.0, channels=100, n_conv=2, max_iter=1000, patience=0,
                       silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                      min_size=50, merge=0.0),
+                      min_size=50, merge=0.0, final="upsample"),
     "fast": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
                  silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                 min_size=50, merge=0.0),
+                 min_size=50, merge=0.0, final="upsample"),
     # tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
-    # 16 clusters, output connected regions, merge adjacent regions of similar colour
+    # 16 clusters, label with one full-resolution forward pass, output connected regions,
+    # merge adjacent regions of similar colour
     "regions": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
                     silhouette=False, weight_decay=0.0, min_labels=16, components=True,
-                    min_size=20, merge=10.0),
+                    min_size=20, merge=10.0, final="full"),
 }
 
 _DEFAULT_ALPHA = {"fsf": 15.0, "scf": 50.0, "fixed": 0.0}
@@ -374,7 +379,7 @@ def segment_dynaseg(
     components: bool | None = None,
     min_size: int | None = None,
     merge: float | None = None,
-    final: str = "upsample",
+    final: str | None = None,
     callback: Any = None,
     return_info: bool = False,
     channel_axis: int | None = None,
@@ -412,9 +417,10 @@ def segment_dynaseg(
         Nothing is ever downloaded.
     preset : {"fast", "regions", "published"}, default "fast"
         Defaults for ``scale, channels, n_conv, max_iter, patience, silhouette,
-        weight_decay, min_labels, components, min_size, merge`` (see :data:`PRESETS`); any
-        of them given explicitly wins. ``regions`` is ``fast`` plus the stop at 16 clusters
-        and the region output with colour merging, tuned on BSDS500 train/val images.
+        weight_decay, min_labels, components, min_size, merge, final`` (see
+        :data:`PRESETS`); any of them given explicitly wins. ``regions`` is ``fast`` plus
+        the stop at 16 clusters, the full-resolution labelling pass and the region output
+        with colour merging, tuned on BSDS500 train/val images.
     max_iter : int, optional
         Iteration cap T (published 1000; fast 60). More iterations merge more clusters.
     min_labels : int, optional
@@ -461,11 +467,13 @@ def segment_dynaseg(
         less than ``merge`` are merged (:func:`merge_similar_regions`; CIE L*a*b* distance
         for RGB images, 100 x the [0, 1] channel values otherwise). 0 = off (default),
         preset ``regions`` 10. Larger = fewer regions; range [0, 1000].
-    final : {"upsample", "full"}, default "upsample"
-        With ``scale < 1``: ``upsample`` bilinearly upsamples the trained response to the
-        input size; ``full`` runs the trained (fully convolutional) network once on the
-        full-resolution input instead (one extra forward pass; sharper boundaries, but the
-        features see a receptive field half as large relative to the content).
+    final : {"upsample", "full"}, optional
+        Default from the preset (``upsample``; ``regions``: ``full``, +0.027 H All on 38
+        BSDS500 train/val images at the same cost). With ``scale < 1``: ``upsample``
+        bilinearly upsamples the trained response to the input size; ``full`` runs the
+        trained (fully convolutional) network once on the full-resolution input instead
+        (one extra forward pass; sharper boundaries, but the features see a receptive
+        field half as large relative to the content).
     callback : callable, optional
         ``callback(iteration, q', mu, loss, response)`` after every SGD step; ``response``
         is the detached (1, q, h, w) torch tensor at the training resolution.
@@ -532,13 +540,13 @@ def segment_dynaseg(
     backbone = look_up_option(backbone, ("cnn", "resnet18"), what="dynaseg backbone")
     preset = look_up_option(preset, tuple(PRESETS), what="dynaseg preset")
     device = look_up_option(device, ("cpu", "cuda", "auto"), what="device")
-    final = look_up_option(final, ("upsample", "full"), what="final")
     cfg = dict(PRESETS[preset])
     given = dict(scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
                  patience=patience, silhouette=silhouette, weight_decay=weight_decay,
                  min_labels=min_labels, components=components, min_size=min_size,
-                 merge=merge)
+                 merge=merge, final=final)
     cfg.update({k: v for k, v in given.items() if v is not None})
+    final = cfg["final"] = look_up_option(cfg["final"], ("upsample", "full"), what="final")
     min_labels, components = cfg["min_labels"], bool(cfg["components"])
     min_size, merge = cfg["min_size"], cfg["merge"]
     if alpha is None:
@@ -763,8 +771,9 @@ register(
             Param("merge", "float", None, "with components: merge adjacent regions whose mean "
                   "L*a*b* colours differ by < merge (0 = off; regions 10)", low=0.0,
                   high=1000.0),
-            Param("final", "str", "upsample", "with scale<1: upsample the response or run the "
-                  "net once at full resolution", choices=("upsample", "full")),
+            Param("final", "str", None, "with scale<1: upsample the response or run the "
+                  "net once at full resolution (fast: upsample; regions: full)",
+                  choices=("upsample", "full")),
             Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
             Param("device", "str", "cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto")),
         ),
