@@ -48,8 +48,8 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   L*a*b* colours differ by less than 10 (:func:`merge_similar_regions`; +0.02-0.04): the
   cluster boundaries over-split smooth shading (sky, skin) into bands, which the merge
   rejoins; (c) labelling with one forward pass of the half-resolution-trained network on
-  the full-resolution image (``final="full"``; +0.027 H All on 38 train/val images, 0.252
-  -> 0.279, same cost; chosen after a first test-set run with ``final="upsample"``, both
+  the full-resolution image (``final="full"``; +0.027 H All on 40 train/val images, 0.248
+  -> 0.275, same cost; chosen after a first test-set run with ``final="upsample"``, both
   reported in ``benchmarks/results/dynaseg_summary.md``). Regions below 20 px are
   absorbed *before* the merge (without that, thin boundary slivers of intermediate colour
   chain unrelated regions together: -0.045 at 6 iterations on the 12 tuning images,
@@ -468,7 +468,7 @@ def segment_dynaseg(
         for RGB images, 100 x the [0, 1] channel values otherwise). 0 = off (default),
         preset ``regions`` 10. Larger = fewer regions; range [0, 1000].
     final : {"upsample", "full"}, optional
-        Default from the preset (``upsample``; ``regions``: ``full``, +0.027 H All on 38
+        Default from the preset (``upsample``; ``regions``: ``full``, +0.027 H All on 40
         BSDS500 train/val images at the same cost). With ``scale < 1``: ``upsample``
         bilinearly upsamples the trained response to the input size; ``full`` runs the
         trained (fully convolutional) network once on the full-resolution input instead
