@@ -237,7 +237,8 @@ def main() -> None:
             res["test_ids"] = [ids[i] for i in te]
             h = model.info["history"]
             res.update(method=meth, S=S, train_seconds=h["train_seconds"], fit_wall_seconds=wall,
-                       fit_cpu_seconds=cpu, train_cpu_seconds=h.get("train_cpu_seconds"), loadavg_start=list(load0), loadavg_end=list(load1),
+                       fit_cpu_seconds=cpu, train_cpu_seconds=h.get("train_cpu_seconds"),
+                       loadavg_start=list(load0), loadavg_end=list(load1),
                        holdout=args.holdout,
                        iterations_run=h["iterations_run"], best_iteration=h["best_iteration"],
                        stop_reason=h["stop_reason"], best_val_dice=h["best_val_dice"],
@@ -295,8 +296,11 @@ def _write_files(out: Path, args, runs, meta) -> None:
             f"`python benchmarks/msnet_wbc.py {m.get('argv', '')}`"
             for m in meta.get("merged_from", [meta])), "",
         f"Training: loss {m0.get('loss')}, grad clip {m0.get('clip_grad')}, at most "
-        f"{m0.get('iterations')} iterations or {m0.get('max_time')} s, {m0.get('threads')} torch "
-        "thread(s); batch, patch and lr per row.", "",
+        f"{m0.get('iterations')} iterations or {m0.get('max_time')} s wall"
+        + (f" or {m0['recipe']['max_cpu_time']} CPU s" if m0.get("recipe", {}).get("max_cpu_time")
+           else "")
+        + f", {m0.get('threads')} torch thread(s); batch, patch and lr per row"
+        + (f"; recipe {json.dumps(m0['recipe'])}" if m0.get("recipe") else "") + ".", "",
         "Test = the rest of the 75 development images (65 / 45 / 15 for S = 10 / 30 / 60); the "
         "paper used 20 test images of 300. 20 % of the S images are used for validation. "
         "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",
