@@ -300,6 +300,17 @@ def test_macro_adaptive_refresh_matches_fixed_with_fewer_refreshes():
     assert loose["refreshes"].max() <= 1 + 5 + 4  # 0.05, 0.1, 0.2, 0.4, then every 0.8
 
 
+def test_macro_records_are_taken_at_the_requested_times():
+    """With adaptive refresh intervals the agents still land on every record time: the stored
+    density equals a run that stops there."""
+    st, kw, _ = _macro_case(A=3)
+    times = (0.3, 1.7, 3.0)
+    long = _macro.macro_solve(st, t_final=4.0, record=times, **kw)
+    for i, T in enumerate(times):
+        short = _macro.macro_solve(st, t_final=T, **kw)
+        np.testing.assert_allclose(long["history"][i], short["rho"], atol=1e-12)
+
+
 def test_macro_binarises_towards_gt_distribution():
     st, kw, m = _macro_case(A=1)
     out = _macro.macro_solve(st, delta=[0.3], sigma=[0.1], radius=[0.1], barriers=[[[0.5]]],

@@ -369,8 +369,10 @@ def macro_solve(
             Wf = 0.5 * (W_new[..., 1:, :] + W_new[..., :-1, :])
             gcoef[ia] = (transport_rate * H_face[:, None] * (Wf - faces[:, None] * mu_up)
                          - binarise_rate * gradV[ia, ..., None] * mu_up)
-        # all agents land on the next time some agent is due (a multiple of refresh)
+        # all agents land on the next time some agent is due, or on the next record time
         next_refresh = float(np.min(due[active]))
+        if rec_i < len(rec_times) and rec_times[rec_i] > float(np.min(t[active])) + 1e-12:
+            next_refresh = min(next_refresh, rec_times[rec_i])
         # One refresh interval: agent a takes n_a steps of its CFL step, the last one shortened
         # so that every agent lands on the next refresh time (or T). Agents are ordered by n_a,
         # so those still moving at step k form a prefix (array views, no per-step gather).
