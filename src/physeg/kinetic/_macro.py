@@ -215,8 +215,8 @@ def macro_solve(
     cfl : float
         CFL number C <= 1 (positivity of the Rusanov scheme needs C <= 1).
     refresh : float
-        Time between recomputations of U and W (the base interval; every agent lands on each
-        multiple of it).
+        Time between recomputations of U and W (the base interval; with the adaptive refresh
+        an agent's interval is this times a power of 2).
     refresh_tol : float, default 1e-4
         Adaptive refresh: when > 0, an agent whose U and W (on the feature cells with mass)
         changed by at most ``refresh_tol / 2`` since its previous refresh doubles its own
@@ -250,7 +250,7 @@ def macro_solve(
     one_x = np.stack([np.ones(ns), xc])  # sums over y of f and of y f
     # the refresh quadratures run in float32 (see the module docstring)
     log_x32, one_x32 = log_x.astype(np.float32), one_x.astype(np.float32)
-    xc32, centres32 = xc.astype(np.float32), feature_bins(nc)[0].astype(np.float32)
+    xc32, centres32 = xc.astype(np.float32), centres.astype(np.float32)
 
     kf, nfft, R = _disk_kernels_fft(radius, hx, ns)  # (A, nfft, nfft//2+1)
     P = interaction_matrix(centres, delta)  # (A, nc, nc)
@@ -267,7 +267,6 @@ def macro_solve(
     rec_times = sorted(record)
     history = []
     rec_i = 0
-    next_refresh = 0.0  # the refresh grid: every agent lands on each multiple of refresh
     # adaptive refresh (refresh_tol > 0): agent a recomputes U, W only every h_a = refresh * 2^k
     # time units, doubling h_a while U and W change by <= refresh_tol / 2 between its refreshes
     h_max = refresh * 2 ** max(0, int(np.floor(np.log2(max(refresh_max / refresh, 1.0)) + 1e-9)))
