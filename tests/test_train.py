@@ -304,3 +304,72 @@ def test_progress_bar_and_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
             train_network(net, xs, ys, config=TrainConfig(iterations=1, device="cuda"))
+
+
+def test_keep_largest_object_known_answer():
+    from physeg.neural.train import keep_largest_object
+
+    lab = np.zeros((12, 12), np.uint8)
+    lab[1:9, 1:9] = 1            # the cell (cytoplasm) ...
+    lab[3:7, 3:7] = 2            # ... with a nucleus
+    lab[4, 4] = 0                # a hole in the nucleus -> nucleus
+    lab[1, 4] = 0                # a notch open to the outside stays background
+    lab[10:12, 10:12] = 2        # a stray blob, smaller than the cell
+    before = lab.copy()
+    out = keep_largest_object(lab)
+    np.testing.assert_array_equal(lab, before)  # the input is not modified
+    assert out.dtype == lab.dtype
+    assert out[4, 4] == 2 and out[1, 4] == 0
+    assert not out[10:, 10:].any()
+    assert (out == 2).sum() == 16 and (out == 1).sum() == 64 - 16 - 1
+    # nothing to keep: returned unchanged; 3D works the same way
+    np.testing.assert_array_equal(keep_largest_object(np.zeros((4, 4), int)), 0)
+    vol = np.zeros((6, 6, 6), int)
+    vol[1:5, 1:5, 1:5] = 1
+    vol[2, 2, 2] = 0
+    vol[0, 0, 0] = 1
+    out3 = keep_largest_object(vol)
+    assert out3[2, 2, 2] == 1 and out3[0, 0, 0] == 0 and out3.sum() == 64
+
+
+@pytest.mark.torch
+def test_ema_weights_are_the_running_average_and_training_is_deterministic():
+    torch = pytest.importorskip("torch")
+    from physeg.neural.train import build_network, train_network
+
+    images, masks = _squares()
+    xs = [(im[None] / 255.0).astype(np.float32) for im in images]
+    ys = [m.astype(np.int64) for m in masks]
+
+    def run(ema, iterations=4):
+        torch.manual_seed(0)
+        net = build_network("unet", in_channels=1, num_classes=2, widths=(2, 4))
+        init = {k: v.clone() for k, v in net.state_dict().items()}
+        cfg = TrainConfig(iterations=iterations, batch_size=2, lr=0.05, augment=False,
+                          threads=1, ema=ema)
+        train_network(net, xs, ys, config=cfg, rng=0)
+        return init, net.state_dict()
+
+    init, plain = run(0.0)
+    # with the warm-up, the decays of steps 1..4 are 2/11, 3/12, 4/13, 5/14 (all < 0.9),
+    # so w_ema = sum of the iterates weighted by the products of those decays
+    decays = [min(0.9, (1 + t) / (10 + t)) for t in range(1, 5)]
+    iterates = [run(0.0, iterations=t)[1] for t in range(1, 5)]
+    _, averaged = run(0.9)
+    for key, w0 in init.items():
+        if not torch.is_floating_point(w0):
+            continue
+        expect = w0.clone()
+        for d, w in zip(decays, iterates, strict=True):
+            expect = d * expect + (1 - d) * w[key]
+        torch.testing.assert_close(averaged[key], expect, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(averaged[k], plain[k]) for k in plain
+               if torch.is_floating_point(plain[k]))
+    # same seed, same weights (channels-last layout and denormal flushing included)
+    _, again = run(0.9)
+    for k in averaged:
+        assert torch.equal(averaged[k], again[k])
+    # denormal flushing is switched off again after training (1e-40 survives a product)
+    assert float(torch.tensor([1e-40]) * torch.tensor([1.0])) > 0
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0).check()
