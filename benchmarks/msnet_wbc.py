@@ -36,7 +36,8 @@ Protocol (seed paper §6.4, adapted to the development part of the data we have)
   images"): for each class k one-vs-rest, Acc_k = (TP+TN)/N, IoU_k = TP/(TP+FP+FN),
   DSC_k = 2TP/(2TP+FP+FN), ASD_k = mean symmetric distance between the inner boundaries (pixels;
   an image where one of the two boundaries is empty is left out of that class's ASD mean).
-  mAcc averages all 3 classes (``mAcc_fg`` the foreground ones); mIoU / mDSC / mASD average the foreground classes (cytoplasm,
+  mAcc averages all 3 classes (``mAcc_fg`` the foreground ones); mIoU / mDSC / mASD average
+  the foreground classes (cytoplasm,
   nucleus), the spec's default (A.7) and the paper's convention (its Table 3 mIoU / mAcc are
   exactly the means of its Table 4 foreground rows, e.g. (0.8996 + 0.9001 + 0.7560) / 3 =
   0.8519); ``mIoU_all`` (with background) and pixel accuracy are
@@ -321,7 +322,8 @@ def _write_files(out: Path, args, runs, meta) -> None:
         "for validation (0 %: no validation, the last EMA weights are kept). "
         "Paper numbers are its Table 2 (different split and input size, so compare trends).", "",
         "| S | method | params | mAcc | mIoU | mDSC | mASD | mIoU (all 3) | IoU bg/cyto/nuc "
-        "| mIoU TTA | mIoU (all 3) TTA | mIoU PP | mIoU TTA+PP | mAcc fg | train s wall | train s CPU | load avg start→end "
+        "| mIoU TTA | mIoU (all 3) TTA | mIoU PP | mIoU TTA+PP | mAcc fg | train s wall "
+        "| train s CPU | load avg start→end "
         "| iters | batch×patch², lr | stop | infer ms/img | paper mAcc | paper mIoU "
         "| paper mDSC | paper mASD |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -358,7 +360,8 @@ def _write_files(out: Path, args, runs, meta) -> None:
               "nucleus); 'mIoU (all 3)' also averages background. The paper's prose calls K "
               "'the total number of classes', but its Table 3 mIoU and mAcc are exactly the "
               "means of the three foreground-muscle rows of its Table 4 (0.8996, 0.9001, "
-              "0.7560 -> 0.8519), so the foreground mean is the paper's convention. TTA = the same model with "
+              "0.7560 -> 0.8519), so the foreground mean is the paper's convention. TTA = "
+              "the same model with "
               "8-fold flip / 90° test-time augmentation (reported beside, not the headline). "
               "PP = keep-largest-object post-processing (`predict(keep_largest=True)`: the "
               "largest connected cell, holes filled). mAcc fg = mAcc over the foreground "
