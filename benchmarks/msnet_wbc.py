@@ -165,6 +165,10 @@ def main() -> None:
     ap.add_argument("--zoom", type=float, default=0.15)
     ap.add_argument("--input-norm", default="image", choices=("dataset", "image"))
     ap.add_argument("--step-size", type=int, default=200)
+    ap.add_argument("--rotate", action="store_true",
+                    help="augmentation: rotations by arbitrary angles")
+    ap.add_argument("--elastic", type=float, default=0.0,
+                    help="augmentation: elastic deformation, displacement std in pixels")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="weight EMA decay (0 = off); validation and the model use the average")
     ap.add_argument("--val-fraction", type=float, default=0.2,
@@ -233,7 +237,8 @@ def main() -> None:
                 ce_weight=args.ce_weight, intensity=args.intensity, colour=args.colour,
                 zoom=args.zoom, input_norm=args.input_norm, step_size=args.step_size,
                 gamma=args.gamma, max_cpu_time=args.max_cpu_time or None,
-                ema=args.ema, val_fraction=args.val_fraction,
+                ema=args.ema, val_fraction=args.val_fraction, rotate=args.rotate,
+                elastic=args.elastic,
                 rng=args.seed,
                 iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                 val_every=args.val_every, patience=args.patience, max_time=args.max_time,
@@ -293,7 +298,8 @@ def _write(out: Path, args, runs, merged=None) -> None:
         "clip_grad": args.clip_grad, "arch_override": args.arch, "patch": args.patch,
         "recipe": {k: getattr(args, k) for k in ("ce_weight", "intensity", "colour", "zoom",
                                                  "input_norm", "step_size", "gamma", "holdout",
-                                                 "max_cpu_time", "ema", "val_fraction")},
+                                                 "max_cpu_time", "ema", "val_fraction", "rotate",
+                                                 "elastic")},
         "python": platform.python_version(),
         "machine": platform.machine(),
         "metric_note": "mIoU/mDSC/mASD over foreground classes (cytoplasm, nucleus); mAcc "

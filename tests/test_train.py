@@ -373,3 +373,39 @@ def test_ema_weights_are_the_running_average_and_training_is_deterministic():
     assert float(torch.tensor([1e-40]) * torch.tensor([1.0])) > 0
     with pytest.raises(ValueError, match="ema"):
         TrainConfig(ema=1.0).check()
+
+
+def test_rotation_and_elastic_warp_keep_image_and_mask_aligned():
+    from physeg.neural.train import _warp
+
+    # the image is its own mask (two channels carrying the label), so any misalignment
+    # between the linear image warp and the nearest mask warp shows up as disagreement
+    y = np.zeros((40, 40), np.int64)
+    y[8:30, 12:26] = 1
+    y[14:20, 16:22] = 2
+    x = np.stack([y.astype(np.float32), (y == 2).astype(np.float32)])
+    v = np.ones_like(y, dtype=np.uint8)
+    gen = np.random.default_rng(3)
+    for rotate, elastic in ((True, 0.0), (False, 3.0), (True, 4.0)):
+        xw, yw, vw = _warp(x, y, v, gen, rotate, elastic)
+        assert xw.shape == x.shape and yw.shape == y.shape and vw.shape == v.shape
+        assert xw.dtype == np.float32 and yw.dtype == y.dtype
+        inside = vw.astype(bool)
+        agree = np.round(xw[0]).astype(int)[inside] == yw[inside]
+        assert agree.mean() > 0.97  # only pixels next to a label edge may round differently
+        assert not np.array_equal(yw, y)
+        assert abs(int((yw > 0).sum()) - int((y > 0).sum())) < 0.25 * (y > 0).sum()
+    # a pure rotation keeps areas (up to resampling at the edges) and the object's centre
+    _, yr, _ = _warp(x, y, v, np.random.default_rng(0), True, 0.0)
+    assert abs(int((yr > 0).sum()) - int((y > 0).sum())) < 0.05 * (y > 0).sum()
+    c0 = np.argwhere(y > 0).mean(axis=0) - 19.5
+    c1 = np.argwhere(yr > 0).mean(axis=0) - 19.5
+    assert abs(np.hypot(*c0) - np.hypot(*c1)) < 0.5  # same distance from the patch centre
+    # corners rotated in from outside the patch are invalid; the centre stays valid
+    _, _, vr = _warp(x, y, v, np.random.default_rng(1), True, 0.0)
+    assert vr[20, 20] == 1 and vr.sum() < v.sum()
+    # same generator state, same warp
+    a = _warp(x, y, v, np.random.default_rng(7), True, 2.0)
+    b = _warp(x, y, v, np.random.default_rng(7), True, 2.0)
+    for p, q in zip(a, b, strict=True):
+        np.testing.assert_array_equal(p, q)
