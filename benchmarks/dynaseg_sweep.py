@@ -33,9 +33,91 @@ from dynaseg_bsds import load, read_rows  # noqa: E402
 from physeg._metrics_unsup import bsds_segment_lists  # noqa: E402
 
 
+def postprocess_regions(
+    image: np.ndarray,
+    clusters: np.ndarray | Sequence[np.ndarray],
+    *,
+    response: np.ndarray | Sequence[np.ndarray] | None = None,
+    min_size: int = 20,
+    min_frac: float = 0.0,
+    merge: str = "hierarchical",
+    threshold: float = np.inf,
+    n_regions: int = 1,
+    resp_weight: float = 0.0,
+    edge: str = "none",
+    edge_weight: float = 0.0,
+    size_power: float = 0.0,
+    sigma: float = 0.0,
+    final_min_frac: float = 0.0,
+    colour: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cluster map(s) -> regions: connected regions (min size), then a merge of their RAG.
+
+    Tuning tool only (the library's presets use ``segment_dynaseg``'s own pipeline).
+    ``merge``: "none", "threshold" (one-shot cut, ``merge_similar_regions``) or
+    "hierarchical" (``merge_hierarchical`` with ``edge`` = "none" / "lab" (Sobel of Lab) /
+    "resp" (gradient of the response) / "coassoc" (several cluster maps)).
+    """
+    from scipy import ndimage as ndi
+
+    from physeg._validate import to_float01
+    from physeg.neural._dynaseg_merge import merge_hierarchical
+    from physeg.neural.dynaseg import _colour_features, merge_similar_regions, split_components
+
+    x01 = to_float01(np.asarray(image))
+    if x01.ndim == 2:
+        x01 = x01[..., None]
+    lab = _colour_features(x01) if colour is None else np.asarray(colour, dtype=np.float64)
+    if sigma > 0:
+        lab = ndi.gaussian_filter(lab, sigma=(sigma, sigma, 0))
+    cl = [np.asarray(clusters)] if np.ndim(clusters) == 2 else [np.asarray(c) for c in clusters]
+    if len(cl) == 1:
+        base = cl[0]
+    else:  # pixels grouped together by every run
+        stack = np.stack([c.astype(np.int64) for c in cl])
+        _, base = np.unique(stack.reshape(len(cl), -1), axis=1, return_inverse=True)
+        base = base.reshape(cl[0].shape)
+    ms = max(int(min_size), int(round(min_frac * base.size)))
+    regions = split_components(base, min_size=ms)
+    feats = lab
+    resp = None
+    if response is not None:
+        resp = [response] if np.ndim(response) == 3 else list(response)
+        resp = np.concatenate([np.asarray(r, dtype=np.float32) for r in resp], axis=-1)
+    if resp_weight > 0 and resp is not None:
+        feats = np.concatenate([lab, resp_weight * resp / np.sqrt(resp.shape[-1])], axis=-1)
+    emap = None
+    if edge == "lab":
+        g = [np.hypot(ndi.sobel(lab[..., c], 0), ndi.sobel(lab[..., c], 1))
+             for c in range(lab.shape[-1])]
+        emap = np.sqrt(np.sum(np.square(g), axis=0)) / 8.0
+    elif edge == "resp" and resp is not None:
+        g = [np.hypot(ndi.sobel(resp[..., c], 0), ndi.sobel(resp[..., c], 1))
+             for c in range(resp.shape[-1])]
+        emap = np.sqrt(np.sum(np.square(g), axis=0) / resp.shape[-1]) / 8.0 * 10
+    elif edge == "coassoc":
+        st = np.stack(cl)
+        dv = np.zeros(base.shape)
+        dv[:-1] += (st[:, 1:] != st[:, :-1]).mean(0)
+        dv[1:] += (st[:, 1:] != st[:, :-1]).mean(0)
+        dv[:, :-1] += (st[:, :, 1:] != st[:, :, :-1]).mean(0)
+        dv[:, 1:] += (st[:, :, 1:] != st[:, :, :-1]).mean(0)
+        emap = 10.0 * dv
+    if merge == "threshold":
+        regions = merge_similar_regions(regions, feats, threshold=threshold)
+    elif merge == "hierarchical":
+        regions = merge_hierarchical(regions, feats, edge=emap, edge_weight=edge_weight,
+                                     size_power=size_power, threshold=threshold,
+                                     n_regions=n_regions)
+    if final_min_frac > 0:
+        regions = split_components(regions, min_size=int(round(final_min_frac * base.size)))
+    return regions
+
+
+
 def main(argv: list[str] | None = None) -> int:
     from physeg._validate import to_float01
-    from physeg.neural.dynaseg import _colour_features, postprocess_regions
+    from physeg.neural.dynaseg import _colour_features
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "bsds500")

@@ -283,6 +283,67 @@ def test_merge_similar_regions_known_answer():
         ds.merge_similar_regions(reg, feat, threshold=30.0, min_regions=3), reg)
 
 
+def test_merge_hierarchical_known_answer_no_chaining():
+    from physeg.neural._dynaseg_merge import merge_hierarchical
+
+    # four equal stripes with means 0, 4, 8, 12: every neighbour pair is 4 apart, so the
+    # one-shot cut at 5 chains all four together, while the greedy merge updates the means:
+    # (0, 4) -> mean 2 first (ties go to the lowest ids), then (8, 12) -> 10; 2 vs 10 is 8
+    # apart, above 5, so two regions remain
+    reg = np.repeat(np.array([[0, 0, 1, 1, 2, 2, 3, 3]]), 3, axis=0)
+    feat = 4.0 * reg.astype(float)
+    before = reg.copy()
+    assert ds.merge_similar_regions(reg, feat, threshold=5.0).max() == 0
+    out = merge_hierarchical(reg, feat, threshold=5.0)
+    np.testing.assert_array_equal(out, np.repeat(np.array([[0, 0, 0, 0, 1, 1, 1, 1]]), 3, 0))
+    np.testing.assert_array_equal(reg, before)
+    # threshold 8 (inclusive) merges the two halves too; a region-count stop at 3 makes one
+    # merge only
+    assert merge_hierarchical(reg, feat, threshold=8.0).max() == 0
+    np.testing.assert_array_equal(merge_hierarchical(reg, feat, n_regions=3)[0],
+                                  [0, 0, 0, 0, 1, 1, 2, 2])
+    # the merged mean is size-weighted: stripes of 6, 2 and 2 columns with means 0, 6, 9;
+    # (6, 9) merges first (3 apart), then 7.5 vs 0 = 7.5 > 7 stops
+    reg2 = np.repeat(np.array([[0] * 6 + [1, 1, 2, 2]]), 2, axis=0)
+    feat2 = np.choose(reg2, [0.0, 6.0, 9.0])
+    np.testing.assert_array_equal(merge_hierarchical(reg2, feat2, threshold=7.0)[0],
+                                  [0] * 6 + [1] * 4)
+    # ... whereas (0, 6) would have been 6 apart: with threshold 7.6 all three merge
+    assert merge_hierarchical(reg2, feat2, threshold=7.6).max() == 0
+    # regions that do not touch never merge
+    reg3 = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 2, axis=0)
+    feat3 = np.choose(reg3, [5.0, 50.0, 5.0])
+    assert merge_hierarchical(reg3, feat3, threshold=10.0).max() == 2
+
+
+def test_merge_hierarchical_boundary_term():
+    from physeg.neural._dynaseg_merge import adjacency, coassociation_boundary, \
+        merge_hierarchical
+
+    # three stripes of equal colour; the border 1|2 carries an edge of strength 1
+    reg = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
+    feat = np.zeros(reg.shape)
+    edge = np.zeros(reg.shape)
+    edge[:, 3:5] = 1.0  # the two pixel columns on either side of the 1|2 border
+    pairs, length, strength = adjacency(reg, edge)
+    np.testing.assert_array_equal(pairs, [[0, 1], [1, 2]])
+    np.testing.assert_array_equal(length, [4, 4])
+    np.testing.assert_allclose(strength, [0.0, 4.0])  # mean (1 + 1) / 2 per pixel pair
+    # cost 0 + w * mean strength: 0 for 0|1, w for 1|2
+    np.testing.assert_array_equal(
+        merge_hierarchical(reg, feat, edge=edge, edge_weight=2.0, threshold=1.0)[0],
+        [0, 0, 0, 0, 1, 1])
+    assert merge_hierarchical(reg, feat, edge=edge, edge_weight=0.5, threshold=1.0).max() == 0
+    # co-association: two maps agree on a boundary at column 3|4, one adds 1|2
+    m1 = np.repeat(np.array([[0, 0, 0, 0, 1, 1]]), 2, axis=0)
+    m2 = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 2, axis=0)
+    np.testing.assert_allclose(coassociation_boundary([m1, m2])[0],
+                               [0.0, 0.5, 0.5, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose(coassociation_boundary([m1, m1])[0], [0, 0, 0, 1, 1, 0])
+    with pytest.raises(ValueError, match="2D and of one shape"):
+        coassociation_boundary([m1[0], m1[0]])
+
+
 def test_regions_preset_merges_similar_halves():
     # left and right halves differ slightly in colour (L*a*b* distance ~ 3), a red square
     # differs strongly; the colour merge joins fragments the clusters leave, keeps the square

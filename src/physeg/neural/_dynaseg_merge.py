@@ -11,7 +11,7 @@ import heapq
 
 import numpy as np
 
-__all__ = ["adjacency", "merge_hierarchical"]
+__all__ = ["adjacency", "coassociation_boundary", "merge_hierarchical"]
 
 
 def adjacency(reg: np.ndarray, edge: np.ndarray | None = None):
@@ -37,6 +37,26 @@ def adjacency(reg: np.ndarray, edge: np.ndarray | None = None):
         strength = np.bincount(inv, weights=ep, minlength=key.size)
     pairs = np.stack([key // n, key % n], axis=1)
     return pairs, length, strength
+
+
+def coassociation_boundary(label_maps) -> np.ndarray:
+    """Per-pixel boundary strength in [0, 1] from several label maps of one image.
+
+    For every 4-neighbour pixel pair, the fraction of the maps that give the two pixels
+    different labels; each pixel takes the largest fraction over its (up to four) pairs.
+    1 = every run draws a boundary there, 0 = none does.
+    """
+    st = np.stack([np.asarray(m) for m in label_maps])
+    if st.ndim != 3:
+        raise ValueError(f"label maps must be 2D and of one shape; got stacked shape {st.shape}.")
+    out = np.zeros(st.shape[1:])
+    dv = (st[:, 1:] != st[:, :-1]).mean(0)
+    dh = (st[:, :, 1:] != st[:, :, :-1]).mean(0)
+    out[1:] = np.maximum(out[1:], dv)
+    out[:-1] = np.maximum(out[:-1], dv)
+    out[:, 1:] = np.maximum(out[:, 1:], dh)
+    out[:, :-1] = np.maximum(out[:, :-1], dh)
+    return out
 
 
 def merge_hierarchical(

@@ -106,17 +106,30 @@ __all__ = [
 PRESETS: dict[str, dict[str, Any]] = {
     "published": dict(scale=1.0, channels=100, n_conv=2, max_iter=1000, patience=0,
                       silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                      min_size=50, merge=0.0, final="upsample"),
+                      min_size=50, merge=0.0, final="upsample", runs=1, superpixels=0.0,
+                      merge_mode="threshold", edge_weight=0.0),
     "fast": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
                  silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                 min_size=50, merge=0.0, final="upsample"),
+                 min_size=50, merge=0.0, final="upsample", runs=1, superpixels=0.0,
+                 merge_mode="threshold", edge_weight=0.0),
     # tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
     # 16 clusters, label with one full-resolution forward pass, output connected regions,
     # merge adjacent regions of similar colour
     "regions": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
                     silhouette=False, weight_decay=0.0, min_labels=16, components=True,
-                    min_size=20, merge=10.0, final="full"),
+                    min_size=20, merge=10.0, final="full", runs=1, superpixels=0.0,
+                    merge_mode="threshold", edge_weight=0.0),
+    # v3, tuned on BSDS500 train/val images (benchmarks/results/dynaseg_sweep*.md): the
+    # regions are Felzenszwalb superpixels of the image, merged greedily by colour and by
+    # the co-association boundary of two independently initialised networks
+    "superpixels": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
+                        silhouette=False, weight_decay=0.0, min_labels=16, components=True,
+                        min_size=10, merge=10.0, final="full", runs=2, superpixels=200.0,
+                        merge_mode="hierarchical", edge_weight=20.0),
 }
+
+#: Gaussian smoothing (pixels) of the Felzenszwalb superpixels (``superpixels > 0``).
+SUPERPIXEL_SIGMA = 0.5
 
 _DEFAULT_ALPHA = {"fsf": 15.0, "scf": 50.0, "fixed": 0.0}
 _MIN_TRAIN_SIDE = {"cnn": 4, "resnet18": 64}
@@ -348,79 +361,6 @@ def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
     return out.reshape(reg.shape).astype(np.int32)
 
 
-def postprocess_regions(
-    image: np.ndarray,
-    clusters: np.ndarray | Sequence[np.ndarray],
-    *,
-    response: np.ndarray | Sequence[np.ndarray] | None = None,
-    min_size: int = 20,
-    min_frac: float = 0.0,
-    merge: str = "hierarchical",
-    threshold: float = np.inf,
-    n_regions: int = 1,
-    resp_weight: float = 0.0,
-    edge: str = "none",
-    edge_weight: float = 0.0,
-    size_power: float = 0.0,
-    sigma: float = 0.0,
-    final_min_frac: float = 0.0,
-    colour: np.ndarray | None = None,
-) -> np.ndarray:
-    """Turn DynaSeg cluster map(s) into regions (experimental; see merge_hierarchical)."""
-    from scipy import ndimage as ndi
-
-    from ._dynaseg_merge import merge_hierarchical
-
-    x01 = to_float01(np.asarray(image))
-    if x01.ndim == 2:
-        x01 = x01[..., None]
-    lab = _colour_features(x01) if colour is None else np.asarray(colour, dtype=np.float64)
-    if sigma > 0:
-        lab = ndi.gaussian_filter(lab, sigma=(sigma, sigma, 0))
-    cl = [np.asarray(clusters)] if np.ndim(clusters) == 2 else [np.asarray(c) for c in clusters]
-    if len(cl) == 1:
-        base = cl[0]
-    else:  # pixels grouped together by every run
-        stack = np.stack([c.astype(np.int64) for c in cl])
-        _, base = np.unique(stack.reshape(len(cl), -1), axis=1, return_inverse=True)
-        base = base.reshape(cl[0].shape)
-    ms = max(int(min_size), int(round(min_frac * base.size)))
-    regions = split_components(base, min_size=ms)
-    feats = lab
-    resp = None
-    if response is not None:
-        resp = [response] if np.ndim(response) == 3 else list(response)
-        resp = np.concatenate([np.asarray(r, dtype=np.float32) for r in resp], axis=-1)
-    if resp_weight > 0 and resp is not None:
-        feats = np.concatenate([lab, resp_weight * resp / np.sqrt(resp.shape[-1])], axis=-1)
-    emap = None
-    if edge == "lab":
-        g = [np.hypot(ndi.sobel(lab[..., c], 0), ndi.sobel(lab[..., c], 1))
-             for c in range(lab.shape[-1])]
-        emap = np.sqrt(np.sum(np.square(g), axis=0)) / 8.0
-    elif edge == "resp" and resp is not None:
-        g = [np.hypot(ndi.sobel(resp[..., c], 0), ndi.sobel(resp[..., c], 1))
-             for c in range(resp.shape[-1])]
-        emap = np.sqrt(np.sum(np.square(g), axis=0) / resp.shape[-1]) / 8.0 * 10
-    elif edge == "coassoc":
-        st = np.stack(cl)
-        dv = np.zeros(base.shape)
-        dv[:-1] += (st[:, 1:] != st[:, :-1]).mean(0)
-        dv[1:] += (st[:, 1:] != st[:, :-1]).mean(0)
-        dv[:, :-1] += (st[:, :, 1:] != st[:, :, :-1]).mean(0)
-        dv[:, 1:] += (st[:, :, 1:] != st[:, :, :-1]).mean(0)
-        emap = 10.0 * dv
-    if merge == "threshold":
-        regions = merge_similar_regions(regions, feats, threshold=threshold)
-    elif merge == "hierarchical":
-        regions = merge_hierarchical(regions, feats, edge=emap, edge_weight=edge_weight,
-                                     size_power=size_power, threshold=threshold,
-                                     n_regions=n_regions)
-    if final_min_frac > 0:
-        regions = split_components(regions, min_size=int(round(final_min_frac * base.size)))
-    return regions
-
-
 # --------------------------------------------------------------------------------------
 # main entry point
 
@@ -453,6 +393,10 @@ def segment_dynaseg(
     min_size: int | None = None,
     merge: float | None = None,
     final: str | None = None,
+    runs: int | None = None,
+    superpixels: float | None = None,
+    merge_mode: str | None = None,
+    edge_weight: float | None = None,
     callback: Any = None,
     return_info: bool = False,
     channel_axis: int | None = None,
@@ -488,12 +432,15 @@ def segment_dynaseg(
     weights : str, optional
         Path of a torchvision-format ResNet-18 ImageNet ``state_dict`` (``resnet18`` only).
         Nothing is ever downloaded.
-    preset : {"fast", "regions", "published"}, default "fast"
+    preset : {"fast", "regions", "superpixels", "published"}, default "fast"
         Defaults for ``scale, channels, n_conv, max_iter, patience, silhouette,
-        weight_decay, min_labels, components, min_size, merge, final`` (see
-        :data:`PRESETS`); any of them given explicitly wins. ``regions`` is ``fast`` plus
-        the stop at 16 clusters, the full-resolution labelling pass and the region output
-        with colour merging, tuned on BSDS500 train/val images.
+        weight_decay, min_labels, components, min_size, merge, final, runs, superpixels,
+        merge_mode, edge_weight`` (see :data:`PRESETS`); any of them given explicitly
+        wins. ``regions`` is ``fast`` plus the stop at 16 clusters, the full-resolution
+        labelling pass and the region output with colour merging, tuned on BSDS500
+        train/val images. ``superpixels`` trains two networks with the ``regions``
+        settings and returns Felzenszwalb superpixels (scale 200, sigma 0.5, min 10 px)
+        merged hierarchically by colour and by the two networks' co-association boundary.
     max_iter : int, optional
         Iteration cap T (published 1000; fast 60). More iterations merge more clusters.
     min_labels : int, optional
@@ -547,6 +494,33 @@ def segment_dynaseg(
         trained (fully convolutional) network once on the full-resolution input instead
         (one extra forward pass; sharper boundaries, but the features see a receptive
         field half as large relative to the content).
+    runs : int, optional
+        Number of independently initialised networks trained on the image (1..64; default
+        from the preset: 1, ``superpixels`` 2). The first run (seeded as with ``runs=1``)
+        gives the returned cluster map and diagnostics; all runs give the co-association
+        boundary used by ``merge_mode="hierarchical"`` with ``edge_weight > 0``. Cost grows
+        linearly.
+    superpixels : float, optional
+        With ``components``: if > 0, the regions to merge are Felzenszwalb-Huttenlocher
+        superpixels of the image (``skimage.segmentation.felzenszwalb`` with
+        ``scale=superpixels``, ``sigma=SUPERPIXEL_SIGMA`` (0.5), ``min_size``) instead of
+        the connected regions of the cluster map; 0 = off (default; ``superpixels`` preset
+        200). Larger = fewer, larger superpixels; range [0, 1e6].
+    merge_mode : {"threshold", "hierarchical"}, optional
+        How ``merge`` is applied. ``threshold`` (presets ``fast``/``regions``): one cut of
+        the region adjacency graph at colour distance ``merge``
+        (:func:`merge_similar_regions`; transitive). ``hierarchical`` (preset
+        ``superpixels``): greedy agglomeration that always merges the adjacent pair of
+        smallest cost ``c(a, b) = ||f_a - f_b|| + edge_weight * e_ab`` (``f`` = mean
+        L*a*b* colour, updated after every merge; ``e_ab`` = mean co-association
+        boundary strength along the shared border, in [0, 1]) and stops when the smallest
+        cost exceeds ``merge``.
+    edge_weight : float, optional
+        Weight of the networks' co-association boundary in the hierarchical merge cost
+        (>= 0; 0 = colour only; preset ``superpixels`` 20, i.e. a border that every run
+        draws costs as much as 20 L*a*b* units). The co-association boundary of a pixel is
+        the largest, over its 4 neighbours, fraction of the ``runs`` cluster maps that
+        separate the two pixels (:func:`physeg.neural._dynaseg_merge.coassociation_boundary`).
     callback : callable, optional
         ``callback(iteration, q', mu, loss, response)`` after every SGD step; ``response``
         is the detached (1, q, h, w) torch tensor at the training resolution.
@@ -617,9 +591,14 @@ def segment_dynaseg(
     given = dict(scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
                  patience=patience, silhouette=silhouette, weight_decay=weight_decay,
                  min_labels=min_labels, components=components, min_size=min_size,
-                 merge=merge, final=final)
+                 merge=merge, final=final, runs=runs, superpixels=superpixels,
+                 merge_mode=merge_mode, edge_weight=edge_weight)
     cfg.update({k: v for k, v in given.items() if v is not None})
     final = cfg["final"] = look_up_option(cfg["final"], ("upsample", "full"), what="final")
+    cfg["merge_mode"] = look_up_option(cfg["merge_mode"], ("threshold", "hierarchical"),
+                                       what="merge_mode")
+    _check_number("superpixels", cfg["superpixels"], 0.0, 1e6)
+    _check_number("edge_weight", cfg["edge_weight"], 0.0, 1e4)
     min_labels, components = cfg["min_labels"], bool(cfg["components"])
     min_size, merge = cfg["min_size"], cfg["merge"]
     if alpha is None:
@@ -634,7 +613,8 @@ def segment_dynaseg(
     ints = {**cfg, "k_min": k_min, "k_max": k_max}
     for name, lo, hi in (("max_iter", 1, 100000), ("min_labels", 1, 512),
                          ("patience", 0, 100000), ("channels", 2, 512), ("n_conv", 1, 8),
-                         ("k_min", 2, 50), ("k_max", 2, 50), ("min_size", 0, 10**7)):
+                         ("k_min", 2, 50), ("k_max", 2, 50), ("min_size", 0, 10**7),
+                         ("runs", 1, 64)):
         val = ints[name]
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not lo <= val <= hi:
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {val!r}.")
@@ -732,32 +712,40 @@ def segment_dynaseg(
 
         cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] \
             if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_ids):
-            torch.manual_seed(seed)
-            if backbone == "cnn":
-                model = net.DynaSegCNN(x.shape[1], cfg["channels"], cfg["channels"],
-                                       cfg["n_conv"])
-            else:
-                from ._dynaseg_resnet import ResNet18FPN, load_resnet18_state_dict
+        seeds = [seed] + [int(gen.integers(2**62)) for _ in range(int(cfg["runs"]) - 1)]
+        all_ids = []
+        for run, run_seed in enumerate(seeds):
+            with torch.random.fork_rng(devices=cuda_ids):
+                torch.manual_seed(run_seed)
+                if backbone == "cnn":
+                    model = net.DynaSegCNN(x.shape[1], cfg["channels"], cfg["channels"],
+                                           cfg["n_conv"])
+                else:
+                    from ._dynaseg_resnet import ResNet18FPN, load_resnet18_state_dict
 
-                model = ResNet18FPN(q=cfg["channels"])
-                if weights is not None:
-                    load_resnet18_state_dict(model, weights)
-        model = model.to(dev)
-        res = net.train_per_image(
-            model, x, variant=variant, alpha=float(alpha), mu=float(mu),
-            max_iter=int(cfg["max_iter"]), min_labels=max(int(min_labels), k_star),
-            q_floor=k_star, patience=int(cfg["patience"]), lr=float(lr),
-            momentum=float(momentum), weight_decay=float(cfg["weight_decay"]),
-            scribble=scr_t, callback=callback,
-        )
-        resp = res.response
-        if (h, w) != (rows, cols) and final == "full":
-            with torch.no_grad():
-                resp = model(x_full)
-        if resp.shape[-2:] != (rows, cols):
-            resp = F.interpolate(resp, size=(rows, cols), mode="bilinear", align_corners=False)
-        ids = resp.argmax(dim=1)[0].cpu().numpy()
+                    model = ResNet18FPN(q=cfg["channels"])
+                    if weights is not None:
+                        load_resnet18_state_dict(model, weights)
+            model = model.to(dev)
+            res_r = net.train_per_image(
+                model, x, variant=variant, alpha=float(alpha), mu=float(mu),
+                max_iter=int(cfg["max_iter"]), min_labels=max(int(min_labels), k_star),
+                q_floor=k_star, patience=int(cfg["patience"]), lr=float(lr),
+                momentum=float(momentum), weight_decay=float(cfg["weight_decay"]),
+                scribble=scr_t, callback=callback if run == 0 else None,
+            )
+            resp_r = res_r.response
+            if (h, w) != (rows, cols) and final == "full":
+                with torch.no_grad():
+                    resp_r = model(x_full)
+            if resp_r.shape[-2:] != (rows, cols):
+                resp_r = F.interpolate(resp_r, size=(rows, cols), mode="bilinear",
+                                       align_corners=False)
+            all_ids.append(resp_r.argmax(dim=1)[0].cpu().numpy())
+            if run == 0:
+                res, resp = res_r, resp_r
+            del model, res_r, resp_r
+        ids = all_ids[0]
     finally:
         if threads is not None:
             torch.set_num_threads(old_threads)
@@ -768,9 +756,7 @@ def segment_dynaseg(
     labels = lut[ids]
     n_clusters = int(order.size)
     if components:
-        labels = split_components(labels, min_size=int(min_size))
-        if merge > 0:
-            labels = merge_similar_regions(labels, _colour_features(x01), threshold=merge)
+        labels = _regions_from_clusters(labels, all_ids, x01, cfg)
     if not return_info:
         return labels
     info = dict(
@@ -781,6 +767,29 @@ def segment_dynaseg(
         response=np.moveaxis(resp[0].cpu().numpy(), 0, -1),
     )
     return labels, info
+
+
+def _regions_from_clusters(labels: np.ndarray, all_ids: list, x01: np.ndarray,
+                           cfg: dict) -> np.ndarray:
+    """The ``components=True`` output: regions from the cluster map(s), then the merge."""
+    from ._dynaseg_merge import coassociation_boundary, merge_hierarchical
+
+    min_size, merge = int(cfg["min_size"]), float(cfg["merge"])
+    if cfg["superpixels"] > 0:
+        from skimage.segmentation import felzenszwalb
+
+        regions = felzenszwalb(x01, scale=float(cfg["superpixels"]), sigma=SUPERPIXEL_SIGMA,
+                               min_size=min_size, channel_axis=-1).astype(np.int32)
+    else:
+        regions = split_components(labels, min_size=min_size)
+    if merge <= 0:
+        return regions
+    colour = _colour_features(x01)
+    if cfg["merge_mode"] == "threshold":
+        return merge_similar_regions(regions, colour, threshold=merge)
+    edge = coassociation_boundary(all_ids) if cfg["edge_weight"] > 0 else None
+    return merge_hierarchical(regions, colour, edge=edge, edge_weight=float(cfg["edge_weight"]),
+                              threshold=merge)
 
 
 def _colour_features(x01: np.ndarray) -> np.ndarray:
@@ -822,8 +831,9 @@ register(
             Param("weights", "str", None, "ResNet-18 ImageNet state_dict file (resnet18 only)"),
             Param("preset", "str", "fast", "fast (reduced resolution, stability stop), "
                   "regions (fast + early stop at 16 clusters + connected, colour-merged "
-                  "regions; best BSDS scores) or published (full recipe, ~1 h/image on a "
-                  "CPU core)", choices=("fast", "regions", "published")),
+                  "regions), superpixels (2 networks; superpixels merged by colour and their "
+                  "co-association; best BSDS scores) or published (full recipe, ~1 h/image "
+                  "on a CPU core)", choices=("fast", "regions", "superpixels", "published")),
             Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
                   low=1, high=100000),
             Param("min_labels", "int", None, "stop when the label count falls to this "
@@ -848,6 +858,17 @@ register(
             Param("final", "str", None, "with scale<1: upsample the response or run the "
                   "net once at full resolution (fast: upsample; regions: full)",
                   choices=("upsample", "full")),
+            Param("runs", "int", None, "independently initialised networks; their "
+                  "co-association boundary feeds the hierarchical merge (1; superpixels 2)",
+                  low=1, high=64),
+            Param("superpixels", "float", None, "with components: Felzenszwalb scale of the "
+                  "superpixels to merge instead of the cluster regions (0 = off; superpixels "
+                  "preset 200)", low=0.0, high=1e6),
+            Param("merge_mode", "str", None, "threshold (one-shot cut) or hierarchical "
+                  "(greedy, means updated; superpixels preset)",
+                  choices=("threshold", "hierarchical")),
+            Param("edge_weight", "float", None, "weight of the co-association boundary in the "
+                  "hierarchical merge cost (0; superpixels preset 20)", low=0.0, high=1e4),
             Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
             Param("device", "str", "cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto")),
         ),
