@@ -90,8 +90,8 @@ VARIANTS = {"fixed": dict(variant="fixed", mu=5.0), "fsf": dict(variant="fsf", a
             # ablations of preset "superpixels" without the network: its superpixels alone
             # (Felzenszwalb with the preset's parameters), and those merged by colour only
             # (greedy, threshold 5 L*a*b* units, the best colour-only merge on train/val)
-            "felz200": dict(scale=200.0, sigma=0.5, min_size=10),
-            "felz200_colourmerge": dict(scale=200.0, sigma=0.5, min_size=10)}
+            "felz200": dict(scale=200.0, sigma=0.5, min_size=20),
+            "felz200_colourmerge": dict(scale=200.0, sigma=0.5, min_size=20)}
 ANCHORS = {"felzenszwalb", "kmeans5", "felz200", "felz200_colourmerge"}
 PAPER = {  # Table 1 of the paper (BSD500 test, 200 images; official best-match script)
     "fixed": dict(all=0.305, fine=0.259, coarse=0.374, mean=0.313),

@@ -317,8 +317,7 @@ def test_merge_hierarchical_known_answer_no_chaining():
 
 
 def test_merge_hierarchical_boundary_term():
-    from physeg.neural._dynaseg_merge import adjacency, coassociation_boundary, \
-        merge_hierarchical
+    from physeg.neural._dynaseg_merge import adjacency, coassociation_boundary, merge_hierarchical
 
     # three stripes of equal colour; the border 1|2 carries an edge of strength 1
     reg = np.repeat(np.array([[0, 0, 1, 1, 2, 2]]), 4, axis=0)
@@ -342,6 +341,50 @@ def test_merge_hierarchical_boundary_term():
     np.testing.assert_allclose(coassociation_boundary([m1, m1])[0], [0, 0, 0, 1, 1, 0])
     with pytest.raises(ValueError, match="2D and of one shape"):
         coassociation_boundary([m1[0], m1[0]])
+    with pytest.raises(ValueError, match="first two axes must match"):
+        merge_hierarchical(reg, feat[:3], threshold=1.0)
+    with pytest.raises(ValueError, match="one boundary strength per pixel"):
+        merge_hierarchical(reg, feat, edge=edge[:, :3], edge_weight=1.0)
+    with pytest.raises(ValueError, match="threshold >= 0"):
+        merge_hierarchical(reg, feat, threshold=-1.0)
+
+
+def test_superpixels_preset_known_image_and_seeded():
+    # two flat halves of close colour (L*a*b* distance ~ 3) and a strongly different
+    # square; with a small superpixel scale (5) Felzenszwalb over-segments the picture, the
+    # colour-only hierarchical merge (edge_weight=0) rejoins it into exactly background +
+    # square; a huge edge weight lets the networks' co-association boundary veto every
+    # merge between superpixels that the runs separate
+    gen = np.random.default_rng(1)
+    img = np.empty((48, 48, 3))
+    img[:, :24] = (0.40, 0.50, 0.60)
+    img[:, 24:] = (0.43, 0.52, 0.62)
+    img[16:32, 8:24] = (0.9, 0.1, 0.1)
+    img = np.clip(img + 0.01 * gen.standard_normal(img.shape), 0, 1)
+    truth = np.zeros((48, 48), np.int64)
+    truth[16:32, 8:24] = 1
+    from physeg.metrics import matched_miou
+
+    kw = dict(channel_axis=-1, preset="superpixels", channels=16, threads=1, rng=0,
+              superpixels=5.0)
+    lab, info = ds.segment_dynaseg(img, return_info=True, **kw)
+    cfg = info["config"]
+    assert (cfg["runs"], cfg["merge_mode"], cfg["edge_weight"], cfg["min_size"]) == (
+        2, "hierarchical", 20.0, 20)
+    assert ds.PRESETS["superpixels"]["superpixels"] == 200.0
+    before = img.copy()
+    raw = ds.segment_dynaseg(img, merge=0.0, **kw)  # the superpixels themselves
+    assert raw.max() + 1 > 10
+    assert np.bincount(raw.ravel()).min() >= 20
+    colour = ds.segment_dynaseg(img, edge_weight=0.0, **kw)
+    assert colour.max() + 1 == 2
+    assert matched_miou(colour, truth) == 1.0
+    vetoed = ds.segment_dynaseg(img, edge_weight=1000.0, **kw)
+    assert lab.max() <= raw.max()
+    assert vetoed.max() >= lab.max() and vetoed.max() > colour.max()
+    # same seed -> same labels; the input is untouched
+    np.testing.assert_array_equal(lab, ds.segment_dynaseg(img, **kw))
+    np.testing.assert_array_equal(img, before)
 
 
 def test_regions_preset_merges_similar_halves():
@@ -494,6 +537,14 @@ def test_error_bad_options():
         ds.segment_dynaseg(img, merge=-1.0)
     with pytest.raises(ValueError, match="Did you mean 'regions'"):
         ds.segment_dynaseg(img, preset="region")
+    with pytest.raises(ValueError, match="Did you mean 'hierarchical'"):
+        ds.segment_dynaseg(img, merge_mode="hierarchic")
+    with pytest.raises(ValueError, match=r"runs must be an integer in \[1, 64\]"):
+        ds.segment_dynaseg(img, runs=0)
+    with pytest.raises(ValueError, match="superpixels must be a number in"):
+        ds.segment_dynaseg(img, superpixels=-5.0)
+    with pytest.raises(ValueError, match="edge_weight must be a number in"):
+        ds.segment_dynaseg(img, edge_weight=-1.0)
     with pytest.raises(ValueError, match="k_max .* must be >= k_min"):
         ds.segment_dynaseg(img, k_min=6, k_max=4)
     if not torch.cuda.is_available():

@@ -77,6 +77,30 @@ def merge_hierarchical(
 
         c(a, b) = (||f_a - f_b|| + edge_weight * e_ab) * (min(n_a, n_b) / (N / 100)) ** size_power
 
+    Parameters
+    ----------
+    regions : ndarray of int (rows, cols)
+        Initial regions (any non-negative ids; each should be 4-connected).
+    features : ndarray (rows, cols) or (rows, cols, d)
+        Per-pixel features whose region means are compared (DynaSeg: CIE L*a*b*).
+    edge : ndarray (rows, cols), optional
+        Per-pixel boundary strength (DynaSeg: the co-association boundary in [0, 1]).
+    edge_weight : float, default 0
+        Weight of the mean boundary strength in the cost (>= 0).
+    size_power : float, default 0
+        > 0 makes merges involving small regions cheaper (0 = off).
+    threshold : float, default inf
+        Largest cost still merged (>= 0); inclusive.
+    n_regions : int, default 1
+        Stop when this many regions are left (>= 1).
+
+    Returns
+    -------
+    ndarray of int32
+        Labels ``0..R'-1`` (the input is not modified).
+
+    Notes
+    -----
     After a merge the new region's mean, size and border statistics are the exact pooled
     values (sums of the parts), and its costs to its neighbours are recomputed. Merging
     stops when the smallest cost exceeds ``threshold`` or ``n_regions`` regions are left.
@@ -85,6 +109,15 @@ def merge_hierarchical(
     _, reg = np.unique(reg, return_inverse=True)
     reg = reg.reshape(np.shape(regions))
     feats = np.asarray(features, dtype=np.float64)
+    if feats.shape[:2] != reg.shape:
+        raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
+                         "first two axes must match.")
+    if edge is not None and np.shape(edge) != reg.shape:
+        raise ValueError(f"edge has shape {np.shape(edge)} but regions {reg.shape}; give one "
+                         "boundary strength per pixel.")
+    if not (threshold >= 0 and n_regions >= 1 and edge_weight >= 0):
+        raise ValueError(f"need threshold >= 0, n_regions >= 1 and edge_weight >= 0; got "
+                         f"{threshold}, {n_regions}, {edge_weight}.")
     feats = feats.reshape(reg.size, -1)
     n = int(reg.max()) + 1
     flat = reg.ravel()
@@ -94,7 +127,8 @@ def merge_hierarchical(
     pairs, length, strength = adjacency(reg, edge)
     unit = reg.size / 100.0
     nbr: list[dict[int, list[float]]] = [dict() for _ in range(n)]
-    for (i, j), ln, st in zip(pairs.tolist(), length.tolist(), strength.tolist()):
+    for (i, j), ln, st in zip(pairs.tolist(), length.tolist(), strength.tolist(),
+                              strict=True):
         nbr[i][j] = [ln, st]
         nbr[j][i] = [ln, st]
 

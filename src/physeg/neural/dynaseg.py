@@ -124,7 +124,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the co-association boundary of two independently initialised networks
     "superpixels": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
                         silhouette=False, weight_decay=0.0, min_labels=16, components=True,
-                        min_size=10, merge=10.0, final="full", runs=2, superpixels=200.0,
+                        min_size=20, merge=10.0, final="full", runs=2, superpixels=200.0,
                         merge_mode="hierarchical", edge_weight=20.0),
 }
 
@@ -439,7 +439,7 @@ def segment_dynaseg(
         wins. ``regions`` is ``fast`` plus the stop at 16 clusters, the full-resolution
         labelling pass and the region output with colour merging, tuned on BSDS500
         train/val images. ``superpixels`` trains two networks with the ``regions``
-        settings and returns Felzenszwalb superpixels (scale 200, sigma 0.5, min 10 px)
+        settings and returns Felzenszwalb superpixels (scale 200, sigma 0.5, min 20 px)
         merged hierarchically by colour and by the two networks' co-association boundary.
     max_iter : int, optional
         Iteration cap T (published 1000; fast 60). More iterations merge more clusters.
