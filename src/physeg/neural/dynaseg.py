@@ -55,6 +55,27 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
   chain unrelated regions together: -0.045 at 6 iterations on the 12 tuning images,
   scratch measurement). The merge uses the image colour,
   not the network response: a classical post-processing step, documented as such.
+* **Preset "superpixels"** (v3; tuned on 60 BSDS500 train/val images with the cache and
+  sweep scripts ``benchmarks/dynaseg_cache.py``, ``dynaseg_sweep.py``,
+  ``dynaseg_sweep_superpixels.py``). Findings that set it: (a) on the *connected regions
+  of the cluster map* no merge helps much: the greedy hierarchical merge (means updated,
+  no chaining) scores 0.300 H All against 0.294 unmerged and 0.287 for the one-shot cut,
+  and every merge down to GT-like counts (10-45 regions) loses (0.11-0.26), because the
+  cluster boundaries themselves are misplaced: an oracle that labels each region with its
+  majority gt segment reaches only 0.44 on them against 0.55 on Felzenszwalb superpixels
+  of the same count. (b) The score wants many (300-600) well-placed regions: one-to-one
+  matching needs one region per gt segment, most gt segments are small, and extra
+  regions cost little. (c) So the regions are Felzenszwalb-Huttenlocher superpixels of the
+  image (``scale=200, sigma=0.5, min_size=20``; 0.352 alone on the 60 images, the old
+  anchor 100/0.8/50 0.327), and the networks decide the merges: the *co-association
+  boundary* of ``runs=2`` independently initialised networks (fraction of runs whose
+  cluster maps separate two neighbouring pixels) enters the greedy merge cost
+  ``||lab_a - lab_b|| + 20 * mean boundary`` (stop at 10): 0.358 vs 0.353 for the
+  colour-only merge and 0.358 with a Sobel-of-L*a*b* boundary instead (no network). The
+  network's share of the gain over the superpixels alone is thus small (+0.005), and a
+  classical image-gradient boundary does about as well on these images; both are
+  reported in ``benchmarks/results/dynaseg_notes.md``. Two runs instead of one: +0.002;
+  four: no further gain. Cost ~2x the ``regions`` preset (~8 CPU s per BSDS image).
 * **Silhouette phase** (the paper gives no features, sampling or k range): before the first
   iteration, ``n = 1000`` pixels of the (resized) input are drawn with ``rng``; their channel
   values (in [0, 1]) are clustered by k-means (k-means++ seeding, 30 Lloyd steps, seeded by
