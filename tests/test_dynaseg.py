@@ -205,6 +205,13 @@ def test_grey_and_multichannel_images():
     five = np.concatenate([img, img[..., :2]], axis=-1)
     lab5 = ds.segment_dynaseg(np.moveaxis(five, -1, 0), channel_axis=0, rng=0, **FAST)
     assert lab5.shape == grey.shape
+    # the superpixels preset on grey and 5-channel input (the two halves have the same
+    # grey level, so only the 5-channel image must keep them apart)
+    for im, ax in ((grey, None), (five, -1)):
+        sp = ds.segment_dynaseg(im, channel_axis=ax, rng=0, preset="superpixels",
+                                channels=8, threads=1)
+        assert sp.shape == grey.shape
+    assert not np.isin(sp[truth == 0], sp[truth == 1]).any()
 
 
 def test_uint8_input_accepted():

@@ -106,6 +106,7 @@ Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``)
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -799,8 +800,12 @@ def _regions_from_clusters(labels: np.ndarray, all_ids: list, x01: np.ndarray,
     if cfg["superpixels"] > 0:
         from skimage.segmentation import felzenszwalb
 
-        regions = felzenszwalb(x01, scale=float(cfg["superpixels"]), sigma=SUPERPIXEL_SIGMA,
-                               min_size=min_size, channel_axis=-1).astype(np.int32)
+        with warnings.catch_warnings():  # multichannel (C != 3) input is intended here
+            warnings.filterwarnings("ignore", message="Got image with third dimension",
+                                    category=RuntimeWarning)
+            regions = felzenszwalb(x01, scale=float(cfg["superpixels"]),
+                                   sigma=SUPERPIXEL_SIGMA, min_size=min_size,
+                                   channel_axis=-1).astype(np.int32)
     else:
         regions = split_components(labels, min_size=min_size)
     if merge <= 0:
