@@ -371,3 +371,43 @@ def test_overlay_errors():
         overlay(np.zeros((5, 5)), np.zeros((5, 5)))
     with pytest.raises(ValueError, match="alpha"):
         overlay(np.zeros((5, 5)), np.zeros((5, 5), int), alpha=2)
+
+
+@pytest.mark.torch
+def test_segment_with_a_network_model_takes_prediction_params(images, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from physeg.neural import train as T
+
+    seen = []
+    original = T.NetworkModel.predict
+
+    def spy(self, image, **kwargs):
+        seen.append({k: v for k, v in kwargs.items() if k in ("tta", "keep_largest")})
+        return original(self, image, **kwargs)
+
+    monkeypatch.setattr(T.NetworkModel, "predict", spy)
+    src, gt, truth = images
+    (src / "c.png").unlink()  # grey only
+    (gt / "c.png").unlink()
+    model = tmp_path / "unet.pt"
+    res = _invoke("fit", "--method", "unet", "--images", src, "--masks", gt, "-o", model,
+                  "--param", "iterations=3", "--param", "widths=2,4", "--param", "threads=1")
+    assert res.exit_code == 0, res.output
+    mdl = physeg.load(model)
+    for flags, kwargs in ((("--param", "keep_largest=true", "--param", "tta=false"),
+                           {"keep_largest": True, "tta": False}),
+                          (("--param", "tta=true"), {"tta": True})):
+        out = tmp_path / ("out_" + "_".join(sorted(kwargs)) + str(len(flags)))
+        seen.clear()
+        res = _invoke("segment", src, "-o", out, "--model", model, *flags)
+        assert res.exit_code == 0, res.output
+        assert seen == [kwargs, kwargs]  # typed values ("false" -> False), one per image
+        for name in ("a", "b"):
+            expect = mdl.predict(pio.read_image(src / f"{name}.png"), **kwargs)
+            np.testing.assert_array_equal(pio.read_mask(out / f"{name}.png"), expect)
+    res = _invoke("segment", src, "-o", tmp_path / "bad", "--model", model,
+                  "--param", "tta=maybe")
+    assert res.exit_code == 2 and "tta" in res.output
+    res = _invoke("segment", src, "-o", tmp_path / "bad2", "--model", model,
+                  "--param", "keep_larges=1")
+    assert res.exit_code == 2 and "keep_largest" in res.output

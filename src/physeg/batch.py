@@ -400,7 +400,7 @@ def segment_file(job: Job) -> dict[str, Any]:
             rec["method"] = model.method
             m = get_method(model.method)
             arr, cax = prepare_image(image, m.supports_multichannel, job.channel_axis)
-            kwargs = dict(job.params)
+            kwargs = m.validate(dict(job.params))  # "--param tta=false" -> False, not "false"
             if job.seed is not None and _accepts_rng(model.predict):
                 kwargs["rng"] = job.seed
             labels = model.predict(arr, channel_axis=cax, **kwargs)

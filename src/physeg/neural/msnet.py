@@ -90,6 +90,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..api import Method, Param, register
+from .train import PREDICT_PARAMS
 
 __all__ = ["build_msnet", "fit_msnet", "load_msnet", "ms_threshold_dynamics", "ms_energy",
            "softmax_u_update", "ARCH_PARAMS"]
@@ -316,7 +317,7 @@ register(
     Method(
         name="msnet",
         func=None,
-        params=(),
+        params=PREDICT_PARAMS,
         summary="MSNet: Mumford-Shah model unrolled on a FAS multigrid (supervised, 2D/3D)",
         fit_func=fit_msnet,
         load_func=load_msnet,

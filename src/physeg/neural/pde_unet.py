@@ -72,6 +72,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from ..api import Method, Param, register
+from .train import PREDICT_PARAMS
 
 __all__ = ["PRIOR_PARAMS", "fit_pde_unet", "load_pde_unet", "make_prior_terms",
            "resolve_prior"]
@@ -363,7 +364,7 @@ register(
     Method(
         name="pde-unet",
         func=None,
-        params=(),
+        params=PREDICT_PARAMS,
         summary="U-Net trained with reaction-diffusion and phase-field priors (supervised, "
                 "2D/3D)",
         fit_func=fit_pde_unet,

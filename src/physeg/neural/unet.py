@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..api import Method, Param, register
+from .train import PREDICT_PARAMS
 
 __all__ = ["build_unet", "fit_unet", "load_unet", "ARCH_PARAMS"]
 
@@ -88,7 +89,7 @@ register(
     Method(
         name="unet",
         func=None,
-        params=(),
+        params=PREDICT_PARAMS,
         summary="plain U-Net baseline (supervised, 2D/3D), same trainer as MSNet",
         fit_func=fit_unet,
         load_func=load_unet,
