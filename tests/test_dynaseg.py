@@ -183,6 +183,12 @@ def test_final_full_resolution_pass():
     labels, info = ds.segment_dynaseg(img, channel_axis=-1, rng=0, return_info=True,
                                       final="full", **{**FAST, "scale": 0.5})
     assert labels.shape == (32, 32) and info["train_shape"] == (16, 16)
+    # the returned response is the full-resolution r' whose argmax gave the labels
+    resp = info["response"]
+    assert resp.shape == (32, 32, FAST["channels"])
+    ids = resp.argmax(-1)
+    assert all(np.unique(labels[ids == k]).size == 1 for k in np.unique(ids))
+    assert np.unique(ids).size == labels.max() + 1
     with pytest.raises(ValueError, match="Unknown final 'fulll'"):
         ds.segment_dynaseg(img, channel_axis=-1, final="fulll")
 

@@ -549,7 +549,8 @@ def segment_dynaseg(
     return_info : bool, default False
         Also return a dict of diagnostics (``n_labels``, ``mu`` and ``loss`` per iteration,
         ``stop_reason``, ``iterations``, ``k_star``, ``silhouette_scores``, ``seconds``,
-        ``train_shape``).
+        ``train_shape``; all of the first run) and ``response``, the first run's final
+        normalised response ``r'`` at the input resolution, (rows, cols, q) float32.
     channel_axis, spacing, rng
         Common contract; spacing is ignored (pixels are treated as square); ``rng`` seeds
         the network initialisation and the silhouette sampling.
