@@ -462,7 +462,8 @@ def report(out: Path, reference: str = "fast50") -> Path:
         "mIoU (seed protocol), BM = best-match-per-segment (official DynaSeg script), both "
         "segment-weighted; 'clusters' scores the cluster ids, '+CC' the connected regions "
         "(min 50 px). 'ref' columns: FSF/fast from the reference run on the same images. "
-        "Runs tagged tv40_* and tune* are on BSDS500 train/val images (tuning); all others "
+        "Runs tagged tv* and tune* (and the dynaseg_sweep* files) are on BSDS500 train/val "
+        "images (tuning); all others "
         "on the 50 development test images.",
         "",
         "| run | variant | setting | n | H All | H Mean | BM All | H All +CC | BM All +CC | "
