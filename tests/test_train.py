@@ -287,6 +287,9 @@ def test_fit_input_errors():
         physeg.fit("unet", [np.zeros((16, 16))], [np.zeros((8, 8), np.uint8)], iterations=1)
     with pytest.raises(ValueError, match="has no parameter 'iteration'"):
         physeg.fit("msnet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], iteration=1)
+    # prediction parameters belong to predict, not to fit
+    with pytest.raises(ValueError, match="has no parameter 'tta'"):
+        physeg.fit("unet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], tta=True)
 
 
 @pytest.mark.torch

@@ -182,8 +182,14 @@ class Method:
         raise KeyError(name)
 
     def validate(self, params: dict[str, Any], *, for_fit: bool = False) -> dict[str, Any]:
-        """Convert and check ``params`` against the declared schema."""
-        declared = {p.name: p for p in self.params}
+        """Convert and check ``params`` against the declared schema.
+
+        ``for_fit=True`` checks the parameters of ``fit``: the fit parameters plus, for a
+        method that also segments without a model (``func`` set), its segmentation
+        parameters; a model-only method's ``params`` are those of its model's ``predict``
+        (e.g. ``tta``) and are not fit parameters.
+        """
+        declared = {} if for_fit and self.func is None else {p.name: p for p in self.params}
         if for_fit:
             declared.update({p.name: p for p in self.fit_params})
         out = {}
