@@ -37,11 +37,10 @@ Protocol (seed paper §6.4, adapted to the development part of the data we have)
   DSC_k = 2TP/(2TP+FP+FN), ASD_k = mean symmetric distance between the inner boundaries (pixels;
   an image where one of the two boundaries is empty is left out of that class's ASD mean).
   mAcc averages all 3 classes (``mAcc_fg`` the foreground ones); mIoU / mDSC / mASD average
-  the foreground classes (cytoplasm,
-  nucleus), the spec's default (A.7) and the paper's convention (its Table 3 mIoU / mAcc are
-  exactly the means of its Table 4 foreground rows, e.g. (0.8996 + 0.9001 + 0.7560) / 3 =
-  0.8519); ``mIoU_all`` (with background) and pixel accuracy are
-  recorded too.
+  the foreground classes (cytoplasm, nucleus), the spec's default (A.7) and the paper's
+  convention (its Table 3 mIoU / mAcc are exactly the means of its Table 4 foreground rows,
+  e.g. (0.8996 + 0.9001 + 0.7560) / 3 = 0.8519); ``mIoU_all`` (with background) and pixel
+  accuracy are recorded too.
 * The S = 30 MSNet checkpoint is written to ``models/msnet_wbc_s30.pt`` (our own weights).
 
 Outputs: ``benchmarks/results/msnet_wbc.json`` and ``msnet_wbc.md``.
