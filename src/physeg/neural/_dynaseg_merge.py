@@ -14,6 +14,18 @@ import numpy as np
 __all__ = ["adjacency", "coassociation_boundary", "merge_hierarchical"]
 
 
+def relabel_with_features(regions, features) -> tuple[np.ndarray, np.ndarray]:
+    """Regions relabelled ``0..R-1`` and the features as float64, after a shape check."""
+    reg = np.asarray(regions)
+    _, reg = np.unique(reg, return_inverse=True)
+    reg = reg.reshape(np.shape(regions))
+    feats = np.asarray(features, dtype=np.float64)
+    if feats.shape[:2] != reg.shape:
+        raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
+                         "first two axes must match.")
+    return reg, feats
+
+
 def adjacency(reg: np.ndarray, edge: np.ndarray | None = None):
     """4-adjacent region pairs of a label image ``0..n-1``.
 
@@ -105,13 +117,7 @@ def merge_hierarchical(
     values (sums of the parts), and its costs to its neighbours are recomputed. Merging
     stops when the smallest cost exceeds ``threshold`` or ``n_regions`` regions are left.
     """
-    reg = np.asarray(regions)
-    _, reg = np.unique(reg, return_inverse=True)
-    reg = reg.reshape(np.shape(regions))
-    feats = np.asarray(features, dtype=np.float64)
-    if feats.shape[:2] != reg.shape:
-        raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
-                         "first two axes must match.")
+    reg, feats = relabel_with_features(regions, features)
     if edge is not None and np.shape(edge) != reg.shape:
         raise ValueError(f"edge has shape {np.shape(edge)} but regions {reg.shape}; give one "
                          "boundary strength per pixel.")

@@ -352,13 +352,9 @@ def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    reg = np.asarray(regions)
-    _, reg = np.unique(reg, return_inverse=True)
-    reg = reg.reshape(np.shape(regions))
-    feats = np.asarray(features, dtype=np.float64)
-    if feats.shape[:2] != reg.shape:
-        raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
-                         "first two axes must match.")
+    from ._dynaseg_merge import relabel_with_features
+
+    reg, feats = relabel_with_features(regions, features)
     feats = feats.reshape(reg.size, -1)
     n = int(reg.max()) + 1
     flat = reg.ravel()
