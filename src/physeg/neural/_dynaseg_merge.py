@@ -11,7 +11,8 @@ import heapq
 
 import numpy as np
 
-__all__ = ["adjacency", "coassociation_boundary", "merge_hierarchical"]
+__all__ = ["adjacency", "coassociation_boundary", "merge_hierarchical",
+           "region_sums", "relabel_with_features"]
 
 
 def relabel_with_features(regions, features) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +25,17 @@ def relabel_with_features(regions, features) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"features have shape {feats.shape} but regions {reg.shape}; the "
                          "first two axes must match.")
     return reg, feats
+
+
+def region_sums(reg: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts (n,) and per-region feature sums (n, d) of a label image ``0..n-1``."""
+    n = int(reg.max()) + 1
+    flat = reg.ravel()
+    f = feats.reshape(reg.size, -1)
+    size = np.bincount(flat, minlength=n).astype(np.float64)
+    sums = np.stack([np.bincount(flat, weights=f[:, c], minlength=n)
+                     for c in range(f.shape[1])], axis=1)
+    return size, sums
 
 
 def adjacency(reg: np.ndarray, edge: np.ndarray | None = None):
@@ -124,12 +136,8 @@ def merge_hierarchical(
     if not (threshold >= 0 and n_regions >= 1 and edge_weight >= 0):
         raise ValueError(f"need threshold >= 0, n_regions >= 1 and edge_weight >= 0; got "
                          f"{threshold}, {n_regions}, {edge_weight}.")
-    feats = feats.reshape(reg.size, -1)
     n = int(reg.max()) + 1
-    flat = reg.ravel()
-    size = np.bincount(flat, minlength=n).astype(np.float64)
-    sums = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n)
-                     for c in range(feats.shape[1])], axis=1)
+    size, sums = region_sums(reg, feats)
     pairs, length, strength = adjacency(reg, edge)
     unit = reg.size / 100.0
     nbr: list[dict[int, list[float]]] = [dict() for _ in range(n)]

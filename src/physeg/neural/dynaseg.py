@@ -125,29 +125,24 @@ __all__ = [
 ]
 
 #: Parameter values of the three presets; explicit arguments override them.
+_FAST: dict[str, Any] = dict(
+    scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10, silhouette=False,
+    weight_decay=0.0, min_labels=3, components=False, min_size=50, merge=0.0,
+    final="upsample", runs=1, superpixels=0.0, merge_mode="threshold", edge_weight=0.0)
+# tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
+# 16 clusters, label with one full-resolution forward pass, output connected regions,
+# merge adjacent regions of similar colour
+_REGIONS: dict[str, Any] = {**_FAST, "min_labels": 16, "components": True, "min_size": 20,
+                            "merge": 10.0, "final": "full"}
 PRESETS: dict[str, dict[str, Any]] = {
-    "published": dict(scale=1.0, channels=100, n_conv=2, max_iter=1000, patience=0,
-                      silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                      min_size=50, merge=0.0, final="upsample", runs=1, superpixels=0.0,
-                      merge_mode="threshold", edge_weight=0.0),
-    "fast": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
-                 silhouette=False, weight_decay=0.0, min_labels=3, components=False,
-                 min_size=50, merge=0.0, final="upsample", runs=1, superpixels=0.0,
-                 merge_mode="threshold", edge_weight=0.0),
-    # tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
-    # 16 clusters, label with one full-resolution forward pass, output connected regions,
-    # merge adjacent regions of similar colour
-    "regions": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
-                    silhouette=False, weight_decay=0.0, min_labels=16, components=True,
-                    min_size=20, merge=10.0, final="full", runs=1, superpixels=0.0,
-                    merge_mode="threshold", edge_weight=0.0),
+    "published": {**_FAST, "scale": 1.0, "channels": 100, "max_iter": 1000, "patience": 0},
+    "fast": _FAST,
+    "regions": _REGIONS,
     # v3, tuned on BSDS500 train/val images (benchmarks/results/dynaseg_sweep*.md): the
     # regions are Felzenszwalb superpixels of the image, merged greedily by colour and by
     # the co-association boundary of two independently initialised networks
-    "superpixels": dict(scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10,
-                        silhouette=False, weight_decay=0.0, min_labels=16, components=True,
-                        min_size=20, merge=10.0, final="full", runs=2, superpixels=200.0,
-                        merge_mode="hierarchical", edge_weight=20.0),
+    "superpixels": {**_REGIONS, "runs": 2, "superpixels": 200.0,
+                    "merge_mode": "hierarchical", "edge_weight": 20.0},
 }
 
 #: Gaussian smoothing (pixels) of the Felzenszwalb superpixels (``superpixels > 0``).
@@ -352,20 +347,13 @@ def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from ._dynaseg_merge import relabel_with_features
+    from ._dynaseg_merge import adjacency, region_sums, relabel_with_features
 
     reg, feats = relabel_with_features(regions, features)
-    feats = feats.reshape(reg.size, -1)
     n = int(reg.max()) + 1
-    flat = reg.ravel()
-    counts = np.bincount(flat, minlength=n).astype(np.float64)
-    means = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n)
-                      for c in range(feats.shape[1])], axis=1) / counts[:, None]
-    a = np.concatenate([reg[:, :-1].ravel(), reg[:-1, :].ravel()])
-    b = np.concatenate([reg[:, 1:].ravel(), reg[1:, :].ravel()])
-    diff = a != b
-    pairs = np.unique(np.stack([np.minimum(a[diff], b[diff]),
-                                np.maximum(a[diff], b[diff])], axis=1), axis=0)
+    counts, sums = region_sums(reg, feats)
+    means = sums / counts[:, None]
+    pairs = adjacency(reg)[0]
     dist = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1)
     comp = np.arange(n)
     for factor in (1.0, 0.8, 0.6, 0.4, 0.2):
