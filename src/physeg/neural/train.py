@@ -427,7 +427,7 @@ TRAIN_PARAMS: tuple[Param, ...] = (
 PREDICT_PARAMS: tuple[Param, ...] = (
     Param("tta", "bool", False,
           "test-time augmentation: average the class probabilities over the 8 flips / 90-degree "
-          "turns (8x the inference time; +0.004-0.006 mIoU on WBC)"),
+          "turns (8x the inference time; +0.003 to +0.006 mIoU in our WBC runs)"),
     Param("keep_largest", "bool", False,
           "single-object post-processing: keep the largest connected foreground object and "
           "fill its holes (for images of one centred object, e.g. a white blood cell)"),
@@ -696,7 +696,7 @@ def train_network(
     div = getattr(net, "divisor", (1,) * ndim)
     patch = _auto_patch([y.shape for y in ys], div, ndim, cfg.patch)
     net.to(dev).train()
-    # NHWC is the layout oneDNN's CPU convolutions run fastest in: 1.25-1.3x per MSNet
+    # NHWC is the layout oneDNN's CPU convolutions run fastest in: 1.2-1.3x per MSNet
     # iteration (batch 4 x 128^2, one thread); the weights are the same numbers either way
     fast_layout = dev.type == "cpu" and ndim == 2
     if fast_layout:
