@@ -647,3 +647,17 @@ def test_resnet_backbone_segments_with_user_weights(tmp_path):
                                       scale=1.0, threads=1)
     assert labels.shape == (64, 64)
     assert info["iterations"] == 3
+
+
+def test_merge_hierarchical_size_power_prefers_small_regions():
+    from physeg.neural._dynaseg_merge import merge_hierarchical
+
+    # two big regions 3 apart and a 1-pixel-wide stripe 20 away from its neighbour
+    reg2 = np.repeat(np.array([[0] * 8 + [1] * 8 + [2]]), 2, axis=0)
+    feat2 = np.choose(reg2, [0.0, 3.0, 23.0])
+    # colour only: the big pair (cost 3) merges before the stripe (cost 20)
+    np.testing.assert_array_equal(merge_hierarchical(reg2, feat2, n_regions=2)[0],
+                                  [0] * 16 + [1])
+    # size_power 1: costs 3 * 8/unit against 20 * 1/unit (unit = 34/100): the stripe goes first
+    np.testing.assert_array_equal(
+        merge_hierarchical(reg2, feat2, size_power=1.0, n_regions=2)[0], [0] * 8 + [1] * 9)
