@@ -38,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def make_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
     from physeg import io as pio
-    from physeg.synthetic import SHAPES, shape_image
+    from physeg.data.synthetic import SHAPES, shape_image
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

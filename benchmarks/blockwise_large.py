@@ -8,12 +8,12 @@ Usage::
 1. Writes a float32 zarr image (size²; 1.6 GB at 20000²) chunk by chunk, never whole in memory:
    bright discs (0.75) on a dark background (0.25), one disc per 500-px cell with a seeded
    radius and offset, plus Gaussian noise σ = 0.2 drawn per chunk from a seeded generator.
-2. Runs :func:`physeg.blockwise.segment_blockwise` (``heat``, defaults) into a zarr label array
+2. Runs :func:`physeg.families.heat.blockwise.segment_blockwise` (``heat``, defaults) into a zarr label array
    in a *fresh child process*, so its peak resident memory (``VmHWM``) measures the
    segmentation alone; reports time per phase and the peak.
 3. Scores the labels against the exact disc mask, chunk by chunk (pixel error rate, Dice).
 4. Equivalence at scale: on a ``--check``² crop, blockwise (1024-px blocks) against
-   :func:`physeg.blockwise.heat_fixed_means` in memory with the same means: differing pixels,
+   :func:`physeg.families.heat.blockwise.heat_fixed_means` in memory with the same means: differing pixels,
    with the in-memory run's time and peak memory (another child process) for comparison.
 
 ``--limit N`` caps the size at N (quick runs). Results: ``benchmarks/results/blockwise_large.json``
@@ -72,7 +72,7 @@ def write_image(path: Path, size: int, chunk: int, seed: int = 0) -> float:
 
 
 def child_segment(args) -> None:
-    from physeg.blockwise import peak_rss_mb, segment_blockwise
+    from physeg.families.heat.blockwise import peak_rss_mb, segment_blockwise
 
     t = time.perf_counter()
     _, info = segment_blockwise(args.image, args.out, chunks=args.chunks,
@@ -86,7 +86,7 @@ def child_segment(args) -> None:
 def child_inmemory(args) -> None:
     import zarr
 
-    from physeg.blockwise import heat_fixed_means, peak_rss_mb
+    from physeg.families.heat.blockwise import heat_fixed_means, peak_rss_mb
 
     img = np.asarray(zarr.open(args.image, mode="r")[: args.check, : args.check])
     means = json.loads(args.means)
@@ -164,7 +164,7 @@ def main() -> None:
     if args.check and args.check <= size:
         import zarr
 
-        from physeg.blockwise import segment_blockwise
+        from physeg.families.heat.blockwise import segment_blockwise
 
         crop = np.asarray(zarr.open(str(img_path), mode="r")[: args.check, : args.check])
         cpath = work / "crop.npy"

@@ -1,6 +1,6 @@
 """DynaSeg on the BSDS500 development test images: mIoU protocols and seconds per image.
 
-Runs ``physeg.neural.dynaseg.segment_dynaseg`` for the variants fixed (mu = 5, Kim et al.),
+Runs ``physeg.families.dynaseg.segment_dynaseg`` for the variants fixed (mu = 5, Kim et al.),
 FSF (alpha = 15) and SCF (alpha = 50), at the named settings (the "published" recipe and
 the "fast" preset, plus ablations that each undo one speed-up), on the rows of
 ``manifest.csv`` with ``orig_split == test`` (50 images in the development part), and
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from physeg import metrics  # noqa: E402
-from physeg.neural.dynaseg import segment_dynaseg, split_components  # noqa: E402
+from physeg.families.dynaseg import segment_dynaseg, split_components  # noqa: E402
 
 #: name -> keyword arguments of segment_dynaseg (threads is added from --threads).
 SETTINGS: dict[str, dict] = {
@@ -151,8 +151,8 @@ def score_trace(args, rows: list[dict]) -> dict:
     threshold, region output with min_size 20 (segment-weighted H / BM All)."""
     from skimage.color import rgb2lab
 
-    from physeg._metrics_unsup import bsds_segment_lists
-    from physeg.neural.dynaseg import merge_similar_regions
+    from physeg.metrics._matching import bsds_segment_lists
+    from physeg.families.dynaseg import merge_similar_regions
 
     rules = [x.strip() for x in args.rules.split(",")]
     merges = [x.strip() for x in args.merges.split(",")]  # "10" or "10r60" (min_regions)
@@ -203,7 +203,7 @@ def load(data: Path, row: dict) -> tuple[np.ndarray, list[np.ndarray]]:
 def _kmeans_labels(img: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k-means of the pixel colours in [0, 1]: centres fitted on 3000 random pixels
     (k-means++ seeding, Lloyd), every pixel assigned to its nearest centre."""
-    from physeg.neural.dynaseg import kmeans
+    from physeg.families.dynaseg import kmeans
 
     x = img.reshape(-1, img.shape[-1]).astype(np.float64) / 255.0
     gen = np.random.default_rng(seed)
@@ -400,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
                     labels = felzenszwalb(img, **VARIANTS[var]).astype(np.int32)
                     if var == "felz200_colourmerge":
                         from physeg._validate import to_float01
-                        from physeg.neural._dynaseg_merge import merge_hierarchical
-                        from physeg.neural.dynaseg import _colour_features
+                        from physeg.families.dynaseg._merge import merge_hierarchical
+                        from physeg.families.dynaseg import _colour_features
 
                         labels = merge_hierarchical(
                             labels, _colour_features(to_float01(img)), threshold=5.0)

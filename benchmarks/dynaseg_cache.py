@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from dynaseg_bsds import load, read_rows  # noqa: E402
 
-from physeg.neural.dynaseg import segment_dynaseg  # noqa: E402
+from physeg.families.dynaseg import segment_dynaseg  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from dynaseg_bsds import load, read_rows  # noqa: E402
 
-from physeg._metrics_unsup import bsds_segment_lists  # noqa: E402
+from physeg.metrics._matching import bsds_segment_lists  # noqa: E402
 
 
 def postprocess_regions(
@@ -62,8 +62,8 @@ def postprocess_regions(
     from scipy import ndimage as ndi
 
     from physeg._validate import to_float01
-    from physeg.neural._dynaseg_merge import merge_hierarchical
-    from physeg.neural.dynaseg import _colour_features, merge_similar_regions, split_components
+    from physeg.families.dynaseg._merge import merge_hierarchical
+    from physeg.families.dynaseg import _colour_features, merge_similar_regions, split_components
 
     x01 = to_float01(np.asarray(image))
     if x01.ndim == 2:
@@ -118,7 +118,7 @@ def postprocess_regions(
 
 def main(argv: list[str] | None = None) -> int:
     from physeg._validate import to_float01
-    from physeg.neural.dynaseg import _colour_features
+    from physeg.families.dynaseg import _colour_features
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "bsds500")

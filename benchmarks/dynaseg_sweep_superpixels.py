@@ -39,8 +39,8 @@ def candidates(img, cls):
     from skimage.segmentation import felzenszwalb
 
     from physeg._validate import to_float01
-    from physeg.neural._dynaseg_merge import coassociation_boundary, merge_hierarchical
-    from physeg.neural.dynaseg import _colour_features
+    from physeg.families.dynaseg._merge import coassociation_boundary, merge_hierarchical
+    from physeg.families.dynaseg import _colour_features
 
     lab = _colour_features(to_float01(img))
     e2 = coassociation_boundary(cls)
@@ -65,7 +65,7 @@ def candidates(img, cls):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from physeg._metrics_unsup import bsds_segment_lists
+    from physeg.metrics._matching import bsds_segment_lists
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "bsds500")

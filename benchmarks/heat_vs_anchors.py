@@ -8,10 +8,10 @@ Usage::
 What it runs (``specs/heat.md`` §4):
 
 - **Synthetic grid**: shapes ``square, circle, triangle, rhombus`` (seed 000) and ``ellipse``
-  (``physeg.synthetic``), plus ``disc``, a small off-centre disc (radius 0.2 of the half-width,
+  (``physeg.data.synthetic``), plus ``disc``, a small off-centre disc (radius 0.2 of the half-width,
   centre (0.35, -0.3) in [-1, 1]² coordinates: the spec's disc, made small and off-centre so that
   size dependence and drift show), at 256² and 512², bright shape 0.75 on background 0.25, additive
-  Gaussian noise σ ∈ {0.05, 0.1, 0.2, 0.3}, clipped to [0, 1] as ``physeg.noise`` does by
+  Gaussian noise σ ∈ {0.05, 0.1, 0.2, 0.3}, clipped to [0, 1] as ``physeg.data.noise`` does by
   default. One noise draw per image, seeded by (shape, size, σ).
 - **Real development sets** ``weizmann_horse`` and ``ph2`` (RGB; PH2 is downscaled by 2 with
   anti-aliasing for every method, masks by nearest neighbour, to keep the Chan–Vese anchors
@@ -71,13 +71,13 @@ SLOW = {"chan_vese", "morph_chan_vese"}
 
 
 def shape_mask(shape: str, n: int) -> np.ndarray:
-    """Exact mask on [-1, 1]² pixel centres (physeg.synthetic's sets, plus the small disc)."""
+    """Exact mask on [-1, 1]² pixel centres (physeg.data.synthetic's sets, plus the small disc)."""
     x = (-1.0 + (2.0 * np.arange(n) + 1.0) / n)[None, :]
     y = (1.0 - (2.0 * np.arange(n) + 1.0) / n)[:, None]
     if shape == "disc":
         m = (x - 0.35) ** 2 + (y + 0.3) ** 2 <= 0.2**2
         return np.broadcast_to(m, (n, n)).copy()
-    from physeg.synthetic import shape_mask as synth_mask
+    from physeg.data.synthetic import shape_mask as synth_mask
 
     return synth_mask(shape, n)
 
@@ -87,7 +87,7 @@ def synthetic_image(shape: str, n: int, sigma: float, draw: int = 0):
     seed = [SHAPES.index(shape), n, int(round(sigma * 1000)), draw]
     rng = np.random.default_rng(seed)
     img = 0.25 + 0.5 * mask + rng.normal(0.0, sigma, mask.shape)
-    # clipped to [0, 1] like physeg.noise.add_noise (clip=True, its default): scikit-image's
+    # clipped to [0, 1] like physeg.data.noise.add_noise (clip=True, its default): scikit-image's
     # chan_vese min-max rescales its input, so unclipped outliers would shrink the contrast
     # it sees (σ = 0.3: range about [-1, 2]) and make its mu 9x stronger
     return np.clip(img, 0.0, 1.0).astype(np.float64), mask
@@ -167,7 +167,7 @@ class Runner:
 
     def run(self, method: str, img: np.ndarray, rgb: bool) -> np.ndarray:
         if method == "heat":
-            from physeg.heat import segment_heat
+            from physeg.families.heat import segment_heat
 
             return segment_heat(img, channel_axis=-1 if rgb else None) == 1
         if method.startswith("heatdiff"):
@@ -515,9 +515,9 @@ def markdown(res: dict) -> str:
     lines.append("")
     lines += [
         "- Synthetic images: 0.75 shape on 0.25 background plus N(0, σ²) noise, clipped to "
-        "[0, 1] (physeg.noise's default; unclipped outliers would distort scikit-image's "
+        "[0, 1] (physeg.data.noise's default; unclipped outliers would distort scikit-image's "
         "min-max rescaling); shapes square/circle/triangle/rhombus (seed 000) and ellipse as in "
-        "`physeg.synthetic`, and `disc`, a small off-centre disc (radius 0.2, centre (0.35, -0.3) "
+        "`physeg.data.synthetic`, and `disc`, a small off-centre disc (radius 0.2, centre (0.35, -0.3) "
         "on [-1, 1]²). heatdiff gets the image ×255 (its article's intensity range).",
         "- Polarity: for every method, Dice and IoU are those of the better of the predicted mask "
         "and its complement; `flipped` counts images where the method's own foreground was the "

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import physeg  # noqa: E402
-from physeg.kinetic import _dsmc, _equilibrium, _macro  # noqa: E402
-from physeg.noise import noisy_shape  # noqa: E402
+from physeg.families.kinetic import _dsmc, _equilibrium, _macro  # noqa: E402
+from physeg.data.noise import noisy_shape  # noqa: E402
 
 RES = ROOT / "benchmarks" / "results"
 KINDS = ("gaussian", "poisson", "uniform", "speckle")  # Table 2 column order
@@ -257,7 +257,7 @@ def fit_theta(img, mask, *, loss, classes=2, channel_axis=None, seed=0, n_agents
 
 def l2_of(model, img, mask, n_bins=50, channel_axis=None):
     """The paper's loss of a fitted model on one image (macroscopic model, full size 64)."""
-    from physeg.kinetic import _fit
+    from physeg.families.kinetic import _fit
 
     feats, labs = _fit.prepare([img], [mask], model.params["classes"], 64)
     obj = _fit.make_objective(feats, labs, classes=model.params["classes"], loss="l2",
@@ -406,7 +406,7 @@ def table3(limit: int | None) -> None:
            "runs": runs, "paper": PAPER_T3, "fit_s": secs}
     # figure: marginals of the final features (DSMC, averaged runs) per channel
     feats = _dsmc.image_features(img, -1)
-    prm = physeg.kinetic._params(
+    prm = physeg.families.kinetic._params(
         classes=2, delta=row["delta"], sigma=row["sigma"], radius=row["radius"],
         barriers=model.params["barriers"], eps=0.05, dt=0.05, t_final=4.0, space_rate=0.05,
         transport_rate=20.0, binarise_rate=0.5, feature_update="mean", d=3)
@@ -501,7 +501,7 @@ def grid(limit: int | None) -> None:
 
 
 def landscape(limit: int | None) -> None:
-    from physeg.kinetic import _fit
+    from physeg.families.kinetic import _fit
 
     img, m = noisy_shape("square", 64, "speckle", 3, rng=41)
     feats, labs = _fit.prepare([img], [m], 2, 64)
@@ -571,7 +571,7 @@ def _class_scores(pred, gt, K):
 
 
 def multiclass(limit: int | None, wbc: Path | None) -> None:
-    from physeg.synthetic import three_level_image
+    from physeg.data.synthetic import three_level_image
 
     out = {"three_level": [], "wbc": {}}
     md = ["# Kinetic K = 3 (beyond the paper)", "",

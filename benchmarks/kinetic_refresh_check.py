@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from kinetic_paper import dice  # noqa: E402
 
-from physeg.kinetic import _fit  # noqa: E402
-from physeg.noise import noisy_shape  # noqa: E402
+from physeg.families.kinetic import _fit  # noqa: E402
+from physeg.data.noise import noisy_shape  # noqa: E402
 
 RES = ROOT / "benchmarks" / "results"
 NAMES = ("delta", "sigma", "radius", "cbar")

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import physeg  # noqa: E402
-from physeg.kinetic import _dsmc, _macro  # noqa: E402
-from physeg.noise import noisy_shape  # noqa: E402
+from physeg.families.kinetic import _dsmc, _macro  # noqa: E402
+from physeg.data.noise import noisy_shape  # noqa: E402
 
 RES = ROOT / "benchmarks" / "results"
 

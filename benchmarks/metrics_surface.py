@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from physeg import metrics
-from physeg._metrics_surface import surface
+from physeg.metrics._surface import surface
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

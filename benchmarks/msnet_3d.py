@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/msnet_3d.py [--iterations 200] [--shape 16,32,32] [--limit N]
 
-Volumes come from :func:`physeg.synthetic.ellipsoids_volume` (6 ellipsoids, exact labels),
+Volumes come from :func:`physeg.data.synthetic.ellipsoids_volume` (6 ellipsoids, exact labels),
 otherwise from an equivalent local generator. Each volume is corrupted by a multiplicative
 bias field ``b(z, y, x) = 1 + 0.3 (a·x̂)`` (a random linear ramp over the volume, ±30 %) and
 additive Gaussian noise σ = 0.2 (foreground 1, background 0), so a global threshold is no
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 def _volume(shape, rng):
     try:
-        from physeg.synthetic import ellipsoids_volume
+        from physeg.data.synthetic import ellipsoids_volume
 
         vol, lab = ellipsoids_volume(shape, n=6, rng=rng)
     except ImportError:  # pragma: no cover - fallback when the generator is absent

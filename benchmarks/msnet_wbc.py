@@ -62,7 +62,7 @@ from scipy import ndimage as ndi
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from physeg.neural.train import (  # noqa: E402
+from physeg.families.nets.train import (  # noqa: E402
     count_parameters,
     fit_network,
     keep_largest_object,

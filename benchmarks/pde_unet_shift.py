@@ -14,7 +14,7 @@ fidelity and generalisation to an unseen domain when few labels exist) on the da
   45 ``wbc`` images (in domain) and on all 25 ``<data>/wbc_dataset2`` images (other stain
   and camera; unseen domain) at native resolution.
 
-Models (same U-Net, same trainer, same seeds; ``physeg.neural.pde_unet.fit_pde_unet``):
+Models (same U-Net, same trainer, same seeds; ``physeg.families.nets.pde_unet.fit_pde_unet``):
 two-stage schedule, stage I = Dice + CE for ``--iterations``/2 = 120 iterations (shared by every
 model of a (dataset, S, seed) cell), stage II = the other half at lr × 0.1, fresh Adam,
 
@@ -156,7 +156,7 @@ def run_cell(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from physeg.neural.pde_unet import fit_pde_unet
+    from physeg.families.nets.pde_unet import fit_pde_unet
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     d = _dataset(job["dataset"], Path(job["data"]), job["n_test"])

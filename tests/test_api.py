@@ -93,6 +93,7 @@ def test_load_errors(tmp_path):
 def test_missing_optional_dependency_names_the_extra(monkeypatch):
     """A method whose extra is not installed fails before any work, saying how to install it."""
     from physeg import api
+    from physeg.families import _registry
 
     m = api.Method(
         name="needs-missing-extra",
@@ -101,6 +102,6 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch):
         summary="test-only",
         requires=("physeg_no_such_module",),
     )
-    monkeypatch.setitem(api._REGISTRY, m.name, m)
+    monkeypatch.setitem(_registry._REGISTRY, m.name, m)
     with pytest.raises(ImportError, match="pip install physeg_no_such_module"):
         physeg.segment(_square(), method=m.name)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from physeg import batch
-from physeg.synthetic import shape_image
+from physeg.data.synthetic import shape_image
 
 SHAPES = ("square", "circle", "triangle", "rhombus", "ellipse")
 
@@ -227,7 +227,7 @@ def test_overlay_and_grey_conversion(tmp_path, monkeypatch):
         seen.append((image.ndim, channel_axis, image.dtype, rng))
         return (image > 0.5).astype(np.uint8)
 
-    monkeypatch.setitem(physeg.api._REGISTRY, "grey-only",
+    monkeypatch.setitem(physeg.families._registry._REGISTRY, "grey-only",
                         Method("grey-only", func, (), "test", supports_multichannel=False))
     res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="grey-only",
                              overlay=True, rng=11)

@@ -15,7 +15,7 @@ import physeg
 from physeg import io as pio
 from physeg.api import Method, Model, Param
 from physeg.cli import app, parse_params, segment_file
-from physeg.synthetic import shape_image
+from physeg.data.synthetic import shape_image
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_grey_conversion_for_grey_only_method(images, tmp_path, monkeypatch):
         return (image > 0.5).astype(np.uint8)
 
     m = Method("grey-only", func, (), "test", supports_multichannel=False)
-    monkeypatch.setitem(physeg.api._REGISTRY, "grey-only", m)
+    monkeypatch.setitem(physeg.families._registry._REGISTRY, "grey-only", m)
     res = _invoke("segment", src / "c.png", "-o", tmp_path / "o", "-m", "grey-only")
     assert res.exit_code == 0, res.output
     assert seen == {"shape": (48, 48), "axis": None, "dtype": np.float32}
@@ -267,7 +267,7 @@ def test_fit_then_segment_with_model(images, tmp_path, monkeypatch):
     m = Method("test-threshold", _threshold,
                (Param("threshold", "float", 0.5, "cut", low=0, high=255),), "test",
                fit_func=_fit_threshold, supports_multichannel=False)
-    monkeypatch.setitem(physeg.api._REGISTRY, "test-threshold", m)
+    monkeypatch.setitem(physeg.families._registry._REGISTRY, "test-threshold", m)
     src, gt, truth = images
     (src / "c.png").unlink()  # grey only
     (gt / "c.png").unlink()
@@ -328,7 +328,7 @@ def test_evaluate_json_undefined_scores_are_null(images, tmp_path):
 
 
 def test_segment_volume_tiff(tmp_path):
-    from physeg.synthetic import ellipsoids_volume
+    from physeg.data.synthetic import ellipsoids_volume
 
     vol, lab = ellipsoids_volume((16, 24, 24), n=2, rng=0, foreground=0.8, background=0.2)
     pio.write_image(tmp_path / "vol.tif", vol)
@@ -376,7 +376,7 @@ def test_overlay_errors():
 @pytest.mark.torch
 def test_segment_with_a_network_model_takes_prediction_params(images, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from physeg.neural import train as T
+    from physeg.families.nets import train as T
 
     seen = []
     original = T.NetworkModel.predict

@@ -18,10 +18,7 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {"segment", "fit", "load", "methods", "get_method", "register", "Param", "Method", "Model"}
-_SUBMODULES = {
-    "api", "io", "datasets", "metrics", "noise", "synthetic", "baselines", "heat", "kinetic",
-    "neural", "optim", "batch", "report", "cli", "overlay",
-}
+_SUBMODULES = {"api", "io", "data", "metrics", "families", "overlay", "batch", "report", "cli"}
 
 __all__ = sorted(_API | _SUBMODULES | {"__version__"})
 

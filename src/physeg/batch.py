@@ -85,9 +85,9 @@ LOG_NAME = "physeg-log.jsonl"
 def expand_inputs(inputs: Any) -> list[Path]:
     """Files, folders (their image files, sorted) and glob patterns -> image paths.
 
-    See :func:`physeg.datasets.find_images` (the same rules as the CLI).
+    See :func:`physeg.data.datasets.find_images` (the same rules as the CLI).
     """
-    from .datasets import find_images
+    from .data.datasets import find_images
 
     return find_images(inputs)
 

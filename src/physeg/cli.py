@@ -236,7 +236,7 @@ def segment(
 
     from . import io as pio
     from .api import get_method
-    from .datasets import find_images
+    from .data.datasets import find_images
 
     try:
         params = parse_params(param)
@@ -363,7 +363,7 @@ def fit(
     """Fit a method's parameters (or train its network) on images with masks."""
     from .api import fit as api_fit
     from .api import get_method
-    from .datasets import pair_folders
+    from .data.datasets import pair_folders
     from .io import read_image, read_mask
 
     try:
@@ -465,7 +465,7 @@ def evaluate(
     """Score predicted label images against ground truth (per image and mean)."""
     import numpy as np
 
-    from .datasets import pair_folders
+    from .data.datasets import pair_folders
     from .io import read_mask
     from .metrics import resolve_metric
 

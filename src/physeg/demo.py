@@ -1,7 +1,7 @@
 """``physeg demo``: segment a noisy synthetic image and a small real image, honestly scored.
 
-1. **Synthetic** (exact truth): the seed-000 triangle (:mod:`physeg.synthetic`) with
-   Gaussian noise of level 3 (s = 0.3) in both regions (:mod:`physeg.noise`), 128 x 128.
+1. **Synthetic** (exact truth): the seed-000 triangle (:mod:`physeg.data.synthetic`) with
+   Gaussian noise of level 3 (s = 0.3) in both regions (:mod:`physeg.data.noise`), 128 x 128.
    Its mask is exact, so the demo prints the Dice coefficient of each method against it.
 2. **Real** (no pixel truth): scikit-image's ``coins`` image (303 x 384, bundled with
    scikit-image, so nothing is downloaded; public domain per scikit-image's data README).
@@ -90,9 +90,9 @@ def run_demo(
     from rich.table import Table
 
     from .api import segment
+    from .data.noise import noisy_shape
     from .io import write_image, write_labels
     from .metrics import dice
-    from .noise import noisy_shape
     from .overlay import overlay
 
     if console is None:

@@ -123,7 +123,7 @@ def _check_readable(path: PathLike) -> Path:
     if p.is_dir():
         raise IsADirectoryError(
             f"{p} is a directory, expected an image file; pass the folder's files (or the "
-            "folder itself to the CLI / physeg.datasets.find_images)."
+            "folder itself to the CLI / physeg.data.datasets.find_images)."
         )
     suffix = _suffix(p)
     if suffix not in SUPPORTED_SUFFIXES:
@@ -714,7 +714,7 @@ def output_path_for(
     return Path(out_dir) / (src.stem + suffix)
 
 
-# Exposed for physeg.datasets (shape checks without decoding pixels).
+# Exposed for physeg.data.datasets (shape checks without decoding pixels).
 def _spatial_shape(path: PathLike) -> tuple[int, ...]:
     """Spatial shape of an image file (channels dropped), read from its header when possible."""
     p = _check_readable(path)

@@ -1,0 +1,288 @@
+"""Kinetic consensus segmentation (seed 000): particle model, macroscopic model, CBO fitting.
+
+Every pixel is a particle with a position ``x`` in Omega = [-1, 1]^2 and a feature ``c`` in
+[0, 1]^d (grey d = 1, RGB d = 3). Positions aggregate between pixels of similar feature
+(bounded confidence, threshold Delta) with diffusion sigma; features are transported towards
+the local average over a ball of radius r and binarised by a double-well potential with
+barrier cbar (or K wells for ``classes=K``). The final feature of each particle, written at its
+original pixel, is the label. See :mod:`._dsmc` for the particle model and its DSMC solver,
+:mod:`._equilibrium` for the Beta quasi-equilibrium, :mod:`._macro` for the macroscopic
+finite-volume model, :mod:`._fit` for the CBO parameter identification and :mod:`._multiwell`
+for the potentials.
+
+Usage::
+
+    labels = physeg.segment(image, method="kinetic")                  # default parameters
+    labels = physeg.segment(image, method="kinetic", classes=3)       # K = 3 wells
+    model = physeg.fit("kinetic", images, masks)                      # CBO fit of theta
+    model.save("kinetic.json"); physeg.load("kinetic.json").predict(image)
+
+Defaults (chosen by measurement on the seed-000 synthetic shapes, see
+``benchmarks/kinetic_paper.py``): Delta = 0.3, sigma = 0.1, r = 0.06, cbar = 0.5 (K = 2) or the
+multi-Otsu thresholds of the features (K >= 3), eps = 0.05, dt = 0.05, T = 4, rates
+lambda_x = 0.05 (slow aggregation, spec §14.3), lambda_T = 20, lambda_B = 0.5.
+
+References
+----------
+H. Tettamanti, G. Guicciardi, M. Zanella, "A Multiscale Kinetic Framework for Image
+Segmentation: From Particle Systems to Continuum Models", :arXiv:`2605.28619` (2026).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..._validate import as_rng
+from .._registry import Method, Model, Param, register
+
+__all__ = ["segment_kinetic", "fit_kinetic", "KineticModel", "parse_barriers"]
+
+
+def parse_barriers(value: Any, d: int, classes: int) -> np.ndarray | str | None:
+    """Barriers from a parameter value: None, "otsu", a number, or a list / "a,b,..." string.
+
+    Returns None (default rule), "otsu", or an array (d, classes - 1). A list of ``K - 1``
+    values applies to every channel; ``d (K - 1)`` values are channel-major. Every barrier k
+    must lie strictly inside its gap ``(t_{k-1}, t_k)`` of the equally spaced targets.
+    """
+    from . import _multiwell
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().strip("[]()").strip()
+        if text.lower() in ("", "none", "auto", "default"):
+            return None
+        if text.lower() == "otsu":
+            return "otsu"
+        try:
+            vals = [float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
+        except ValueError:
+            raise ValueError(
+                f"barriers must be 'otsu', a number or comma-separated numbers such as "
+                f"'0.3,0.7'; got {value!r}."
+            ) from None
+    else:
+        vals = np.asarray(value, dtype=float).ravel().tolist()
+    arr = np.asarray(vals, dtype=float)
+    if arr.size == classes - 1:
+        arr = np.tile(arr, (d, 1))
+    elif arr.size == d * (classes - 1):
+        arr = arr.reshape(d, classes - 1)
+    elif arr.size == 1:
+        arr = np.full((d, classes - 1), arr[0])
+    else:
+        raise ValueError(
+            f"got {arr.size} barrier values; expected {classes - 1} (one per gap, K={classes}) "
+            f"or {d * (classes - 1)} (per channel, channel-major)."
+        )
+    t = _multiwell.targets(classes)
+    if np.any(arr <= t[:-1]) or np.any(arr >= t[1:]):
+        raise ValueError(
+            f"barrier values {arr.ravel().tolist()} must lie strictly inside their gaps "
+            f"{[(round(a, 3), round(b, 3)) for a, b in zip(t[:-1], t[1:], strict=True)]} "
+            f"(targets of K={classes})."
+        )
+    return arr
+
+
+def _params(
+    *, classes, delta, sigma, radius, barriers, eps, dt, t_final, space_rate, transport_rate,
+    binarise_rate, feature_update, d,
+):
+    from ._dsmc import KineticParams
+
+    b = parse_barriers(barriers, d, classes)
+    if b is None:
+        b = np.full((d, 1), 0.5) if classes == 2 else None
+    elif isinstance(b, str):
+        b = None  # "otsu": computed from the features
+    return KineticParams(
+        delta=delta, sigma=sigma, radius=radius, barriers=b, classes=classes, eps=eps, dt=dt,
+        t_final=t_final, space_rate=space_rate, transport_rate=transport_rate,
+        binarise_rate=binarise_rate, feature_update=feature_update,
+    )
+
+
+def segment_kinetic(
+    image: np.ndarray,
+    *,
+    classes: int = 2,
+    delta: float = 0.3,
+    sigma: float = 0.1,
+    radius: float = 0.06,
+    barriers: Any = None,
+    eps: float = 0.05,
+    dt: float = 0.05,
+    t_final: float = 4.0,
+    space_rate: float = 0.05,
+    transport_rate: float = 20.0,
+    binarise_rate: float = 0.5,
+    feature_update: str = "mean",
+    runs: int = 1,
+    channel_axis: int | None = None,
+    spacing: Sequence[float] | None = None,
+    rng: None | int | np.random.Generator = None,
+) -> np.ndarray:
+    """Segment a 2D grey or colour image with the kinetic particle model (DSMC).
+
+    Parameters
+    ----------
+    image : ndarray (rows, cols) or (rows, cols, C)
+        Any real or integer dtype; each channel is min-max normalised to [0, 1] (eq. 32).
+    classes : int, default 2
+        Number of labels K (2..8); K = 2 is the paper's double well, K >= 3 uses K wells at
+        0, 1/(K-1), ..., 1.
+    delta : float, default 0.3
+        Confidence threshold Delta (0..1.8): pixels with |c_i - c_j| <= Delta aggregate in
+        space. Larger = coarser spatial clusters.
+    sigma : float, default 0.1
+        Spatial diffusion (0..2); larger = positions spread more.
+    radius : float, default 0.06
+        Local-average radius r in Omega units (the image's longer side spans 2); larger =
+        more denoising, rounder corners. 0.06 is 3.8 pixels at 128^2.
+    barriers : None, "otsu", float or str, default None
+        Barrier(s) cbar of the wells: None = 0.5 (K = 2) or multi-Otsu thresholds of each
+        channel (K >= 3); a number, ``"a,b"`` (K - 1 values) or ``d (K - 1)`` values
+        channel-major (RGB). Lower cbar = more pixels go to the upper well.
+    eps : float, default 0.05
+        Quasi-invariant interaction strength epsilon (0..1) of the spatial binary rule.
+    dt, t_final : float, default 0.05, 4.0
+        Time step (reduced automatically to the admissibility bounds) and final time T.
+    space_rate, transport_rate, binarise_rate : float, default 0.05, 20, 0.5
+        Rates lambda_x, lambda_T, lambda_B of aggregation, feature transport and binarisation.
+        Raising ``space_rate`` lets positions cluster (fast rates degrade masks, spec §14.3);
+        raising ``transport_rate`` denoises more; raising ``binarise_rate`` thresholds sooner.
+    feature_update : {"mean", "nanbu"}, default "mean"
+        Mean-field (low-variance) or literal Nanbu feature updates.
+    runs : int, default 1
+        Independent DSMC runs whose final features are averaged before the read-out.
+    channel_axis, spacing
+        Colour axis (moved last by ``physeg.segment``); spacing is ignored (pixels are square
+        in the model's geometry).
+    rng : None, int or numpy.random.Generator
+        Seed of the pairings and noise: same seed, same labels.
+
+    Returns
+    -------
+    labels : ndarray of uint8 (rows, cols)
+        0..K-1 ordered by feature (0 = darkest class; for K = 2, 1 = bright foreground).
+
+    Notes
+    -----
+    Binary rule in space (9), feature updates (10)::
+
+        x_i' = x_i + eps 1{|c_i - c_j| <= Delta} (x_j - x_i) + sqrt(2 eps sigma^2) D(x_i) eta_i
+        c_i' = c_i + lambda_T dt c_i (1 - c_i) (chat_i - c_i)
+        c_i'' = c_i' - lambda_B dt K(cbar) c_i' (c_i' - cbar) (c_i' - 1)
+
+    with chat_i the mean feature in the ball B_r(x_i), D(x) = diag(sqrt(1 - x_k^2)).
+
+    Examples
+    --------
+    >>> import numpy as np, physeg
+    >>> img = np.zeros((32, 32)); img[8:24, 8:24] = 1.0
+    >>> lab = physeg.segment(img, method="kinetic", rng=0)
+    >>> int(lab[16, 16]), int(lab[0, 0])
+    (1, 0)
+    """
+    from ._dsmc import image_features, run_particle_model
+
+    img = np.asarray(image)
+    if img.ndim != (3 if channel_axis is not None else 2):
+        raise ValueError(
+            f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
+        )
+    feats = image_features(img, channel_axis)
+    params = _params(
+        classes=classes, delta=delta, sigma=sigma, radius=radius, barriers=barriers, eps=eps,
+        dt=dt, t_final=t_final, space_rate=space_rate, transport_rate=transport_rate,
+        binarise_rate=binarise_rate, feature_update=feature_update, d=feats.shape[-1],
+    )
+    labels, _ = run_particle_model(feats, params, as_rng(rng), runs=runs)
+    return labels
+
+
+class KineticModel(Model):
+    """Fitted kinetic model: theta = (Delta, sigma, r, barriers) plus the fixed settings.
+
+    ``predict(image)`` runs the particle model with the fitted parameters; ``info`` holds the
+    loss used, its final value and the CBO history. Saved as JSON by :meth:`Model.save`.
+    """
+
+    def __init__(self, params: dict[str, Any], info: dict[str, Any] | None = None):
+        super().__init__("kinetic", params, info)
+
+    def predict(
+        self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs
+    ) -> np.ndarray:
+        """Segment ``image`` with the fitted parameters (``kwargs`` override them, e.g. rng)."""
+        return super().predict(image, channel_axis=channel_axis, **kwargs)
+
+
+def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
+    return KineticModel(data.get("params", {}), data.get("info", {}))
+
+
+def fit_kinetic(images: list, masks: list | None, **kwargs: Any) -> KineticModel:
+    """Fit theta by CBO (see :func:`physeg.families.kinetic._fit.fit`); called by ``physeg.fit``."""
+    from ._fit import fit
+
+    return fit(images, masks, **kwargs)
+
+
+_PARAMS = (
+    Param("classes", "int", 2, "number of labels K (wells at 0..1); 2 = paper's binarisation",
+          low=2, high=8),
+    Param("delta", "float", 0.3, "confidence threshold Delta; larger = more spatial aggregation",
+          low=0.0, high=1.8),
+    Param("sigma", "float", 0.1, "spatial diffusion; larger = positions spread more",
+          low=0.0, high=2.0),
+    Param("radius", "float", 0.06, "local-average radius r (image side = 2); larger = smoother",
+          low=0.005, high=1.0),
+    Param("barriers", "str", None,
+          "well barrier(s) cbar: none = 0.5 (K=2) / multi-Otsu (K>=3), 'otsu', or 'a,b,..'"),
+    Param("eps", "float", 0.05, "interaction strength epsilon of the spatial binary rule",
+          low=1e-4, high=1.0),
+    Param("dt", "float", 0.05, "time step (auto-reduced to the admissibility bounds)",
+          low=1e-4, high=1.0),
+    Param("t_final", "float", 4.0, "final time T; larger = more denoising", low=0.01, high=100.0),
+    Param("space_rate", "float", 0.05, "aggregation rate lambda_x; high rates hurt masks",
+          low=0.0, high=100.0),
+    Param("transport_rate", "float", 20.0, "feature transport rate lambda_T; more = smoother",
+          low=0.0, high=1000.0),
+    Param("binarise_rate", "float", 0.5, "binarisation rate lambda_B; more = earlier threshold",
+          low=0.0, high=100.0),
+    Param("feature_update", "str", "mean", "mean-field or literal Nanbu feature updates",
+          choices=("mean", "nanbu")),
+    Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
+)
+
+_FIT_PARAMS = (
+    Param("loss", "str", "dice", "fit loss: dice (particle-model masks), l2 (paper, macro "
+          "histogram), mixed (sum)", choices=("dice", "l2", "mixed")),
+    Param("n_agents", "int", 16, "CBO agents", low=2, high=1000),
+    Param("max_iter", "int", 20, "CBO iterations", low=1, high=10000),
+    Param("fit_size", "int", 64, "training images are resized to at most this side", low=8,
+          high=4096),
+    Param("n_bins", "int", 50, "feature cells of the macroscopic model", low=8, high=1000),
+    Param("rng", "int", None, "seed of the CBO agents and DSMC runs", low=0, high=2**63 - 1),
+)
+
+register(
+    Method(
+        name="kinetic",
+        func=segment_kinetic,
+        params=_PARAMS,
+        summary="kinetic consensus particle model (DSMC) with macroscopic surrogate and CBO "
+        "fitting (seed 000)",
+        fit_func=fit_kinetic,
+        load_func=_load_model,
+        supports_3d=False,
+        supports_multichannel=True,
+        requires=(),
+        fit_params=_FIT_PARAMS,
+    )
+)

@@ -1,0 +1,174 @@
+"""physeg.report: bench over annotated folders, the JSON/Markdown/HTML report, a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from physeg import io as pio
+from physeg import report
+from physeg.cli import app
+from physeg.data.synthetic import shape_image
+
+
+def _u8(img):
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _dataset(root, *, dark=False, bad=False):
+    """images/ + masks/ of clean shapes; ``dark`` puts a dark object on a bright background."""
+    for i, shape in enumerate(("square", "circle", "triangle")):
+        fg, bg = (0.2, 0.8) if dark else (0.8, 0.2)
+        img, mask = shape_image(shape, (40, 44), shape_value=fg, background_value=bg)
+        if i == 2:  # one colour image
+            img = np.stack([img, img, 0.5 * img], axis=-1)
+        pio.write_image(root / "images" / f"s{i}.png", _u8(img))
+        pio.write_labels(root / "masks" / f"s{i}.png", mask)
+    if bad:
+        (root / "images" / "s9.png").write_bytes(b"not a png")
+        pio.write_labels(root / "masks" / "s9.png", np.zeros((40, 44), np.uint8))
+    return root
+
+
+@pytest.fixture
+def bench_report(tmp_path):
+    bright = _dataset(tmp_path / "bright")
+    dark = _dataset(tmp_path / "dark", dark=True, bad=True)
+    out = tmp_path / "report"
+    rep = report.run_bench([bright, dark], ["heat", "otsu"], out, gallery=2,
+                           params={"heat": {"lam": 2.0}})
+    return rep, out
+
+
+def test_bench_tables_scores_and_files(bench_report):
+    rep, out = bench_report
+    assert {p.name for p in out.iterdir()} >= {"index.html", "report.md", "report.json", "img",
+                                              "labels"}
+    doc = json.loads((out / "report.json").read_text())
+    assert [d["name"] for d in doc["datasets"]] == ["bright", "dark"]
+    bright, dark = doc["datasets"]
+    # the anchor comes first, whatever the order asked for
+    assert [r["method"] for r in bright["table"]] == ["otsu", "heat"]
+    assert bright["table"][0]["anchor"] and not bright["table"][1]["anchor"]
+    # clean piecewise-constant shapes: Otsu is exact; on the dark set the Hungarian matching
+    # maps Otsu's bright phase to the background, so it is exact there too
+    for ds in (bright, dark):
+        otsu = ds["table"][0]
+        assert otsu["metrics"]["dice"]["mean"] == 1.0
+        assert otsu["metrics"]["hausdorff95"]["mean"] == 0.0
+    assert dark["table"][0]["failed"] == 1 and bright["table"][0]["failed"] == 0
+    assert doc["params"]["heat"]["lam"] == 2.0 and doc["params"]["otsu"]["classes"] == 2
+    assert doc["versions"]["numpy"] == np.__version__
+    recs = [r for r in doc["records"] if r["status"] == "done"]
+    assert len(recs) == 2 * 3 + 2 * 3
+    assert all(r["seconds"] > 0 and r["peak_mb"] > 0 for r in recs)
+    failed = [r for r in doc["records"] if r["status"] == "failed"]
+    assert {r["id"] for r in failed} == {"s9"} and all(r["error"] for r in failed)
+    # galleries: worst first (the failed image leads), every picture exists
+    g = {x["method"]: x["items"] for x in dark["gallery"]}
+    assert g["otsu"][0]["id"] == "s9" and g["otsu"][0]["status"] == "failed"
+    for ds in doc["datasets"]:
+        for x in ds["gallery"]:
+            scores = [it["score"] for it in x["items"] if it["status"] == "done"]
+            assert scores == sorted(scores)
+            for it in x["items"]:
+                for p in it["panels"]:
+                    assert (out / p["src"]).is_file()
+    ok_items = [it for it in g["heat"] if it["status"] == "done"]
+    assert [p["caption"] for p in ok_items[0]["panels"]] == ["image", "truth", "prediction",
+                                                            "overlay"]
+    # Markdown and HTML carry the same tables
+    md = (out / "report.md").read_text()
+    assert "| otsu (anchor) | 3 | 0 | **1.000 ± 0.000** |" in md
+    page = (out / "index.html").read_text()
+    assert page.count("<table class='metrics'") == 2
+    assert "otsu (anchor)" in page and "<h2 id='galleries'>" in page
+
+
+def test_bench_errors(tmp_path):
+    ds = _dataset(tmp_path / "d")
+    with pytest.raises(ValueError, match="Did you mean 'otsu'"):
+        report.run_bench([ds], ["otsuu"], tmp_path / "r")
+    with pytest.raises(ValueError, match="not among the methods"):
+        report.run_bench([ds], ["otsu"], tmp_path / "r", params={"heat": {"lam": 1}})
+    with pytest.raises(ValueError, match="no method given"):
+        report.run_bench([ds], [], tmp_path / "r")
+    with pytest.raises(ValueError, match="names must differ"):
+        report.run_bench([ds, ds], ["otsu"], tmp_path / "r")
+
+
+def test_bench_and_evaluate_commands(tmp_path):
+    runner = CliRunner()
+    ds = _dataset(tmp_path / "bright")
+    res = runner.invoke(app, ["bench", str(ds), "--methods", "otsu", "-o",
+                              str(tmp_path / "r"), "--param", "otsu.invert=false"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "dice=1.0000" in res.output and (tmp_path / "r" / "index.html").is_file()
+    res = runner.invoke(app, ["bench", str(ds), "-o", str(tmp_path / "r2"), "--param", "x=1"])
+    assert res.exit_code == 2 and "METHOD.KEY=VALUE" in res.output
+    # segment --overlay reuses the report's overlay writer; evaluate --report the renderer
+    res = runner.invoke(app, ["segment", str(ds / "images"), "-o", str(tmp_path / "pred"),
+                              "--overlay"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 3
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(ds / "masks"),
+                              "--report", str(tmp_path / "ev")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert doc["kind"] == "evaluate" and doc["datasets"][0]["table"][0]["n"] == 3
+    assert doc["datasets"][0]["table"][0]["metrics"]["dice"]["mean"] == 1.0
+    items = doc["datasets"][0]["gallery"][0]["items"]
+    assert [p["caption"] for p in items[0]["panels"]] == ["truth", "prediction", "errors"]
+
+
+def test_write_overlay(tmp_path):
+    img = np.zeros((30, 50), np.uint8)
+    lab = np.zeros((30, 50), np.uint8)
+    lab[5:20, 10:30] = 1
+    p = report.write_overlay(tmp_path / "o" / "x.png", img, lab, max_side=25)
+    rgb = pio.read_image(p)
+    assert rgb.shape == (15, 25, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[5, 10].tolist() != [0, 0, 0]
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no chromium in PATH (Debian: apt-get install chromium)")
+
+
+_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_page_renders_in_a_real_browser(bench_report, tmp_path):
+    """Load index.html in headless chromium: tables present, every image decoded, no errors."""
+    exe = _chromium()
+    _, out = bench_report
+    url = (out / "index.html").resolve().as_uri()
+    proc = subprocess.run(
+        [exe, *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+         "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    check = re.search(r'<p id="render-check"([^>]*)>', dom)
+    assert check, dom[-2000:]
+    attrs = dict(re.findall(r'data-([\w-]+)="(\d+)"', check.group(1)))
+    n_img = (out / "index.html").read_text().count("<img ")
+    assert n_img > 10
+    assert attrs == {"images-ok": str(n_img), "images-broken": "0", "tables": "4"}
+    assert dom.count("<table") == 4 and dom.count("<tr") > 10
+    console_errors = [ln for ln in proc.stderr.splitlines()
+                      if "CONSOLE" in ln or "Uncaught" in ln or "Failed to load resource" in ln
+                      or "net::ERR" in ln]
+    assert console_errors == []
