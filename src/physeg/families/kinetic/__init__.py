@@ -35,7 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..._validate import as_rng
-from .._registry import Method, Model, Param, register
+from .._registry import Method, defaults_from, register
+from ._model import FIT_PARAMS, SEGMENT_PARAMS, KineticModel
 
 __all__ = ["segment_kinetic", "fit_kinetic", "KineticModel", "parse_barriers"]
 
@@ -106,22 +107,23 @@ def _params(
     )
 
 
+@defaults_from(SEGMENT_PARAMS)
 def segment_kinetic(
     image: np.ndarray,
     *,
-    classes: int = 2,
-    delta: float = 0.3,
-    sigma: float = 0.1,
-    radius: float = 0.06,
-    barriers: Any = None,
-    eps: float = 0.05,
-    dt: float = 0.05,
-    t_final: float = 4.0,
-    space_rate: float = 0.05,
-    transport_rate: float = 20.0,
-    binarise_rate: float = 0.5,
-    feature_update: str = "mean",
-    runs: int = 1,
+    classes: int,
+    delta: float,
+    sigma: float,
+    radius: float,
+    barriers: Any,
+    eps: float,
+    dt: float,
+    t_final: float,
+    space_rate: float,
+    transport_rate: float,
+    binarise_rate: float,
+    feature_update: str,
+    runs: int,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: None | int | np.random.Generator = None,
@@ -205,23 +207,6 @@ def segment_kinetic(
     return labels
 
 
-class KineticModel(Model):
-    """Fitted kinetic model: theta = (Delta, sigma, r, barriers) plus the fixed settings.
-
-    ``predict(image)`` runs the particle model with the fitted parameters; ``info`` holds the
-    loss used, its final value and the CBO history. Saved as JSON by :meth:`Model.save`.
-    """
-
-    def __init__(self, params: dict[str, Any], info: dict[str, Any] | None = None):
-        super().__init__("kinetic", params, info)
-
-    def predict(
-        self, image: np.ndarray, *, channel_axis: int | None = None, **kwargs
-    ) -> np.ndarray:
-        """Segment ``image`` with the fitted parameters (``kwargs`` override them, e.g. rng)."""
-        return super().predict(image, channel_axis=channel_axis, **kwargs)
-
-
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
     return KineticModel(data.get("params", {}), data.get("info", {}))
 
@@ -233,49 +218,11 @@ def fit_kinetic(images: list, masks: list | None, **kwargs: Any) -> KineticModel
     return fit(images, masks, **kwargs)
 
 
-_PARAMS = (
-    Param("classes", "int", 2, "number of labels K (wells at 0..1); 2 = paper's binarisation",
-          low=2, high=8),
-    Param("delta", "float", 0.3, "confidence threshold Delta; larger = more spatial aggregation",
-          low=0.0, high=1.8),
-    Param("sigma", "float", 0.1, "spatial diffusion; larger = positions spread more",
-          low=0.0, high=2.0),
-    Param("radius", "float", 0.06, "local-average radius r (image side = 2); larger = smoother",
-          low=0.005, high=1.0),
-    Param("barriers", "str", None,
-          "well barrier(s) cbar: none = 0.5 (K=2) / multi-Otsu (K>=3), 'otsu', or 'a,b,..'"),
-    Param("eps", "float", 0.05, "interaction strength epsilon of the spatial binary rule",
-          low=1e-4, high=1.0),
-    Param("dt", "float", 0.05, "time step (auto-reduced to the admissibility bounds)",
-          low=1e-4, high=1.0),
-    Param("t_final", "float", 4.0, "final time T; larger = more denoising", low=0.01, high=100.0),
-    Param("space_rate", "float", 0.05, "aggregation rate lambda_x; high rates hurt masks",
-          low=0.0, high=100.0),
-    Param("transport_rate", "float", 20.0, "feature transport rate lambda_T; more = smoother",
-          low=0.0, high=1000.0),
-    Param("binarise_rate", "float", 0.5, "binarisation rate lambda_B; more = earlier threshold",
-          low=0.0, high=100.0),
-    Param("feature_update", "str", "mean", "mean-field or literal Nanbu feature updates",
-          choices=("mean", "nanbu")),
-    Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
-)
-
-_FIT_PARAMS = (
-    Param("loss", "str", "dice", "fit loss: dice (particle-model masks), l2 (paper, macro "
-          "histogram), mixed (sum)", choices=("dice", "l2", "mixed")),
-    Param("n_agents", "int", 16, "CBO agents", low=2, high=1000),
-    Param("max_iter", "int", 20, "CBO iterations", low=1, high=10000),
-    Param("fit_size", "int", 64, "training images are resized to at most this side", low=8,
-          high=4096),
-    Param("n_bins", "int", 50, "feature cells of the macroscopic model", low=8, high=1000),
-    Param("rng", "int", None, "seed of the CBO agents and DSMC runs", low=0, high=2**63 - 1),
-)
-
 register(
     Method(
         name="kinetic",
         func=segment_kinetic,
-        params=_PARAMS,
+        params=SEGMENT_PARAMS,
         summary="kinetic consensus particle model (DSMC) with macroscopic surrogate and CBO "
         "fitting (seed 000)",
         fit_func=fit_kinetic,
@@ -283,6 +230,6 @@ register(
         supports_3d=False,
         supports_multichannel=True,
         requires=(),
-        fit_params=_FIT_PARAMS,
+        fit_params=FIT_PARAMS,
     )
 )

@@ -1,7 +1,7 @@
 """Parameter identification by consensus-based optimisation (spec §9).
 
 theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
-``physeg.families.kinetic._cbo.cbo_minimize`` (cbx CBO with explicit seeded agents) minimising one of
+``._cbo.cbo_minimize`` (cbx CBO with explicit seeded agents) minimising one of
 
 ``"l2"`` (the paper's loss (54))
     sum over training images and channels of ||rho(T; theta) - rho_GT||_{L2} on bin masses,
@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from ..._validate import as_rng, check_image, check_labels_like
+from .._registry import defaults_from
+from ._model import FIT_PARAMS, SEGMENT_PARAMS, KineticModel
 
 __all__ = ["fit", "prepare", "theta_bounds", "make_objective"]
 
@@ -125,7 +127,7 @@ def make_objective(
     rng: np.random.Generator,
     refresh: float | None = None,
 ):
-    """Vectorised objective theta (n, p) -> (n,) for :func:`physeg.families.kinetic._cbo.cbo_minimize`.
+    """Vectorised objective theta (n, p) -> (n,) for :func:`._cbo.cbo_minimize`.
 
     ``refresh`` is the U/W refresh interval of the macroscopic model (None: the default of
     :func:`._macro.macro_solve`).
@@ -178,17 +180,18 @@ def make_objective(
     return objective
 
 
+@defaults_from(SEGMENT_PARAMS + FIT_PARAMS)
 def fit(
     images: list,
     masks: list | None,
     *,
-    classes: int = 2,
-    loss: str = "dice",
-    n_agents: int = 16,
-    max_iter: int = 20,
-    fit_size: int = 64,
-    n_bins: int = 50,
-    rng: None | int | np.random.Generator = None,
+    classes: int,
+    loss: str,
+    n_agents: int,
+    max_iter: int,
+    fit_size: int,
+    n_bins: int,
+    rng: None | int | np.random.Generator,
     refresh: float | None = None,
     **fixed: Any,
 ):
@@ -225,13 +228,10 @@ def fit(
     -------
     KineticModel
     """
-    from . import KineticModel
     from . import _cbo as optim
 
     if masks is None:
         raise ValueError("kinetic fitting needs one mask per training image (masks=None given).")
-    if loss not in ("dice", "l2", "mixed"):
-        raise ValueError(f"loss must be 'dice', 'l2' or 'mixed'; got {loss!r}.")
     if refresh is not None and not (np.isfinite(refresh) and refresh > 0):
         raise ValueError(f"refresh must be a positive number of time units; got {refresh!r}.")
     gen = as_rng(rng)
@@ -240,8 +240,9 @@ def fit(
     unknown = set(fixed) - allowed
     if unknown:
         raise ValueError(f"unknown fit options {sorted(unknown)}; allowed: {sorted(allowed)}.")
-    base = {"eps": 0.05, "dt": 0.05, "t_final": 4.0, "space_rate": 0.05,
-            "transport_rate": 20.0, "binarise_rate": 0.5, "feature_update": "mean"}
+    fixed_names = ("eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
+                   "feature_update")
+    base = {p.name: p.default for p in SEGMENT_PARAMS if p.name in fixed_names}
     base.update({k: v for k, v in fixed.items() if k in base and v is not None})
     runs = fixed.get("runs") or 1
     feats, labs = prepare(images, masks, classes, fit_size)
