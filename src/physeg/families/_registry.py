@@ -15,6 +15,7 @@ level, so that listing the methods stays fast.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -164,6 +165,12 @@ class Method:
     requires: tuple[str, ...] = ()
     fit_params: tuple[Param, ...] = ()
 
+    def __post_init__(self) -> None:
+        # a public function wrapped by ``defaults_from`` checks its arguments; the registry
+        # calls the unchecked function because run_method has validated them already
+        self.func = getattr(self.func, "unchecked", self.func)
+        self.fit_func = getattr(self.fit_func, "unchecked", self.fit_func)
+
     def param(self, name: str) -> Param:
         for p in self.params + self.fit_params:
             if p.name == name:
@@ -194,7 +201,9 @@ class Method:
                     f"method {self.name!r} has no parameter {key!r}; its parameters are "
                     f"{known}.{hint}"
                 )
-            out[k] = declared[k].convert(value)
+            value = declared[k].convert(value)
+            # None ("none", "auto" on the CLI) means the parameter's default
+            out[k] = declared[k].default if value is None else value
         return out
 
     def defaults(self) -> dict[str, Any]:
@@ -265,17 +274,22 @@ def _jsonable(obj: Any) -> Any:
 
 
 def defaults_from(params: Sequence[Param]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a public method function its keyword defaults from its Param schema.
+    """Make a method's public function take its defaults and checks from its Param schema.
 
-    The schema is the single source of defaults: the decorated function declares the schema's
-    parameters keyword-only *without* defaults, and this fills ``__kwdefaults__`` (which
-    ``inspect.signature``, ``help()`` and calls honour) from ``Param.default``. A default
-    written in the signature as well is refused at import, so the two cannot drift apart.
+    The schema is the single source of defaults and ranges. The decorated function declares the
+    schema's parameters keyword-only *without* defaults; this fills ``__kwdefaults__`` (which
+    ``inspect.signature``, ``help()`` and calls honour) from ``Param.default``, and returns a
+    wrapper that converts and checks the schema's arguments once (:meth:`Param.convert`; None
+    means the default) before calling the function. The unchecked function stays reachable as
+    ``wrapper.unchecked``; :class:`Method` registers that one, because :func:`run_method` has
+    already validated the values (so each path validates exactly once). A default written in the
+    signature as well is refused at import, so the two cannot drift apart.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func)
         kwdefaults = dict(func.__kwdefaults__ or {})
+        declared = {}
         for p in params:
             arg = signature.parameters.get(p.name)
             if arg is None:
@@ -287,8 +301,18 @@ def defaults_from(params: Sequence[Param]) -> Callable[[Callable[..., Any]], Cal
                 raise TypeError(f"{func.__qualname__}: the default of {p.name!r} belongs to "
                                 "its Param; remove it from the signature.")
             kwdefaults[p.name] = p.default
+            declared[p.name] = p
         func.__kwdefaults__ = kwdefaults
-        return func
+
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs.keys() & declared.keys():
+                value = declared[name].convert(kwargs[name])
+                kwargs[name] = declared[name].default if value is None else value
+            return func(*args, **kwargs)
+
+        checked.unchecked = func  # type: ignore[attr-defined]
+        return checked
 
     return decorate
 

@@ -2,8 +2,7 @@ r"""Heat-semigroup segmentation: threshold dynamics for the piecewise-constant M
 
 Registered as ``heat`` (``physeg.segment(image, method="heat")``, ``physeg segment --method
 heat``). The idea of heatdiff (seed 002: alternate a heat-semigroup step, which shortens the
-boundary, with a step that pulls the mask towards the data) made sound, general and fast, after
-``specs/heat.md``.
+boundary, with a step that pulls the mask towards the data) made sound, general and fast.
 
 Model
 -----
@@ -29,64 +28,26 @@ Step 3 minimises the linearisation of the concave perimeter term, so for a posit
 kernel :math:`E_\tau(u^{n+1},c^{n+1}) \le E_\tau(u^n,c^n)`: the energy never increases (up to
 float32 rounding of :math:`\psi`). The iteration stops when no pixel changes.
 
-Choices made where the spec left room (and why)
------------------------------------------------
-- **Intensity normalisation.** The image is centred per channel and divided by the square
-  root of its *total* variance (computed in float64, then stored as float32; every array of the
-  iteration is float32) (sum over channels, one factor for all channels, so colour
-  balance is kept). Hence ``lam`` is relative to the image variance, and an image and any
-  positive affine rescaling of it (uint8 vs float in [0, 1]) give the same labels up to float
-  rounding. The energy history is reported in these normalised units times the voxel volume.
-- **λ is a length.** With unit variance, the perimeter term costs about
-  :math:`(2/\sqrt\pi)\lambda` per unit of interface length (pixels, or ``spacing`` units);
-  an isolated blob of radius R whose contrast² is Δ² (normalised) survives roughly when
-  :math:`R > 4\lambda/(\sqrt\pi\,\Delta^2)`.
-- **The heat step** is the exact Neumann semigroup in the DCT-II basis with the continuous
-  Laplacian's eigenvalues :math:`|\omega|^2`, :math:`\omega_j=\pi k_j/(n_j h_j)`; multipliers are
-  cached per (shape, τ, spacing) (:mod:`physeg.families.heat._mbo`). No kernel truncation, no drift, any
-  shape, 2D and 3D. For K = 2 one diffusion per iteration suffices (:math:`\psi_0=1-\psi_1`,
-  since the semigroup preserves constants).
-- **Defaults** ``tau=1`` px² (kernel std √2 px, independent of the image size) and ``lam=8``
-  (pixels, normalised variance). The spec suggested τ ≈ 2–4 px²; we measured (one noise seed,
-  sweeps over τ ∈ {1, 1.5, 2, 4} and λ ∈ {2..24}) that on the 256² synthetic grid τ = 1, λ = 8
-  and τ = 2, λ = 12–16 are equally good (worst Dice 0.992 at σ = 0.3), while on noisy 3D
-  ellipsoids τ = 1 is clearly better (Dice 0.985 vs 0.92 at σ = 0.3, 36×48×40 voxels): with a
-  narrow kernel the thresholding is partly pinned by the grid, which keeps the boundary where the
-  data put it instead of letting mean curvature (twice as strong in 3D) shrink the object, while
-  isolated noisy pixels are still removed. λ is large because the fidelity of a single noisy
-  pixel is unbounded, while a blob must still have a radius above ≈ 4λ/(√π Δ²) ≈ 2–7 px to
-  survive. ``benchmarks/heat_vs_anchors.py`` measures these defaults on fresh noise, at 512² and
-  on the real development sets.
-- **Initialisation** ``init="auto"``: Otsu/multi-Otsu thresholds for grey images with K ≤ 4
-  (cheap and optimal for two-level histograms), k-means otherwise (colour, many classes). K-means
-  starts from quantiles of the first principal component, so it needs no random restarts; the
-  ``rng`` only draws the subsample used to fit centres of very large images.
-- **Local minimiser.** Threshold dynamics descends to a *local* minimum near its start: with
-  the default λ a pixel far from a phase needs a fidelity advantage of about 2λ/√τ (normalised
-  units) to join it, which is what removes noise speckles but also means a bad start (e.g. a
-  small box in a large object) can stay stuck. The automatic initialisations start close to the
-  answer; with a hand-made start use a smaller ``lam`` or the ``reaction`` mode.
-- **Label order.** Labels are ordered by the mean brightness of their phase (mean over channels
-  of the phase mean): 0 = darkest. For K = 2, label 1 is the brighter phase (use
-  ``1 - labels`` when the object of interest is the darker one).
-- **Reaction** (heatdiff's behaviour, generalised). With ``reaction = r > 0`` step 3 becomes the
-  relaxed update :math:`v_k = (1-r)\psi_k + r\,t_k`, :math:`u = \arg\max_k v_k`, where
-  :math:`t_k` is the one-hot fidelity minimiser :math:`\arg\min_k |f-c_k|^2`. A front can only
-  advance by a fraction of the kernel width per iteration, so from a seed mask
-  (``init="mask"``) the segment *grows* into the data-compatible region connected to it, as in
-  the heatdiff article; ``r`` sets the balance between smoothing (small r) and data (r → 1/2 and
-  above: data dominates). ``lam`` is not used by this update, and monotone energy decrease is
-  only guaranteed for ``reaction=0``.
-
-Blockwise use (dask ``map_overlap``)
-------------------------------------
-The heat kernel is a Gaussian of standard deviation :math:`\sqrt{2\tau}` per axis (in pixels
-for unit spacing); one iteration only looks :math:`\approx 4\sqrt{2\tau}\approx 6\sqrt\tau`
-pixels away, so a halo of ``ceil(6 * sqrt(tau))`` pixels per axis makes one iteration exact in
-the block interior. Interfaces move at most a few pixels over a run, so a halo of
-``ceil(6 * sqrt(tau)) + 8`` is a practical choice. The region means are *global*: blockwise runs
-estimate them per block, which differs from a whole-image run where a block holds only one
-phase; call :func:`segment_heat` per block with ``return_energy=True`` to inspect the means.
+Choices (the measurements behind them: ``docs/methods/heat.md``)
+---------------------------------------------------------------
+- **Normalisation**: centre per channel, divide by the root of the *total* variance (one
+  factor for all channels, so colour balance is kept); ``lam`` is then relative to the image
+  variance and any positive affine rescaling of the image gives the same labels.
+- **λ is a length** (pixels or ``spacing`` units): a blob of radius R and normalised contrast²
+  Δ² survives roughly when :math:`R > 4\lambda/(\sqrt\pi\,\Delta^2)`.
+- **Heat step**: the exact Neumann semigroup in the DCT-II basis (:mod:`._mbo`), cached per
+  (shape, τ, spacing); no truncation, any shape, 2D and 3D. K = 2 needs one diffusion per
+  iteration (:math:`\psi_0 = 1-\psi_1`).
+- **Defaults** ``tau=1`` px², ``lam=8``: best measured on the synthetic grid and on noisy 3D
+  ellipsoids (a narrow kernel keeps boundaries where the data put them).
+- **Initialisation** ``init="auto"``: Otsu / multi-Otsu of the heat-smoothed image for grey
+  K ≤ 4, deterministic k-means otherwise; a *local* minimiser, so the start matters.
+- **Label order**: by phase brightness, 0 = darkest (for K = 2 label 1 is the brighter phase).
+- **Reaction** ``r > 0``: heatdiff's relaxed update :math:`v_k=(1-r)\psi_k + r\,t_k`, so a seed
+  mask (``init="mask"``) grows into the data-compatible region; energy decrease is only
+  guaranteed for ``r = 0``.
+- **Blockwise**: one iteration looks about :math:`6\sqrt\tau` pixels away; see
+  :mod:`.blockwise` for the halo and the global means.
 
 References
 ----------
@@ -107,8 +68,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..._validate import as_rng, check_image, check_labels_like
-from .._registry import Method, Param, register
+from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
+from .._registry import Method, Param, defaults_from, register
 from ._mbo import heat_multiplier, heat_step, kmeans_labels, otsu_labels, run_binary, run_multi
 
 __all__ = ["segment_heat", "fit_heat", "HEAT_PARAMS"]
@@ -133,7 +94,8 @@ HEAT_PARAMS: tuple[Param, ...] = (
     Param("tol", "float", 0.0, "also stop when the relative energy decrease is below tol "
           "(0 = only when no pixel changes)", low=0.0, high=1.0),
 )
-_BY_NAME = {p.name: p for p in HEAT_PARAMS}
+
+_DEFAULTS = {p.name: p.default for p in HEAT_PARAMS}
 
 
 def _normalise(arr: np.ndarray, has_channels: bool) -> tuple[np.ndarray, np.ndarray, float]:
@@ -152,17 +114,18 @@ def _normalise(arr: np.ndarray, has_channels: bool) -> tuple[np.ndarray, np.ndar
     return f, mean, scale
 
 
+@defaults_from(HEAT_PARAMS)
 def segment_heat(
     image: Any,
     *,
-    classes: int = 2,
-    tau: float = 1.0,
-    lam: float = 8.0,
-    init: str = "auto",
+    classes: int,
+    tau: float,
+    lam: float,
+    init: str,
     init_labels: Any = None,
-    reaction: float = 0.0,
-    max_iter: int = 300,
-    tol: float = 0.0,
+    reaction: float,
+    max_iter: int,
+    tol: float,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -269,18 +232,6 @@ def segment_heat(
     >>> float((grown == disc).mean()) > 0.99, info["iterations"] > 10
     (True, True)
     """
-    params = {"classes": classes, "tau": tau, "lam": lam, "init": init, "reaction": reaction,
-              "max_iter": max_iter, "tol": tol}
-    for key, value in params.items():
-        if value is None:
-            params[key] = _BY_NAME[key].default
-        else:
-            params[key] = _BY_NAME[key].convert(value)
-    classes, tau, lam, init = params["classes"], params["tau"], params["lam"], params["init"]
-    reaction, max_iter, tol = params["reaction"], params["max_iter"], params["tol"]
-    if not tau > 0:
-        raise ValueError(f"tau must be > 0 (pixel^2); got {tau}.")
-
     arr = check_image(image, channel_axis=channel_axis, allow_3d=True, allow_channels=True)
     has_channels = channel_axis is not None
     spatial = arr.shape[:-1] if has_channels else arr.shape
@@ -412,7 +363,7 @@ def fit_heat(
     if masks is None:
         raise ValueError("fitting 'heat' needs masks: physeg.fit('heat', images, masks).")
     fixed = {k: v for k, v in fixed.items() if k not in ("tau", "lam")}
-    classes = int(fixed.get("classes", 2) or 2)
+    classes = fixed.get("classes") or _DEFAULTS["classes"]
     grid = []
     for t in taus:
         for lm in lams:
@@ -420,7 +371,7 @@ def fit_heat(
             for img, msk in zip(images, masks, strict=True):
                 img = np.asarray(img)
                 msk = np.asarray(msk)
-                ca = -1 if img.ndim == msk.ndim + 1 else None
+                ca = channel_axis_from_mask(img, msk)
                 lab = segment_heat(img, tau=float(t), lam=float(lm), channel_axis=ca, **fixed)
                 if classes == 2:
                     a, b = lab == 1, msk > 0
@@ -435,15 +386,10 @@ def fit_heat(
                                   "metric": "dice" if classes == 2 else "accuracy"})
 
 
-def _segment_registered(image: np.ndarray, *, channel_axis: int | None, spacing, rng,
-                        **params: Any) -> np.ndarray:
-    return segment_heat(image, channel_axis=channel_axis, spacing=spacing, rng=rng, **params)
-
-
 register(
     Method(
         name="heat",
-        func=_segment_registered,
+        func=segment_heat,
         params=HEAT_PARAMS,
         summary="heat-semigroup threshold dynamics (MBO / Esedoglu-Tsai) for piecewise-constant "
                 "Mumford-Shah; binary and multiphase, grey/colour, 2D/3D",

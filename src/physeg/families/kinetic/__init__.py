@@ -215,7 +215,7 @@ def fit_kinetic(images: list, masks: list | None, **kwargs: Any) -> KineticModel
     """Fit theta by CBO (see :func:`physeg.families.kinetic._fit.fit`); called by ``physeg.fit``."""
     from ._fit import fit
 
-    return fit(images, masks, **kwargs)
+    return fit.unchecked(images, masks, **kwargs)  # physeg.fit validated kwargs
 
 
 register(
