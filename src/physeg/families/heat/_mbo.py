@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..._kmeans import assign, kmeans
+
 __all__ = [
     "heat_multiplier",
     "heat_step",
@@ -143,25 +145,10 @@ def kmeans_labels(
     fit = feats
     if n > max_fit:
         fit = feats[rng.choice(n, size=max_fit, replace=False)]
-    z = _first_component(fit)
-    order = np.argsort(z, kind="stable")
-    slices = np.array_split(order, classes)
-    centres = np.stack([fit[s].mean(axis=0, dtype=np.float64) for s in slices])
-    fit64 = fit.astype(np.float64)
-    lab = None
-    for _ in range(max_iter):
-        score = -2.0 * fit64 @ centres.T + np.einsum("kc,kc->k", centres, centres)
-        new = np.argmin(score, axis=1)
-        if lab is not None and np.array_equal(new, lab):
-            break
-        lab = new
-        counts = np.bincount(lab, minlength=classes)
-        for c in range(fit.shape[1]):
-            sums = np.bincount(lab, weights=fit64[:, c], minlength=classes)
-            nz = counts > 0
-            centres[nz, c] = sums[nz] / counts[nz]
-    score = -2.0 * feats.astype(np.float64) @ centres.T + np.einsum("kc,kc->k", centres, centres)
-    return np.argmin(score, axis=1).astype(np.intp)
+    # the expanded distance (one matrix product) suits the up to 2**18 samples
+    _, centres = kmeans(fit, classes, init="principal-axis", max_iter=max_iter,
+                        distance="expanded")
+    return assign(feats.astype(np.float64), centres, distance="expanded").astype(np.intp)
 
 
 def _chunked_dot(u_flat: np.ndarray, f_flat: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
