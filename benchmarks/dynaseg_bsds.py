@@ -15,15 +15,19 @@ Both are reported segment-weighted over the dataset (every gt segment of every i
 entry, as the official script does; the headline numbers) and image-weighted (mean of the
 per-image numbers).
 
-Each finished image is appended to ``results/dynaseg_<tag>.jsonl`` at once and the JSON +
-Markdown summaries are rewritten, so an interrupted run still leaves numbers; rerunning
-with the same tag skips (image, variant, setting) triples already done.
+Results: every finished image is stored at once as a record of run ``--tag`` in
+``benchmarks/results/dynaseg_summary.json`` and ``dynaseg_summary.md`` (every run's table,
+then the hand-written ``dynaseg_notes.md``) is re-rendered from it, so an interrupted run still
+leaves numbers; rerunning with the same tag skips (image, variant, setting) triples already
+done. ``--report`` only re-renders the Markdown. The BSDS500 folder is ``--data`` (default
+``$PHYSEG_DATA/bsds500``).
 
 Usage::
 
     python benchmarks/dynaseg_bsds.py --limit 5 --variants fsf --settings fast
     python benchmarks/dynaseg_bsds.py --variants fixed,fsf,scf --settings fast --tag fast50
     python benchmarks/dynaseg_bsds.py --limit 2 --variants fsf --settings published --tag pub
+    python benchmarks/dynaseg_bsds.py --report
 
 Timings: wall seconds and process CPU seconds per image; the machine is shared, so the
 script also records the 1-minute load average before every image.
@@ -35,6 +39,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +48,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+import _common  # noqa: E402
 
 from physeg import metrics  # noqa: E402
 from physeg.families.dynaseg import segment_dynaseg, split_components  # noqa: E402
@@ -193,10 +200,10 @@ def score_trace(args, rows: list[dict]) -> dict:
 
 
 def load(data: Path, row: dict) -> tuple[np.ndarray, list[np.ndarray]]:
-    import imageio.v3 as iio
+    from physeg.io import read_image, read_mask
 
-    img = np.asarray(iio.imread(data / row["image"]))
-    gts = [np.asarray(iio.imread(data / p)) for p in row["masks"].split(";")]
+    img = read_image(data / row["image"])
+    gts = [read_mask(data / p) for p in row["masks"].split(";")]
     return img, gts
 
 
@@ -245,8 +252,9 @@ def summarise(records: list[dict]) -> dict:
     return table
 
 
-def write_summary(path_json: Path, path_md: Path, table: dict, meta: dict) -> None:
-    path_json.write_text(json.dumps({"meta": meta, "summary": table}, indent=2))
+def run_table(table: dict, meta: dict) -> str:
+    """Markdown table of one run (printed at the end of a run; the stored file is
+    ``dynaseg_summary.md``)."""
     lines = [
         f"# DynaSeg on BSDS500 dev test images ({meta['tag']})", "",
         f"Command: `{meta['command']}`  ",
@@ -278,13 +286,27 @@ def write_summary(path_json: Path, path_md: Path, table: dict, meta: dict) -> No
     lines += ["", "Paper, Table 1 (200 BSD500 test images, official best-match script): "
               + "; ".join(f"{v} All {p['all']:.3f} / Fine {p['fine']:.3f} / Coarse "
                           f"{p['coarse']:.3f} / Mean {p['mean']:.3f}" for v, p in PAPER.items())]
-    path_md.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+SUMMARY = "dynaseg_summary.json"
+
+
+def load_runs(out: Path) -> dict:
+    """``dynaseg_summary.json``: {"runs": {tag: {"commands", "meta", "records"}},
+    "tuning": {tag: ...}}."""
+    path = out / SUMMARY
+    return json.loads(path.read_text()) if path.exists() else {"runs": {}, "tuning": {}}
+
+
+def save_runs(out: Path, stored: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY).write_text(json.dumps(stored, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "bsds500",
-                    help="BSDS500 folder with manifest.csv (default ../shared/data/bsds500)")
+    _common.add_data_argument(ap, "bsds500")
     ap.add_argument("--limit", type=int, default=None, help="first N test images (by id)")
     ap.add_argument("--variants", default="fixed,fsf,scf")
     ap.add_argument("--settings", default="fast", help=f"comma list of {list(SETTINGS)}")
@@ -295,8 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="run")
     ap.add_argument("--min-size", type=int, default=50,
                     help="min_size of the connected-region post-processing scored as '+CC'")
-    ap.add_argument("--shard", default=None,
-                    help="i/n: run only images i, i+n, ... (for parallel processes)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--save-labels", type=Path, default=None,
                     help="folder for the raw cluster label maps (<id>_<variant>_<setting>.npz);"
@@ -308,17 +328,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuning: save every iteration's labels of the first --settings entry "
                          "(no stop rule, --max-iter iterations) to this folder (outside the repo)")
     ap.add_argument("--score-trace", type=Path, default=None,
-                    help="tuning: score the traces in this folder (writes "
-                         "results/dynaseg_<tag>.json/.md)")
+                    help="tuning: score the traces in this folder (stored under 'tuning' "
+                         "in results/dynaseg_summary.json, table printed)")
     ap.add_argument("--rules", default="6,9,14,q24,q16,q12,59",
                     help="stop rules for --score-trace: iteration numbers or qK (q' <= K)")
     ap.add_argument("--merges", default="0,8,10,12", help="merge thresholds for --score-trace")
     ap.add_argument("--report", action="store_true",
-                    help="only write dynaseg_summary.md from every dynaseg_*.jsonl in --out")
-    ap.add_argument("--combine-only", action="store_true",
-                    help="only rewrite the summary of the tag's existing .jsonl files")
+                    help="only re-render dynaseg_summary.md from dynaseg_summary.json")
     args = ap.parse_args(argv)
 
+    meta_cmd = "python benchmarks/dynaseg_bsds.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    if args.report:
+        print(report(args.out))
+        return 0
     if not (args.data / "manifest.csv").is_file():
         print(f"no BSDS500 manifest in {args.data}; pass --data", file=sys.stderr)
         return 2
@@ -330,24 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     for s in settings:
         if s not in SETTINGS:
             ap.error(f"unknown setting {s!r}; choose from {list(SETTINGS)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"dynaseg_{args.tag}"
-    jsonl = stem.with_suffix(".jsonl")
-    records = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    done = {(r["id"], r["variant"], r["setting"]) for r in records}
+    stored = load_runs(args.out)
     meta = {
-        "tag": args.tag, "command": "python benchmarks/dynaseg_bsds.py " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "tag": args.tag, "command": meta_cmd,
         "machine": f"{os.cpu_count()} CPUs", "threads": args.threads,
         "max_iter_override": args.max_iter, "seed": args.seed, "min_size": args.min_size,
         "settings": {s: SETTINGS[s] for s in settings},
     }
-    if args.report:
-        print(report(args.out))
-        return 0
-    if args.combine_only:
-        combine(args.out, args.tag, meta)
-        return 0
     rows = read_rows(args.data, args.limit, args.split)
     if args.trace is not None:
         kw = {**SETTINGS[settings[0]], **VARIANTS[variants[0]]}
@@ -357,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.score_trace is not None:
         table = score_trace(args, rows)
-        (args.out / f"dynaseg_{args.tag}.json").write_text(json.dumps(
-            {"meta": meta, "trace": str(args.score_trace), "table": table}, indent=2))
+        stored.setdefault("tuning", {})[args.tag] = {"meta": meta, "table": table}
+        save_runs(args.out, stored)
         lines = [f"# DynaSeg tuning on BSDS500 train/val images ({args.tag})", "",
                  f"Command: `{meta['command']}`", "",
                  "Region output (connected components, min 20 px) after the stop rule, then "
@@ -368,17 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         for k, e in table.items():
             lines.append(f"| {k} | {e['n_images']} | {e['iterations']:.1f} | "
                          f"{e['regions']:.0f} | {e['H_all']:.3f} | {e['BM_all']:.3f} |")
-        (args.out / f"dynaseg_{args.tag}.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return 0
-    if args.shard:
-        i, n = (int(v) for v in args.shard.split("/"))
-        rows = rows[i::n]
-        stem = args.out / f"dynaseg_{args.tag}_shard{i}of{n}"
-        jsonl = stem.with_suffix(".jsonl")
-        records = ([json.loads(x) for x in jsonl.read_text().splitlines()]
-                   if jsonl.exists() else [])
-        done = {(r["id"], r["variant"], r["setting"]) for r in records}
+    run = stored["runs"].setdefault(args.tag, {"commands": [], "meta": meta, "records": []})
+    if meta_cmd not in run["commands"]:
+        run["commands"].append(meta_cmd)
+    records = run["records"]
+    done = {(r["id"], r["variant"], r["setting"]) for r in records}
     for row in rows:
         img, gts = load(args.data, row)
         for setting in settings:
@@ -430,35 +438,54 @@ def main(argv: list[str] | None = None) -> int:
                     "best_match_cc": metrics.bsds_protocols(regions, gts, score="best_match"),
                 }
                 records.append(rec)
-                with open(jsonl, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                save_runs(args.out, stored)
                 print(f"{row['id']} {var:5s} {setting:12s} H-all {rec['hungarian']['all']:.3f} "
                       f"BM-all {rec['best_match']['all']:.3f} "
                       f"CC H-all {rec['hungarian_cc']['all']:.3f} "
                       f"segs {rec['n_segments_pred']:3d} "
                       f"its {info['iterations']:4d} ({info['stop_reason']}) wall {wall:6.1f}s "
                       f"cpu {cpu:6.1f}s load {load1:.1f}", flush=True)
-                write_summary(stem.with_suffix(".json"), stem.with_suffix(".md"),
-                              summarise(records), meta)
-    combine(args.out, args.tag, meta)
+                report(args.out)
+    if records:
+        print(run_table(summarise(records), meta))
     return 0
 
 
+def _command_lines(tag: str, run: dict) -> list[str]:
+    """The commands of one run; runs summarised by the old ``--combine-only`` step did not
+    record their command line, so theirs is rebuilt from the stored meta and records."""
+    cmds = [c for c in run["commands"] if "--combine-only" not in c]
+    # parallel shards (an option since removed) ran the same command on halves of the images
+    cmds = list(dict.fromkeys(re.sub(r" --shard \S+", "", c) for c in cmds))
+    if cmds:
+        return [f"`{c}`" for c in cmds]
+    meta, recs = run["meta"], run["records"]
+    variants = ",".join(sorted({r["variant"] for r in recs}))
+    settings = ",".join(sorted({r["setting"] for r in recs}))
+    cap = meta.get("max_iter_override")
+    cmd = (f"python benchmarks/dynaseg_bsds.py --limit {len({r['id'] for r in recs})} "
+           f"--variants {variants} --settings {settings}"
+           + (f" --max-iter {cap}" if cap else "") + f" --tag {tag}")
+    return [f"`{cmd}` (rebuilt from the stored meta; the command line was not recorded)"]
+
+
 def report(out: Path, reference: str = "fast50") -> Path:
-    """Write ``dynaseg_summary.md``: every run's groups, each beside the reference run's
-    FSF/fast numbers on exactly the same images (paired comparison)."""
+    """Write ``dynaseg_summary.md`` from ``dynaseg_summary.json``: every run's groups, each
+    beside the reference run's FSF/fast numbers on exactly the same images (paired
+    comparison), the command of every run, then ``dynaseg_notes.md`` verbatim."""
+    runs = load_runs(out)["runs"]
     groups: dict = {}
-    for f in sorted(out.glob("dynaseg_*.jsonl")):
-        tag = f.stem[len("dynaseg_"):].split("_shard")[0]
-        for line in f.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                groups.setdefault((tag, rec["variant"], rec["setting"]), []).append(rec)
+    for tag, run in runs.items():
+        for rec in run["records"]:
+            groups.setdefault((tag, rec["variant"], rec["setting"]), []).append(rec)
     ref = {r["id"]: r for (t, v, st), recs in groups.items()
            if t == reference and v == "fsf" and st == "fast" for r in recs}
     lines = [
         "# DynaSeg on BSDS500: summary of all runs", "",
-        "Generated by `python benchmarks/dynaseg_bsds.py --report`. H = Hungarian-matched "
+        "Regenerate: the command of each run is listed under the table (rows are grouped by "
+        "run tag); every run stores its per-image records in `dynaseg_summary.json`, and "
+        "`python benchmarks/dynaseg_bsds.py --report` re-renders this file from them.", "",
+        "H = Hungarian-matched "
         "mIoU (seed protocol), BM = best-match-per-segment (official DynaSeg script), both "
         "segment-weighted; 'clusters' scores the cluster ids, '+CC' the connected regions "
         "(min 50 px). 'ref' columns: FSF/fast from the reference run on the same images. "
@@ -485,23 +512,15 @@ def report(out: Path, reference: str = "fast50") -> Path:
             f"{e['hungarian_cc_all']:.3f} | {e['best_match_cc_all']:.3f} | "
             f"{e['cpu_s_mean']:.1f} | {e['wall_s_mean']:.1f} | {e['iterations_mean']:.0f} | "
             f"{e['load1_mean']:.1f} | {refcols} |")
+    lines += ["", "Commands (the data folder is `--data`, default `$PHYSEG_DATA/bsds500`):", ""]
+    for tag in sorted(runs):
+        lines.append(f"* {tag}: " + "; ".join(_command_lines(tag, runs[tag])))
     notes = out / "dynaseg_notes.md"  # hand-written conclusions, appended verbatim
     if notes.exists():
         lines += ["", notes.read_text().rstrip()]
     path = out / "dynaseg_summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def combine(out: Path, tag: str, meta: dict) -> None:
-    """Summarise every ``dynaseg_<tag>.jsonl`` and ``dynaseg_<tag>_shard*.jsonl`` together."""
-    files = sorted(out.glob(f"dynaseg_{tag}.jsonl")) + sorted(
-        out.glob(f"dynaseg_{tag}_shard*.jsonl"))
-    records = [json.loads(x) for f in files for x in f.read_text().splitlines() if x.strip()]
-    if records:
-        meta = {**meta, "files": [f.name for f in files]}
-        write_summary(out / f"dynaseg_{tag}.json", out / f"dynaseg_{tag}.md",
-                      summarise(records), meta)
 
 
 if __name__ == "__main__":

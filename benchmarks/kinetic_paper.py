@@ -4,8 +4,9 @@ Usage::
 
     python benchmarks/kinetic_paper.py [--limit N] [--only test1,test2,...] [--wbc DIR]
 
-Sections (each writes ``benchmarks/results/kinetic_<section>.json`` and ``.md``, figures as
-PNG beside them):
+Results: ``benchmarks/results/kinetic_paper.json`` and ``kinetic_paper.md``, one part per
+section (running some sections with ``--only`` rewrites their parts and keeps the others);
+figures as PNG beside them. Sections:
 
 ``test1``    DSMC against the Beta quasi-equilibrium (28) as eps -> 0 (features frozen).
 ``test2``    DSMC (space weighted by 1/delta) against the macroscopic model as delta -> 0.
@@ -71,10 +72,34 @@ def dice(a, b) -> float:
 
 
 def save(name: str, data: dict, md: str) -> None:
+    """Store section ``name`` in ``kinetic_paper.json`` (other sections kept) and rewrite
+    ``kinetic_paper.md`` from every stored section, in ``SECTIONS`` order."""
     RES.mkdir(parents=True, exist_ok=True)
-    (RES / f"kinetic_{name}.json").write_text(json.dumps(data, indent=2, default=float))
-    (RES / f"kinetic_{name}.md").write_text(md)
+    path = RES / "kinetic_paper.json"
+    stored = json.loads(path.read_text()) if path.exists() else {"sections": {}}
+    stored["sections"][name] = {"command": f"python benchmarks/kinetic_paper.py --only {name}",
+                                "data": data, "md": md}
+    path.write_text(json.dumps(stored, indent=2, default=float))
+    write_markdown(stored)
     print(md, flush=True)
+
+
+def write_markdown(stored: dict) -> None:
+    """``kinetic_paper.md``: one part per section, headings one level down, each with the
+    command that regenerates it (``--limit`` runs are marked by their command)."""
+    lines = ["# Kinetic consensus segmentation: seed 000 reproduced (Tests 1-4, grid, K = 3)",
+             "",
+             "Regenerate: `python benchmarks/kinetic_paper.py` (every section; one section: "
+             "`--only NAME`, which rewrites only that part). Figures are PNG files beside "
+             "this one.", ""]
+    secs = stored["sections"]
+    for name in sorted(secs, key=lambda n: SECTIONS.index(n) if n in SECTIONS else 99):
+        body = secs[name]["md"].rstrip().splitlines()
+        body = [("#" + ln) if ln.startswith("#") else ln for ln in body]
+        head, rest = (body[0], body[1:]) if body and body[0].startswith("#") else (
+            f"## {name}", body)
+        lines += [head, "", f"Regenerate: `{secs[name]['command']}`", *rest, ""]
+    (RES / "kinetic_paper.md").write_text("\n".join(lines))
 
 
 def plt():
@@ -314,7 +339,7 @@ def fitcmp(limit: int | None) -> None:
         md.append(f"| {r['noise']} | {r['level']} | {r['loss']} | {tl} | {l2} | "
                   f"{r['test_dice'][0]:.4f} | {r['test_dice'][1]:.4f} | {ths} | "
                   f"{r['fit_s']:.0f} |")
-    save("fit_compare", {"rows": rows}, "\n".join(md) + "\n")
+    save("fitcmp", {"rows": rows}, "\n".join(md) + "\n")
 
 
 # ------------------------------------------------------------------------------ Tables
@@ -541,7 +566,7 @@ def landscape(limit: int | None) -> None:
           f"({g * g} DSMC runs: {t_dice:.1f} s) has its minimum {dl[j]:.4f} at r = {R[j]:.3f}, "
           f"cbar = {C[j]:.3f}. 1 - Dice at the l2 minimum: {dl[i]:.4f}.", "",
           "Figure: `kinetic_fig8_landscape.png`.", ""]
-    save("fig8", {"r": rs.tolist(), "cbar": cs.tolist(), "l2": l2.tolist(),
+    save("landscape", {"r": rs.tolist(), "cbar": cs.tolist(), "l2": l2.tolist(),
                   "one_minus_dice": dl.tolist(), "seconds_l2": t_l2, "seconds_dice": t_dice},
          "\n".join(md))
 
