@@ -620,8 +620,14 @@ def test_bad_options(squares):
 def test_docstring_examples_run():
     import doctest
 
-    res = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted > 10 and res.failed == 0
+    from physeg.metrics import _matching, _overlap, _surface
+
+    attempted = 0
+    for module in (M, _overlap, _surface, _matching):
+        res = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.failed == 0, module.__name__
+        attempted += res.attempted
+    assert attempted > 10
 
 
 def test_import_is_light():

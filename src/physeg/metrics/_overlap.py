@@ -1,4 +1,7 @@
-"""Private helpers for :mod:`physeg.metrics`: input checks, label sets, confusion counts.
+"""Overlap metrics (dice, iou, precision, recall, pixel accuracy) and the shared checks.
+
+:mod:`physeg.metrics` re-exports the public functions; input checks, label sets and confusion
+counts here are shared with :mod:`._surface` and :mod:`._matching`.
 
 Everything here is vectorised numpy; the only Python loops run over *labels*, never pixels.
 """
@@ -262,3 +265,226 @@ def binary_or_labels(
         return p[box] == lab, g[box] == lab
 
     return labs, masks
+
+
+_COMMON = """pred, gt : array_like of int or bool
+        Predicted and ground-truth label images, same shape (2D or 3D), 0 = background.
+    labels : int or sequence of int, optional
+        Labels to score; default: every label present in either image (0 excluded unless
+        ``include_background``). A listed label absent from both images follows the
+        empty-mask policy of the module docstring.
+    average : {"mean", "none", "binary"}, default "mean"
+        ``"mean"``: float, mean over labels (NaN entries skipped); ``"none"``: dict
+        ``{label: value}``; ``"binary"``: float for foreground (``> 0``) vs foreground.
+    include_background : bool, default False
+        Score label 0 as a class too (only when ``labels`` is None).
+    spacing : float or sequence of float, optional
+        Voxel size per axis (plane, row, col); ``None`` = 1."""
+
+_DIST = """empty : {"nan", "inf"} or float, default "nan"
+        Value when a label is empty in one image: ``"nan"`` -> NaN (also when both are
+        empty); ``"inf"`` -> +inf (0 when both are empty); a number -> that number (0 when
+        both are empty)."""
+
+
+def _doc(func: Callable) -> Callable:
+    if func.__doc__:
+        func.__doc__ = func.__doc__.replace("{common}", _COMMON).replace("{dist}", _DIST)
+    return func
+
+
+# --------------------------------------------------------------------------- overlap metrics
+
+
+def _overlap_counts(pred, gt, labels, average, include_background):
+    p, g = check_pair(pred, gt)
+    average = check_average(average)
+    labs = [] if average == "binary" else select_labels(p, g, labels, include_background)
+    if not labs:
+        p = (p > 0).view(np.uint8)
+        g = (g > 0).view(np.uint8)
+        labs = [1]
+    tp, fp, fn, _n = per_label_tp_fp_fn(p, g, labs)
+    return labs, tp.astype(np.float64), fp.astype(np.float64), fn.astype(np.float64), average
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, both_empty: np.ndarray) -> np.ndarray:
+    """num / den, with 1 where both masks are empty and 0 for the other 0/0 cases."""
+    out = np.where(den > 0, num / np.maximum(den, 1.0), 0.0)
+    return np.where(both_empty, 1.0, out)
+
+
+@_doc
+def dice(
+    pred: Any,
+    gt: Any,
+    *,
+    labels: int | Sequence[int] | None = None,
+    average: str = "mean",
+    include_background: bool = False,
+    spacing: Any = None,
+) -> float | dict[int, float]:
+    r"""Dice coefficient (F1 of pixels), :math:`2|P\cap G| / (|P| + |G|)`, in [0, 1].
+
+    Parameters
+    ----------
+    {common}
+
+    Returns
+    -------
+    float or dict
+        1 = identical masks, 0 = disjoint. Both empty -> 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.array([[0, 1, 1], [0, 2, 2]]); pred = np.array([[0, 1, 0], [0, 2, 2]])
+    >>> dice(pred, gt, average="none")
+    {1: 0.6666666666666666, 2: 1.0}
+    """
+    labs, tp, fp, fn, average = _overlap_counts(pred, gt, labels, average, include_background)
+    vals = _ratio(2 * tp, 2 * tp + fp + fn, (tp + fp + fn) == 0)
+    return reduce_scores(vals, labs, average)
+
+
+@_doc
+def iou(
+    pred: Any,
+    gt: Any,
+    *,
+    labels: int | Sequence[int] | None = None,
+    average: str = "mean",
+    include_background: bool = False,
+    spacing: Any = None,
+) -> float | dict[int, float]:
+    r"""Intersection over union (Jaccard index), :math:`|P\cap G| / |P\cup G|`, in [0, 1].
+
+    Related to Dice by :math:`J = D / (2 - D)` per label.
+
+    Parameters
+    ----------
+    {common}
+
+    Returns
+    -------
+    float or dict
+        1 = identical, 0 = disjoint. Both empty -> 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> iou(np.array([[1, 1, 0, 0]]), np.array([[0, 1, 1, 0]]))
+    0.3333333333333333
+    """
+    labs, tp, fp, fn, average = _overlap_counts(pred, gt, labels, average, include_background)
+    vals = _ratio(tp, tp + fp + fn, (tp + fp + fn) == 0)
+    return reduce_scores(vals, labs, average)
+
+
+@_doc
+def precision(
+    pred: Any,
+    gt: Any,
+    *,
+    labels: int | Sequence[int] | None = None,
+    average: str = "mean",
+    include_background: bool = False,
+    spacing: Any = None,
+) -> float | dict[int, float]:
+    r"""Precision (positive predictive value), :math:`TP / (TP + FP)`, in [0, 1].
+
+    Parameters
+    ----------
+    {common}
+
+    Returns
+    -------
+    float or dict
+        Fraction of predicted pixels of a label that are right. Both empty -> 1; empty
+        prediction with non-empty gt -> 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> precision(np.array([[1, 1, 1, 1]]), np.array([[1, 0, 0, 0]]))
+    0.25
+    """
+    labs, tp, fp, fn, average = _overlap_counts(pred, gt, labels, average, include_background)
+    vals = _ratio(tp, tp + fp, (tp + fp + fn) == 0)
+    return reduce_scores(vals, labs, average)
+
+
+@_doc
+def recall(
+    pred: Any,
+    gt: Any,
+    *,
+    labels: int | Sequence[int] | None = None,
+    average: str = "mean",
+    include_background: bool = False,
+    spacing: Any = None,
+) -> float | dict[int, float]:
+    r"""Recall (sensitivity), :math:`TP / (TP + FN)`, in [0, 1].
+
+    Parameters
+    ----------
+    {common}
+
+    Returns
+    -------
+    float or dict
+        Fraction of gt pixels of a label that are found. Both empty -> 1; empty gt with
+        non-empty prediction -> 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> recall(np.array([[1, 1, 1, 1]]), np.array([[1, 0, 0, 0]]))
+    1.0
+    """
+    labs, tp, fp, fn, average = _overlap_counts(pred, gt, labels, average, include_background)
+    vals = _ratio(tp, tp + fn, (tp + fp + fn) == 0)
+    return reduce_scores(vals, labs, average)
+
+
+@_doc
+def pixel_accuracy(
+    pred: Any,
+    gt: Any,
+    *,
+    labels: int | Sequence[int] | None = None,
+    average: str = "mean",
+    include_background: bool = False,
+    spacing: Any = None,
+) -> float | dict[int, float]:
+    r"""Pixel accuracy: the fraction of pixels whose predicted label equals the gt label.
+
+    ``average="mean"`` gives the standard global pixel accuracy (pAcc)
+    :math:`\#\{x: P(x) = G(x)\} / N` over **all** pixels, background included (it is the
+    pixel-weighted mean of the per-class accuracies; ``labels`` and ``include_background``
+    do not change it). ``"binary"`` compares ``pred > 0`` with ``gt > 0``. ``"none"`` gives
+    the per-class accuracy :math:`TP_c / |G = c|` (= recall) for the selected labels.
+
+    Parameters
+    ----------
+    {common}
+
+    Returns
+    -------
+    float or dict
+        In [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pixel_accuracy(np.array([[0, 1, 1, 2]]), np.array([[0, 1, 2, 2]]))
+    0.75
+    """
+    average = check_average(average)
+    if average == "none":
+        return recall(pred, gt, labels=labels, average="none",
+                      include_background=include_background)
+    p, g = check_pair(pred, gt)
+    if average == "binary":
+        return float(np.count_nonzero((p > 0) == (g > 0)) / p.size)
+    return float(np.count_nonzero(p == g) / p.size)
