@@ -94,7 +94,7 @@ def synthetic_image(shape: str, n: int, sigma: float, draw: int = 0):
 
 
 def real_images(root: Path, name: str, limit: int | None):
-    import imageio.v3 as iio
+    from physeg.io import read_image, read_mask
 
     folder = root / name
     if not (folder / "images").is_dir():
@@ -104,8 +104,8 @@ def real_images(root: Path, name: str, limit: int | None):
         ids = ids[:limit]
     out = []
     for i in ids:
-        img = np.asarray(iio.imread(folder / "images" / f"{i}.png"))[..., :3]
-        mask = np.asarray(iio.imread(folder / "masks" / f"{i}.png")) > 0
+        img = read_image(folder / "images" / f"{i}.png")[..., :3]
+        mask = read_mask(folder / "masks" / f"{i}.png") > 0
         if name == "ph2":
             from skimage.transform import resize
 

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import physeg  # noqa: E402
+from physeg import metrics  # noqa: E402
 from physeg.families.kinetic import _dsmc, _equilibrium, _macro  # noqa: E402
 from physeg.data.noise import noisy_shape  # noqa: E402
 
@@ -66,9 +67,8 @@ PAPER_T3 = (0.5742, 0.5016, 0.0493, 0.5413, 0.5488, 0.5533)
 
 
 def dice(a, b) -> float:
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2.0 * np.logical_and(a, b).sum() / s)
+    """Binary Dice of two masks (both empty: 1), :func:`physeg.metrics.dice`."""
+    return float(metrics.dice(a, b, average="binary"))
 
 
 def save(name: str, data: dict, md: str) -> None:
@@ -587,11 +587,7 @@ def _wbc_pairs(root: Path):
 
 def _class_scores(pred, gt, K):
     d = [dice(pred == k, gt == k) for k in range(K)]
-    iou = []
-    for k in range(K):
-        a, b = pred == k, gt == k
-        u = np.logical_or(a, b).sum()
-        iou.append(1.0 if u == 0 else np.logical_and(a, b).sum() / u)
+    iou = [float(metrics.iou(pred == k, gt == k, average="binary")) for k in range(K)]
     return d, float(np.mean(iou))
 
 

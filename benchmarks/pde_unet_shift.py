@@ -79,9 +79,9 @@ _DATA: dict = {}
 
 
 def _read(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
+    from physeg.io import read_image
 
-    return np.asarray(iio.imread(path))
+    return read_image(path)
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
