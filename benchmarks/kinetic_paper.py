@@ -729,7 +729,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="shrink every section (quick run)")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    default_wbc = Path(os.environ.get("PHYSEG_DATA", ROOT.parent / "shared" / "data")) / "wbc"
+    import _common
+
+    default_wbc = _common.default_data("wbc")
     ap.add_argument("--wbc", type=Path, default=default_wbc, help="white-blood-cell folder")
     args = ap.parse_args()
     for name in args.only.split(","):

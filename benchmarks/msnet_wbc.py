@@ -2,13 +2,13 @@
 
 Usage::
 
-    python benchmarks/msnet_wbc.py [--data ../shared/data/wbc] [--sizes 10,30,60]
+    python benchmarks/msnet_wbc.py [--data $PHYSEG_DATA/wbc] [--sizes 10,30,60]
         [--methods msnet,unet] [--max-cpu-time 1150] [--limit N] [--threads 1] [--holdout N]
         [--merge tag1,tag2 --tag msnet_wbc]   # merge result parts into one table
 
 Protocol (seed paper §6.4, adapted to the development part of the data we have):
 
-* Data: ``../shared/data/wbc`` = the 75 development images of WBC Dataset 1 (RGB, 88-120 px,
+* Data: ``--data`` (default ``$PHYSEG_DATA/wbc``) = the 75 development images of WBC Dataset 1 (RGB, 88-120 px,
   masks 0 background / 1 cytoplasm / 2 nucleus). The paper used 300 images and 20 test images;
   we have 75, so for S = 10, 30, 60 training images the test set is the *rest* of the
   development set: 65, 45 and 15 images. One fixed-seed permutation (``--seed``) is used for
@@ -61,6 +61,8 @@ from scipy import ndimage as ndi
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+import _common  # noqa: E402
 
 from physeg.families.nets.train import (  # noqa: E402
     count_parameters,
@@ -148,7 +150,8 @@ def evaluate(preds, masks, infer: float) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "wbc"))
+    ap.add_argument("--data", default=str(_common.default_data("wbc")),
+                    help="WBC Dataset 1 folder (default $PHYSEG_DATA/wbc)")
     ap.add_argument("--sizes", default="10,30,60")
     ap.add_argument("--methods", default="msnet,unet")
     ap.add_argument("--iterations", type=int, default=3000)
