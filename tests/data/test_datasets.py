@@ -15,6 +15,7 @@ from physeg.data.datasets import (
     check_pair,
     data_root,
     find_images,
+    load_pairs,
     pair_folders,
     split,
 )
@@ -276,6 +277,32 @@ def test_split_is_seeded_and_partitions():
     with pytest.raises(TypeError, match="n_train must be an integer"):
         split(items, 0.5, rng=0)
 
+
+
+def test_split_is_nested_in_n_train():
+    """With one seed, a smaller training part lies inside a larger one (S = 10 within S = 30),
+    and the indices equal one permutation's prefix and rest (the trainers' hold-out split)."""
+    items = list(range(75))
+    train30, test30 = split(items, 30, rng=0)
+    train10, _ = split(items, 10, rng=0)
+    assert set(train10) <= set(train30) and not set(train30) & set(test30)
+    perm = np.random.default_rng(0).permutation(75)
+    assert train30 == sorted(perm[:30].tolist()) and test30 == sorted(perm[30:].tolist())
+
+
+def test_load_pairs_reads_images_and_first_masks(tmp_path):
+    ds = FolderDataset(make_pairs(tmp_path, stems=("b", "a")))
+    ids, images, masks = load_pairs(ds)
+    assert ids == ["a", "b"]
+    np.testing.assert_array_equal(images[1], _img(seed=0))
+    np.testing.assert_array_equal(masks[0], _lab(value=2))
+    train, _ = split(ds.samples, 1, rng=0)
+    assert load_pairs(train)[0] == [train[0].id]
+    with pytest.raises(ValueError, match="has no mask file"):
+        load_pairs([Sample(id="x", image_path=ds[0].image_path)])
+    write_labels(tmp_path / "masks" / "a.png", np.zeros((3, 3), np.uint8), overwrite=True)
+    with pytest.raises(ValueError, match="sizes differ"):
+        load_pairs(ds)
 
 # ----------------------------------------------------------------------------- data_root
 

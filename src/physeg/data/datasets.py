@@ -36,7 +36,7 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -49,6 +49,7 @@ __all__ = [
     "check_pair",
     "pair_folders",
     "find_images",
+    "load_pairs",
     "split",
     "data_root",
 ]
@@ -418,6 +419,40 @@ def find_images(inputs: Any) -> list[Path]:
     return out
 
 
+def load_pairs(samples: Iterable[Sample]) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Read every sample's image and first annotator's mask, as training data.
+
+    Parameters
+    ----------
+    samples : iterable of Sample
+        A :class:`FolderDataset`, the output of :func:`pair_folders` or a part of a
+        :func:`split`.
+
+    Returns
+    -------
+    ids : list of str
+        The samples' ids, in the given order.
+    images, masks : lists of numpy.ndarray
+        As stored (:func:`physeg.io.read_image`, :func:`physeg.io.read_mask`); each mask has
+        its image's spatial shape.
+
+    Raises
+    ------
+    ValueError
+        A sample without a mask file, or a mask whose size differs from its image's.
+    """
+    ids: list[str] = []
+    images: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for sample in samples:
+        image, mask = sample.image(), sample.mask()
+        check_pair(image, mask, image_path=sample.image_path, mask_path=sample.mask_paths[0])
+        ids.append(sample.id)
+        images.append(image)
+        masks.append(mask)
+    return ids, images, masks
+
+
 def split(
     samples: Sequence[Any], n_train: int, *, rng: None | int | np.random.Generator
 ) -> tuple[list[Any], list[Any]]:
@@ -430,7 +465,8 @@ def split(
     n_train : int
         Size of the training part, 0 <= n_train <= len(samples).
     rng : None, int or numpy.random.Generator
-        Seed or generator; the same seed gives the same split.
+        Seed or generator; the same seed gives the same split, and with the same seed a
+        larger ``n_train`` keeps every member of a smaller one (one permutation's prefix).
 
     Returns
     -------

@@ -18,8 +18,10 @@ from physeg.families.nets.msnet import ms_energy, ms_threshold_dynamics, softmax
 def test_neural_modules_import_without_torch():
     code = (
         "import sys, physeg\n"
-        "import physeg.families.nets, physeg.families.nets.msnet, physeg.families.nets.unet, physeg.families.nets.train, "
-        "physeg.families.nets.losses\n"
+        "import physeg.families.nets.msnet, physeg.families.nets.unet, "
+        "physeg.families.nets.pde_unet, physeg.families.nets.train, "
+        "physeg.families.nets._arch, physeg.families.nets._model, "
+        "physeg.families.nets._augment, physeg.families.nets.losses\n"
         "m = physeg.methods()\n"
         "assert 'msnet' in m and 'unet' in m\n"
         "assert m['msnet'].needs_labels and m['msnet'].supports_3d and m['msnet'].func is None\n"
@@ -264,7 +266,7 @@ def test_recipe_options_round_trip(torch_det, tmp_path):
     np.testing.assert_array_equal(again.predict(images[1]), model.predict(images[1]))
     data = torch_det.load(path, weights_only=False)
     del data["preprocessing"]["norm"]
-    old = physeg.families.nets.train.load_network(data)
+    old = physeg.families.nets._model.load_network(data)
     assert old.preprocessing.norm == "dataset"
     with pytest.raises(ValueError, match="input_norm"):
         physeg.fit("msnet", images, masks, rng=3, input_norm="batch", **TINY)
@@ -314,8 +316,8 @@ def test_msnet_3d_synthetic_volume_dice(torch_det):
 @torch_only
 def test_default_architecture_is_the_spec_table(torch_det):
     """Spec A.5.4 defaults: J = 5, widths 32..512, one relaxation; 9.82 M parameters (RGB, 3)."""
+    from physeg.families.nets._arch import count_parameters
     from physeg.families.nets.msnet import ARCH_PARAMS, build_msnet
-    from physeg.families.nets.train import count_parameters
 
     net = build_msnet(3, 3)
     assert net.widths == (32, 64, 128, 256, 512) and net.levels == 5 and net.relaxations == 1

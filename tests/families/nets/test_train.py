@@ -1,66 +1,40 @@
-"""The shared trainer: data folders, splits, preprocessing, augmentation, schedule, stopping."""
+"""The shared trainer: preprocessing, hold-out split, augmentation, schedule, stopping."""
 
 from __future__ import annotations
 
-import imageio.v3 as iio
+import dataclasses
+
 import numpy as np
 import pytest
 
-from physeg.families.nets.train import (
-    Preprocessing,
+from physeg.families.nets._augment import (
+    random_cut,
+    random_flips_and_intensity,
+    random_warp,
+    random_zoom,
+)
+from physeg.families.nets._config import (
+    DATA_PARAMS,
+    TRAIN_PARAMS,
     TrainConfig,
-    _augment,
-    _cut,
-    _zoom,
-    load_folder,
     parse_ints,
     parse_strides,
-    split_indices,
 )
+from physeg.families.nets._model import Preprocessing
+from physeg.families.nets.train import holdout_split
 
 # ------------------------------------------------------------------ numpy-only parts
 
 
-def test_split_is_fixed_disjoint_and_nested():
-    a = split_indices(75, 30, rng=0)
-    b = split_indices(75, 30, rng=0)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    tr, va, te = a
-    assert len(tr) == 30 and len(va) == 0 and len(te) == 45
-    assert len(set(tr) | set(te)) == 75
-    small = split_indices(75, 10, rng=0)[0]
-    assert set(small) <= set(tr)  # same seed: S = 10 images are among the S = 30 ones
-    tr2, va2, te2 = split_indices(20, 10, n_val=3, n_test=4, rng=1)
-    assert (len(tr2), len(va2), len(te2)) == (10, 3, 4)
-    assert not set(tr2) & set(va2) and not set(va2) & set(te2)
-    assert not np.array_equal(split_indices(75, 30, rng=1)[0], tr)
-
-
-def test_split_errors():
-    with pytest.raises(ValueError, match="n_train must be in 1..70"):
-        split_indices(75, 71, n_val=5)
-    with pytest.raises(ValueError, match="n_test must be in 0..5"):
-        split_indices(10, 5, n_test=6)
-
-
-def test_load_folder_pairs_by_stem(tmp_path):
-    (tmp_path / "images").mkdir()
-    (tmp_path / "masks").mkdir()
-    for i in range(3):
-        iio.imwrite(tmp_path / "images" / f"{i:03d}.png", np.full((5, 6, 3), i * 10, np.uint8))
-        if i != 1:
-            iio.imwrite(tmp_path / "masks" / f"{i:03d}.png", np.full((5, 6), i, np.uint8))
-    ids, images, masks = load_folder(tmp_path)
-    assert ids == ["000", "002"]
-    assert images[1].shape == (5, 6, 3) and int(images[1][0, 0, 0]) == 20
-    assert int(masks[1][0, 0]) == 2
-    ids2, _, _ = load_folder(tmp_path / "images", tmp_path / "masks")
-    assert ids2 == ids
-    with pytest.raises(FileNotFoundError, match="no images/ and masks/ subfolders"):
-        load_folder(tmp_path / "images")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_folder(tmp_path / "nope", tmp_path / "masks")
+def test_holdout_split_is_seeded_and_keeps_a_training_image():
+    tr, va = holdout_split(10, 0.2, 0)
+    assert (len(tr), len(va)) == (8, 2) and sorted(tr + va) == list(range(10))
+    assert holdout_split(10, 0.2, 0) == (tr, va)
+    assert holdout_split(2, 0.1, 0)[1] != []  # at least one held out when positive
+    assert holdout_split(1, 0.5, 0) == ([0], [])  # a single image is never held out
+    assert holdout_split(5, 0.0, 0) == (list(range(5)), [])
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        holdout_split(2, 0.9, 0)
 
 
 def test_preprocessing_classes_round_trip():
@@ -87,7 +61,7 @@ def test_cut_pads_with_valid_mask_and_crops():
     gen = np.random.default_rng(0)
     x = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
     y = (x[0] % 3).astype(np.int64)
-    xo, yo, vo = _cut(x, y, (8, 4), gen)
+    xo, yo, vo = random_cut(x, y, (8, 4), gen)
     assert xo.shape == (2, 8, 4) and yo.shape == (8, 4)
     assert vo.sum() == 5 * 4  # 5 real rows (padded to 8), 4 of 7 columns (cropped)
     rows = np.flatnonzero(vo[:, 0])
@@ -104,13 +78,13 @@ def test_augmentation_keeps_image_and_mask_aligned(shape):
     v = np.ones(shape, np.float32)
     seen = set()
     for _ in range(20):
-        xa, ya, va = _augment(x, y, v, gen, intensity=0.0)
+        xa, ya, va = random_flips_and_intensity(x, y, v, gen, intensity=0.0)
         np.testing.assert_array_equal(xa[0], ya)
         np.testing.assert_array_equal(xa[1], -ya)
         assert va.shape == ya.shape
         seen.add(ya.tobytes())
     assert len(seen) > 2  # it does transform
-    xa, ya, _ = _augment(x, y, v, gen, intensity=0.5)
+    xa, ya, _ = random_flips_and_intensity(x, y, v, gen, intensity=0.5)
     # one (a, b) per channel: channel 0 = a * y + b exactly, a in [0.5, 1.5], b in [-0.5, 0.5]
     design = np.stack([ya.ravel(), np.ones(ya.size)], 1).astype(np.float64)
     coef = np.linalg.lstsq(design, xa[0].ravel(), rcond=None)[0]
@@ -123,7 +97,7 @@ def test_colour_augmentation_mixes_channels_linearly():
     y = gen.integers(0, 3, size=(6, 6))
     x = np.stack([y, y**2, np.ones_like(y)]).astype(np.float32)
     v = np.ones(y.shape, np.float32)
-    xa, ya, _ = _augment(x, y, v, gen, intensity=0.0, colour=0.2)
+    xa, ya, _ = random_flips_and_intensity(x, y, v, gen, intensity=0.0, colour=0.2)
     # every output channel is sum_j M_ij x_j of the (flipped / turned) input channels
     basis = np.stack([ya.ravel(), ya.ravel() ** 2, np.ones(ya.size)], 1).astype(np.float64)
     for c in range(3):
@@ -133,8 +107,8 @@ def test_colour_augmentation_mixes_channels_linearly():
     assert not np.allclose(xa[0], ya)  # it did mix
     # grey images and colour = 0 are left alone (and draw nothing extra from the generator)
     g1, g2 = np.random.default_rng(1), np.random.default_rng(1)
-    a = _augment(x[:1], y, v, g1, intensity=0.1, colour=0.5)
-    b = _augment(x[:1], y, v, g2, intensity=0.1)
+    a = random_flips_and_intensity(x[:1], y, v, g1, intensity=0.1, colour=0.5)
+    b = random_flips_and_intensity(x[:1], y, v, g2, intensity=0.1)
     np.testing.assert_array_equal(a[0], b[0])
 
 
@@ -145,7 +119,7 @@ def test_zoom_augmentation_keeps_labels_aligned():
     x = y[None].astype(np.float32)
     sizes = set()
     for seed in range(6):
-        xz, yz = _zoom(x, y, np.random.default_rng(seed), 0.3)
+        xz, yz = random_zoom(x, y, np.random.default_rng(seed), 0.3)
         assert xz.shape == (1,) + yz.shape and set(np.unique(yz)) <= {0, 1, 2}
         f = yz.shape[0] / 40
         assert 1 / 1.3 - 0.03 <= f <= 1.3 + 0.03
@@ -179,11 +153,15 @@ def test_parse_helpers():
     assert parse_strides(None) is None
 
 
-def test_config_checks_ranges():
+def test_config_is_the_schema():
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    schema = {p.name: p.default for p in TRAIN_PARAMS if p.name not in DATA_PARAMS}
+    assert fields == schema
+    assert TrainConfig(lr="0.01", iterations="3").lr == 0.01  # converted by the Param
     with pytest.raises(ValueError, match="out of range"):
-        TrainConfig(lr=-1.0).check()
+        TrainConfig(lr=-1.0)
     with pytest.raises(ValueError, match="Unknown value for 'loss'"):
-        TrainConfig(loss="mse").check()
+        TrainConfig(loss="mse")
 
 
 # ------------------------------------------------------------------ torch parts
@@ -204,7 +182,8 @@ def _squares(n=4, size=12, seed=0):
 @pytest.mark.torch
 def test_schedule_early_stopping_time_limit_and_extra_terms():
     torch = pytest.importorskip("torch")
-    from physeg.families.nets.train import build_network, train_network
+    from physeg.families.nets._arch import build_network
+    from physeg.families.nets.train import train_network
 
     images, masks = _squares()
     xs = [(im[None] / 255.0).astype(np.float32) for im in images]
@@ -245,7 +224,7 @@ def test_schedule_early_stopping_time_limit_and_extra_terms():
 @pytest.mark.torch
 def test_tta_is_exact_for_an_equivariant_net_and_shapes_round_trip():
     torch = pytest.importorskip("torch")
-    from physeg.families.nets.train import predict_index
+    from physeg.families.nets._model import predict_index
 
     torch.manual_seed(0)
     pointwise = torch.nn.Conv2d(3, 4, 1)  # commutes with flips and 90-degree turns
@@ -295,7 +274,8 @@ def test_fit_input_errors():
 @pytest.mark.torch
 def test_progress_bar_and_device_choice():
     torch = pytest.importorskip("torch")
-    from physeg.families.nets.train import build_network, train_network
+    from physeg.families.nets._arch import build_network
+    from physeg.families.nets.train import train_network
 
     images, masks = _squares(n=2)
     xs = [(im[None] / 255.0).astype(np.float32) for im in images]
@@ -310,7 +290,7 @@ def test_progress_bar_and_device_choice():
 
 
 def test_keep_largest_object_known_answer():
-    from physeg.families.nets.train import keep_largest_object
+    from physeg.families.nets._model import keep_largest_object
 
     lab = np.zeros((12, 12), np.uint8)
     lab[1:9, 1:9] = 1            # the cell (cytoplasm) ...
@@ -338,7 +318,8 @@ def test_keep_largest_object_known_answer():
 @pytest.mark.torch
 def test_ema_weights_are_the_running_average_and_training_is_deterministic():
     torch = pytest.importorskip("torch")
-    from physeg.families.nets.train import build_network, train_network
+    from physeg.families.nets._arch import build_network
+    from physeg.families.nets.train import train_network
 
     images, masks = _squares()
     xs = [(im[None] / 255.0).astype(np.float32) for im in images]
@@ -375,12 +356,10 @@ def test_ema_weights_are_the_running_average_and_training_is_deterministic():
     # denormal flushing is switched off again after training (1e-40 survives a product)
     assert float(torch.tensor([1e-40]) * torch.tensor([1.0])) > 0
     with pytest.raises(ValueError, match="ema"):
-        TrainConfig(ema=1.0).check()
+        TrainConfig(ema=1.0)
 
 
 def test_rotation_and_elastic_warp_keep_image_and_mask_aligned():
-    from physeg.families.nets.train import _warp
-
     # the image is its own mask (two channels carrying the label), so any misalignment
     # between the linear image warp and the nearest mask warp shows up as disagreement
     y = np.zeros((40, 40), np.int64)
@@ -390,7 +369,7 @@ def test_rotation_and_elastic_warp_keep_image_and_mask_aligned():
     v = np.ones_like(y, dtype=np.uint8)
     gen = np.random.default_rng(3)
     for rotate, elastic in ((True, 0.0), (False, 3.0), (True, 4.0)):
-        xw, yw, vw = _warp(x, y, v, gen, rotate, elastic)
+        xw, yw, vw = random_warp(x, y, v, gen, rotate, elastic)
         assert xw.shape == x.shape and yw.shape == y.shape and vw.shape == v.shape
         assert xw.dtype == np.float32 and yw.dtype == y.dtype
         inside = vw.astype(bool)
@@ -399,16 +378,16 @@ def test_rotation_and_elastic_warp_keep_image_and_mask_aligned():
         assert not np.array_equal(yw, y)
         assert abs(int((yw > 0).sum()) - int((y > 0).sum())) < 0.25 * (y > 0).sum()
     # a pure rotation keeps areas (up to resampling at the edges) and the object's centre
-    _, yr, _ = _warp(x, y, v, np.random.default_rng(0), True, 0.0)
+    _, yr, _ = random_warp(x, y, v, np.random.default_rng(0), True, 0.0)
     assert abs(int((yr > 0).sum()) - int((y > 0).sum())) < 0.05 * (y > 0).sum()
     c0 = np.argwhere(y > 0).mean(axis=0) - 19.5
     c1 = np.argwhere(yr > 0).mean(axis=0) - 19.5
     assert abs(np.hypot(*c0) - np.hypot(*c1)) < 0.5  # same distance from the patch centre
     # corners rotated in from outside the patch are invalid; the centre stays valid
-    _, _, vr = _warp(x, y, v, np.random.default_rng(1), True, 0.0)
+    _, _, vr = random_warp(x, y, v, np.random.default_rng(1), True, 0.0)
     assert vr[20, 20] == 1 and vr.sum() < v.sum()
     # same generator state, same warp
-    a = _warp(x, y, v, np.random.default_rng(7), True, 2.0)
-    b = _warp(x, y, v, np.random.default_rng(7), True, 2.0)
+    a = random_warp(x, y, v, np.random.default_rng(7), True, 2.0)
+    b = random_warp(x, y, v, np.random.default_rng(7), True, 2.0)
     for p, q in zip(a, b, strict=True):
         np.testing.assert_array_equal(p, q)

@@ -37,7 +37,7 @@ def test_unet_shape_round_trip(ndim, shape, strides):
 
 
 def test_unet_parameter_count_by_hand():
-    from physeg.families.nets.train import count_parameters
+    from physeg.families.nets._arch import count_parameters
     from physeg.families.nets.unet import build_unet
 
     net = build_unet(1, 2, widths=(2, 4))

@@ -2,7 +2,7 @@
 
 Private module: it imports torch at module level and is only imported lazily, from inside the
 functions of :mod:`physeg.families.nets.msnet`, :mod:`physeg.families.nets.unet` and
-:mod:`physeg.families.nets.train`.
+:mod:`physeg.families.nets._arch` (which builds the networks by name).
 
 Everything here is written once for 2D and 3D: ``ndim`` picks ``Conv2d``/``Conv3d``, the
 matching transposed convolution, pooling and the interpolation mode (bilinear / trilinear).

@@ -1,7 +1,8 @@
 """MSNet as a torch module (private; imported lazily by :mod:`physeg.families.nets.msnet`).
 
-See :mod:`physeg.families.nets.msnet` for the model, its equations and the choices made where the
-spec left room. Layer names follow the spec's table A.5.4.
+See :mod:`physeg.families.nets.msnet` for the model, its equations and the choices made where
+the paper left room. Layer names follow the paper's description of the network (head, FEM
+relaxation, restriction R_v / R_F, prolongation, output head).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class FEMStep(nn.Module):
 
 
 class MSNet(nn.Module):
-    """Multigrid (FAS V-cycle) unrolling of the Mumford–Shah model; see ``physeg.families.nets.msnet``.
+    """Multigrid (FAS V-cycle) unrolling of the Mumford–Shah model (see :mod:`..msnet`).
 
     ``forward(x)`` takes (B, in_channels, *spatial) and returns class logits
     (B, num_classes, *spatial); inputs whose size is not a multiple of the product of the

@@ -15,9 +15,9 @@ choice: one Dice per class over the whole mini-batch) or per image then averaged
 (``reduction="image"``), and :math:`s` a small smoothing constant (default 1e-5; it only
 matters for classes absent from both prediction and target, which then score 1, i.e. no loss).
 
-Choices made where the spec left room
--------------------------------------
-* ``class_weights=None`` is the uniform average (the spec's default). ``"volume"`` gives the
+Choices made where the paper left room
+--------------------------------------
+* ``class_weights=None`` is the uniform average (the paper's loss). ``"volume"`` gives the
   DeepAtlas "Simple" weights :math:`w_k \propto (\sum_i g_{ik})^{-1/3}` (computed per batch, so
   rare classes count more), or pass an explicit sequence.
 * A ``valid`` mask (1 = counts, 0 = ignored) lets the trainer pad images to a common size

@@ -1,13 +1,13 @@
 r"""MSNet: the Mumford–Shah model unrolled on a multigrid into a U-shaped network (2D and 3D).
 
 Meng, Guo, Liu, Yang, "Interpretable Small Training Set Image Segmentation Network Originated
-from Multi-Grid Variational Model", :arXiv:`2306.14097` (2023); spec ``msnet_pdeunet.md`` part A.
+from Multi-Grid Variational Model", :arXiv:`2306.14097` (2023).
 
 Model
 -----
 On features :math:`F = H(f)` (a head convolution of the image) the network minimises, by
 alternating updates, the Mumford–Shah energy with a learnable regularity operator :math:`A`,
-a threshold-dynamics length term and an entropy (spec eqs. (8), (6)-(7)):
+a threshold-dynamics length term and an entropy (the paper's eqs. (8), (6)-(7)):
 
 .. math::
 
@@ -39,51 +39,23 @@ The non-learned single-grid solver (Algorithm 1 with :math:`A = \nabla`, a fixed
 and fixed λ, ε, τ) is :func:`ms_threshold_dynamics`; its energy decreases monotonically
 (Proposition 1), which the tests check.
 
-Choices made where the spec left room
--------------------------------------
-* Phases are identified with feature channels (``phase_per_channel``, spec A.5.2): u is a
-  channel-wise softmax of the C features at each level. This is the only variant built; the
-  spec advises against the memory-heavy alternative.
+Choices made where the paper left room (measurements, WBC recipe: ``docs/methods/nets.md``)
+-------------------------------------------------------------------------------------------
+* Phases are feature channels: u is a channel-wise softmax of the C features at each level
+  (the memory-heavy alternative, one phase map per channel group, is not built).
 * ``u_scale="1"``, ``tau_init=1``: the relaxation uses u itself (≤ 1), so the explicit step
-  stays stable, :math:`\tau u (1 + \|A\|^2) < 2`, however peaked u becomes. The spec's other
-  option, ``u_scale="C"`` (``C·u`` ≈ 1 at start, τ = 0.1), multiplies the step by up to C
-  where u concentrates on one channel (C = 128 at the coarsest level); in our WBC trials it
-  trained faster at first and then diverged (validation Dice 0.82 → 0.54 within 40
-  iterations), so it is available but not the default.
-* FAS data in "feature space" (``F^{ℓ+1} = R(F − v) + R v``, spec's ``fas_mode="feature"``)
-  only. The "operator" variant needs a fixed right-hand side ``b = u ⊙ F``, but u itself is
-  updated by every relaxation, so the restricted residual would be stale after one step; it
-  was left out.
-* Defaults for the elided numbers: head and A kernels 3, K_θ 5 px (Gaussian σ = 1 px), ν = 1
-  relaxation per level pre and post (and ν at the coarsest), J = 5 with the spec's widths
-  (32, 64, 128, 256, 512) (9.82 M parameters for RGB, 3 classes). The WBC benchmark and the
-  release checkpoint use widths (8, 16, 32, 64, 128) (0.62 M) to fit a shared 2-core CPU
-  budget (see ``benchmarks/msnet_wbc.py``). No normalisation layers (``norm="none"``, as the paper's
-  conv-ReLU-conv), with ``"batch"``/``"group"`` available.
-* Inputs whose spatial size is not a multiple of the product of strides (2^(J−1) by default)
-  are reflect-padded at the far end and the logits cropped back; 3D nets accept anisotropic
-  strides such as ``"1,2,2;2;2;2"`` (no pooling along a thin axis at the first level).
-* Training recipe for WBC (the paper states only Adam, StepLR ×0.8 / 200 iterations and the
-  soft Dice loss; ``benchmarks/msnet_wbc.py``, notes in ``benchmarks/results/msnet_wbc.md``):
-  Dice + cross-entropy, whole images (padded to 128²) instead of 96² crops, per-image input
-  standardisation (``input_norm="image"``), colour (channel-mixing 0.1), intensity (0.2) and
-  zoom (±15 %) augmentation, lr 1e-3, gradient clip 1, validation every 25 iterations with
-  patience 30, and a budget of 1150 CPU seconds of one thread. On a 20/10 split of the S = 30
-  training pool (test split unused) it raised hold-out mIoU from 0.719 (paper loss, 96² crops,
-  dataset statistics) to 0.765 in the same 300 s; the full S = 30 run reached test mIoU 0.867
-  (foreground classes; 0.889 on a second split), 0.779 before. The architecture is unchanged.
-  Further options of the trainer (weight EMA, arbitrary rotations + elastic deformation, widths
-  16-256, colour mixing 0 / 0.2 / 0.3 instead of 0.1) each scored below this recipe on the
-  same hold-out (``benchmarks/results/msnet_wbc_ho500_*.md``); the options are off by default.
-* The (A v)² term of D_i(v) is kept in the u-update with its own weight α' (init 0.1), lagged:
-  it reuses the relaxation's A v^t instead of A v^{t+1}, which saves two convolutions per step.
-
-Usage
------
->>> import physeg                                                    # doctest: +SKIP
->>> model = physeg.fit("msnet", images, masks, channel_axis=-1, iterations=1500)  # doctest: +SKIP
->>> labels = model.predict(image)                                    # doctest: +SKIP
->>> model.save("wbc.pt"); model = physeg.load("wbc.pt")             # doctest: +SKIP
+  stays stable, :math:`\tau u (1 + \|A\|^2) < 2`, however peaked u becomes; ``u_scale="C"``
+  (τ = 0.1) trained faster at first and then diverged in our WBC trials.
+* FAS data in feature space, ``F^{ℓ+1} = R(F − v) + R v``, only: the operator variant needs a
+  fixed right-hand side ``u ⊙ F``, but u changes at every relaxation.
+* Elided numbers: head and A kernels 3, K_θ 5 px (Gaussian σ = 1 px), ν = 1 relaxation per
+  level pre and post, J = 5, widths (32, 64, 128, 256, 512) (9.82 M parameters, RGB, 3
+  classes); no normalisation layers (``norm="none"``, as the paper's conv-ReLU-conv).
+* Inputs whose size is not a multiple of the stride product (2^(J−1) by default) are
+  reflect-padded at the far end and the logits cropped back; 3D nets accept anisotropic
+  strides such as ``"1,2,2;2;2;2"``.
+* The (A v)² term of D_i(v) enters the u-update with its own weight α' (init 0.1), lagged (it
+  reuses the relaxation's A v^t), which saves two convolutions per step.
 """
 
 from __future__ import annotations
@@ -93,7 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._registry import Method, Param, register
-from .train import PREDICT_PARAMS
+from ._config import PREDICT_PARAMS, TRAIN_PARAMS
 
 __all__ = ["build_msnet", "fit_msnet", "load_msnet", "ms_threshold_dynamics", "ms_energy",
            "softmax_u_update", "ARCH_PARAMS"]
@@ -147,10 +119,11 @@ def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any)
     """Train MSNet on labelled images (``physeg.fit("msnet", images, masks, **params)``).
 
     Parameters are the architecture parameters (:data:`ARCH_PARAMS`) and the trainer's
-    (:data:`physeg.families.nets.train.TRAIN_PARAMS`: iterations, batch_size, lr, …, rng,
-    channel_axis). Returns a :class:`physeg.families.nets.train.NetworkModel`.
+    (:data:`physeg.families.nets._config.TRAIN_PARAMS`: iterations, batch_size, lr, …, rng,
+    channel_axis). Returns a :class:`physeg.families.nets._model.NetworkModel`.
     """
-    from .train import arch_config, fit_network, split_fit_params
+    from ._config import arch_config, split_fit_params
+    from .train import fit_network
 
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
@@ -160,7 +133,7 @@ def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any)
 
 def load_msnet(data: dict[str, Any], path: Any = None):
     """Rebuild a trained MSNet from a checkpoint dict (used by ``physeg.load``)."""
-    from .train import load_network
+    from ._model import load_network
 
     return load_network(data, path)
 
@@ -232,7 +205,7 @@ def ms_threshold_dynamics(
     iterations: int = 50,
     inner: int = 5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Algorithm 1 of the spec (single-grid, non-learned) with :math:`A = \nabla`.
+    r"""Algorithm 1 of the MSNet paper (single-grid, non-learned) with :math:`A = \nabla`.
 
     Alternates ``inner`` explicit relaxation steps (11) of the v-subproblem,
     :math:`v_i \leftarrow v_i - \tau[u_i(v_i - F) + \mu\nabla^T(u_i\nabla v_i)]`, with the
@@ -310,12 +283,6 @@ def ms_threshold_dynamics(
     return u.argmax(axis=0).astype(np.uint8), u, np.asarray(energies)
 
 
-def _fit_params() -> tuple[Param, ...]:
-    from .train import TRAIN_PARAMS
-
-    return ARCH_PARAMS + TRAIN_PARAMS
-
-
 register(
     Method(
         name="msnet",
@@ -328,6 +295,6 @@ register(
         supports_multichannel=True,
         needs_labels=True,
         requires=("torch",),
-        fit_params=_fit_params(),
+        fit_params=ARCH_PARAMS + TRAIN_PARAMS,
     )
 )

@@ -1,4 +1,4 @@
-r"""PDE-regularised U-Net (seed 001, spec part B): a U-Net trained with physics priors.
+r"""PDE-regularised U-Net (Poudel & Khadka 2026): a U-Net trained with physics priors.
 
 The network is the plain U-Net of :mod:`physeg.families.nets.unet` (same class, same trainer,
 :mod:`physeg.families.nets.train`); only the training objective differs:
@@ -17,8 +17,8 @@ with :math:`p = \operatorname{softmax}(\text{logits})`, :math:`u` the foreground
     L_\text{PF}(u) = \operatorname{mean}_x\Big[\tfrac{\varepsilon}{2}|\nabla_h u|^2
         + \tfrac{1}{\varepsilon}u^2(1-u)^2\Big]
 
-(:mod:`physeg.families.nets.priors`: 5/7-point Laplacian, central differences, mirror boundary, pixel
-units). Padding added by the trainer to small images is left out of every term (``valid``).
+(:mod:`physeg.families.nets.priors`: 5/7-point Laplacian, central differences, mirror
+boundary, pixel units). Padding added by the trainer to small images is left out of every term (``valid``).
 
 Schedules (``schedule``)
     ``"two-stage"`` (default, the authors' code): stage I trains on the data term alone for
@@ -26,14 +26,14 @@ Schedules (``schedule``)
     Adam optimiser at ``lr * stage2_lr_factor`` and adds the priors. ``"single"``: the priors
     from the first iteration, one stage at ``lr``.
 
-Choices made where the spec left room
--------------------------------------
+Choices made where the paper left room
+--------------------------------------
 * **Data term**: the trainer's soft Dice (batch-global, as the authors' code) plus
   ``ce_weight`` × cross-entropy on 2-class softmax logits, which equals BCE on the foreground
-  logit difference (numerically safe, spec B.9). The authors weight Dice and BCE by 0.5 each;
+  logit difference (numerically safe). The authors weight Dice and BCE by 0.5 each;
   ours sum with weight 1, so a given λ is half as strong relative to the data term as the
   same λ in their code. The ``"poudel2026"`` preset keeps their λ = 1e-4 values, which are
-  negligible either way (spec B.3; our weight sweep measures it).
+  negligible either way (our weight sweep measures it).
 * **Presets** (:data:`physeg.families.nets.priors.PRESETS`): ``"poudel2026"`` (D = 5, a = 0.5,
   ε = 0.05 px, λ = 1e-4) and ``"allen-cahn"`` (ε = 1.5 px, D = ε²/4, λ = 1), a resolved
   diffuse interface where the RD residual is the Allen–Cahn Euler–Lagrange residual of the
@@ -55,7 +55,7 @@ Choices made where the spec left room
 * **Inference** is on the whole image (the U-Net is fully convolutional; the input is reflect-
   padded to a multiple of the stride product and cropped back), not tiled: on CPU a
   1388 × 1040 image needs a few hundred MB of activations with the default widths.
-* The hard-constraint variant (explicit Allen–Cahn steps as an output layer, spec B.9) is not
+* The hard-constraint variant (explicit Allen–Cahn steps as an output layer) is not
   provided.
 
 References
@@ -68,11 +68,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from typing import Any, Callable, Sequence
 
 from .._registry import Method, Param, register
-from .train import PREDICT_PARAMS
+from ._config import PREDICT_PARAMS, TRAIN_PARAMS
+from .unet import ARCH_PARAMS
 
 __all__ = ["PRIOR_PARAMS", "fit_pde_unet", "load_pde_unet", "make_prior_terms",
            "resolve_prior"]
@@ -165,13 +165,8 @@ def make_prior_terms(
     """
     from . import priors
 
+    # the weights' range is PRIOR_PARAMS' (checked by the registry); 0 leaves a term out
     terms: dict[str, Callable[..., Any]] = {}
-    if lambda_rd < 0 or lambda_pf < 0 or not (math.isfinite(lambda_rd)
-                                              and math.isfinite(lambda_pf)):
-        raise ValueError(
-            f"prior weights must be finite and >= 0; got lambda_rd={lambda_rd}, "
-            f"lambda_pf={lambda_pf}."
-        )
     if lambda_rd > 0:
         def rd(logits, inputs, target, valid):
             return lambda_rd * priors.reaction_diffusion_loss(
@@ -233,9 +228,10 @@ def fit_pde_unet(
     import torch
 
     from ..._validate import as_rng, check_image
-    from . import train as T
-    from .train import arch_config
-    from .unet import ARCH_PARAMS
+    from ._arch import build_network, count_parameters
+    from ._config import TrainConfig, arch_config, split_fit_params
+    from ._model import NetworkModel
+    from .train import holdout_split, prepare_training_data, train_network
 
     params = dict(params)
     prior_args = {k: params.pop(k) for k in _PRIOR_NAMES if k in params}
@@ -244,8 +240,8 @@ def fit_pde_unet(
     prior = resolve_prior(opts["preset"], **{k: opts[k] for k in
                                              ("lambda_rd", "lambda_pf", "D", "a", "eps")})
     params.setdefault("loss", "dice_ce")
-    arch, train_kw, data = T.split_fit_params(params, [p.name for p in ARCH_PARAMS])
-    cfg = T.TrainConfig(**train_kw).check()
+    arch, train_kw, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
+    cfg = TrainConfig(**train_kw)
     schedule = opts["schedule"]
     channel_axis = data.get("channel_axis")
     ca = -1 if channel_axis is not None else None
@@ -273,12 +269,11 @@ def fit_pde_unet(
               enumerate(zip(masks, xs, strict=True))]
         config = dict(init.config)
     else:
-        prepared = T._prepare(list(images), None if masks is None else list(masks),
-                              channel_axis, data.get("spatial_dims"))
-        pre, xs, ys = prepared[:3]
-        if len(prepared) > 3:  # the trainer may recognise colour images by their shape
-            channel_axis = prepared[3]
-            ca = -1 if channel_axis is not None else None
+        # the trainer may recognise colour images by their shape: take its channel axis
+        pre, xs, ys, channel_axis = prepare_training_data(
+            list(images), None if masks is None else list(masks), channel_axis,
+            data.get("spatial_dims"))
+        ca = -1 if channel_axis is not None else None
         config = {**arch_config({**{p.name: p.default for p in ARCH_PARAMS}, **arch}),
                   "in_channels": pre.in_channels, "num_classes": len(pre.classes),
                   "ndim": pre.ndim}
@@ -291,10 +286,7 @@ def fit_pde_unet(
         vys = [pre.mask(m, x.shape[1:]) for m, x in zip(val_masks, vxs, strict=True)]
         txs, tys = xs, ys
     else:
-        n_val = 0
-        if cfg.val_fraction > 0 and len(xs) >= 2:
-            n_val = max(1, int(round(cfg.val_fraction * len(xs))))
-        tr, va, _ = T.split_indices(len(xs), len(xs) - n_val, n_val=n_val, rng=seeds[0])
+        tr, va = holdout_split(len(xs), cfg.val_fraction, seeds[0])
         txs, tys = [xs[i] for i in tr], [ys[i] for i in tr]
         vxs, vys = [xs[i] for i in va], [ys[i] for i in va]
 
@@ -315,14 +307,14 @@ def fit_pde_unet(
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seeds[1])
-                net = T.build_network("unet", **config)
+                net = build_network("unet", **config)
         if n1 > 0 and init is None:
             cfg1 = dataclasses.replace(cfg, iterations=n1)
-            hists["stage1"] = T.train_network(net, txs, tys, config=cfg1, val_xs=vxs,
-                                              val_ys=vys, num_classes=k, rng=seeds[2], log=log)
+            hists["stage1"] = train_network(net, txs, tys, config=cfg1, val_xs=vxs,
+                                            val_ys=vys, num_classes=k, rng=seeds[2], log=log)
         if n2 > 0:
             cfg2 = dataclasses.replace(cfg, iterations=n2, lr=lr2)
-            hists["stage2"] = T.train_network(net, txs, tys, config=cfg2, val_xs=vxs,
+            hists["stage2"] = train_network(net, txs, tys, config=cfg2, val_xs=vxs,
                                               val_ys=vys, num_classes=k, rng=seeds[3],
                                               extra_terms=terms, log=log)
     finally:
@@ -337,24 +329,22 @@ def fit_pde_unet(
         "warm_start": init is not None,
         "n_train": len(txs),
         "n_val": len(vxs),
-        "parameters": T.count_parameters(net),
+        "parameters": count_parameters(net),
         "seeds": seeds,
     }
     fit_params = {**dataclasses.asdict(cfg), "channel_axis": channel_axis, **opts}
-    return T.NetworkModel("pde-unet", "unet", config, net, pre, fit_params, info)
+    return NetworkModel("pde-unet", "unet", config, net, pre, fit_params, info)
 
 
 def load_pde_unet(data: dict[str, Any], path: Any = None):
     """Rebuild a trained PDE-U-Net from a checkpoint dict (used by ``physeg.load``)."""
-    from .train import load_network
+    from ._model import load_network
 
     return load_network(data, path)
 
 
 def _fit_params() -> tuple[Param, ...]:
-    from .train import TRAIN_PARAMS
-    from .unet import ARCH_PARAMS
-
+    # the same schema as the U-Net's, but Dice + CE is the default loss (the authors' code)
     train = tuple(dataclasses.replace(p, default="dice_ce") if p.name == "loss" else p
                   for p in TRAIN_PARAMS)
     return PRIOR_PARAMS + ARCH_PARAMS + train

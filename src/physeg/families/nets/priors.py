@@ -1,10 +1,10 @@
 r"""PDE priors on a predicted probability map: reaction–diffusion residual and phase-field energy.
 
-Differentiable penalties (torch) used by the ``pde-unet`` method (seed 001, spec part B.2) to
+Differentiable penalties (torch) used by the ``pde-unet`` method (Poudel & Khadka 2026) to
 regularise a segmentation network's foreground probability :math:`u \in (0, 1)`. They work on
 tensors of shape ``(B, C, *spatial)`` with 2 (rows, cols) or 3 (planes, rows, cols) spatial axes;
 every channel is treated as its own field and the result is averaged over channels, which is the
-spec's multi-class generalisation (B.9: "apply both terms per class channel and average").
+multi-class generalisation chosen here (both terms per class channel, averaged).
 
 Reaction–diffusion residual (:func:`reaction_diffusion_loss`)
     .. math::
@@ -31,21 +31,21 @@ Phase-field (Ginzburg–Landau / Modica–Mortola) energy (:func:`phase_field_en
     :math:`c_W=\int_0^1\sqrt{2W(s)}\,ds=\sqrt2/6\approx 0.2357` (checked in the tests on a
     resolved tanh profile).
 
-Link between the two (spec B.2, [D]): with :math:`a=\tfrac12`, :math:`f=-W'/4`, so the RD
+Link between the two (derived here): with :math:`a=\tfrac12`, :math:`f=-W'/4`, so the RD
 residual with :math:`D=\varepsilon^2/4` is :math:`-\varepsilon/4` times the Allen–Cahn first
 variation :math:`-\varepsilon\Delta u + W'(u)/\varepsilon` of the phase-field energy.
 
-Choices made where the spec left room
--------------------------------------
+Choices made where the paper left room
+--------------------------------------
 * **Boundary**: ``"reflect"`` (default, the paper's ``F.pad(mode="reflect")``: mirror about the
   boundary node, ghost :math:`u_{-1}=u_1`, a node-centred homogeneous Neumann condition),
   ``"replicate"`` (ghost :math:`u_{-1}=u_0`, cell-centred Neumann) or ``"periodic"``. The
   padding is written with tensor slices, so 2D and 3D share one code path.
 * **Spacing** ``h`` is per axis (anisotropic voxels). :math:`D` and :math:`\varepsilon` are in
   the units of ``spacing`` (pixels by default); the paper preset (D = 5, ε = 0.05 px) then
-  makes RD a squared-Laplacian smoothness term and PF a pure binarisation (double-well) term
-  (spec B.3). :data:`PRESETS` also holds an ``"allen-cahn"`` preset with a resolved
-  interface (ε = 1.5 px, D = ε²/4), where both terms describe the same diffuse interface.
+  makes RD a squared-Laplacian smoothness term and PF a pure binarisation (double-well)
+  term. :data:`PRESETS` also holds an ``"allen-cahn"`` preset with a resolved interface
+  (ε = 1.5 px, D = ε²/4), where both terms describe the same diffuse interface.
 * **Reduction**: ``"mean"`` (paper: mean over batch, channels and pixels, independent of
   image size), ``"integral"`` (sum times the cell volume :math:`\prod_k h_k`, averaged over
   batch and channels: the continuous energy, used to check :math:`c_W`), or ``"none"``
@@ -79,7 +79,7 @@ __all__ = [
     "pde_prior_loss",
 ]
 
-#: Named parameter sets. ``"poudel2026"``: the authors' code defaults (spec B.2). ``"allen-cahn"``:
+#: Named parameter sets. ``"poudel2026"``: the authors' code defaults. ``"allen-cahn"``:
 #: a resolved interface (ε = 1.5 px) with the consistent Allen–Cahn diffusion D = ε²/4 and weights
 #: λ = 1, chosen (before any benchmark) so that the priors are a few per cent of Dice + CE on a
 #: nuclei image: a sharp boundary costs ≈ 0.24–0.4 per pixel of boundary length in L_PF and

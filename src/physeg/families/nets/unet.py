@@ -1,4 +1,4 @@
-"""Plain U-Net baseline, trained by the same harness as MSNet (:mod:`physeg.families.nets.train`).
+"""Plain U-Net baseline, trained by the same trainer as MSNet (:mod:`physeg.families.nets.train`).
 
 Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation",
 MICCAI 2015, :arXiv:`1505.04597`.
@@ -8,12 +8,12 @@ max-pooling by the level's stride; the decoder upsamples by a transposed convolu
 concatenates the encoder's skip features and applies a DoubleConv; a 1×1 convolution gives
 the K class logits (softmax in the loss). 2D and 3D (anisotropic strides allowed).
 
-Choices made where the spec left room
--------------------------------------
+Choices made where the papers left room
+---------------------------------------
 * Widths default to (16, 32, 64, 128, 256) like MSNet's default, but a DoubleConv per level
   costs more parameters than MSNet's FEM, so the benchmark picks U-Net widths that give a
   parameter count close to the MSNet it is compared with (see ``benchmarks/msnet_wbc.py``).
-* No normalisation and no dropout by default (as the spec's part-B U-Net and MSNet), so
+* No normalisation and no dropout by default (as the PDE-prior paper's U-Net and MSNet), so
   that the two networks differ only in structure; ``norm="batch"``/``"group"`` is available.
 * Same padding policy as MSNet: reflect-pad to a multiple of the stride product, crop back.
 * DeepLabV3+ (optional in the issue) is not provided.
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .._registry import Method, Param, register
-from .train import PREDICT_PARAMS
+from ._config import PREDICT_PARAMS, TRAIN_PARAMS
 
 __all__ = ["build_unet", "fit_unet", "load_unet", "ARCH_PARAMS"]
 
@@ -64,7 +64,8 @@ def build_unet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **c
 
 def fit_unet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
     """Train the U-Net (``physeg.fit("unet", images, masks, **params)``); see ``fit_msnet``."""
-    from .train import arch_config, fit_network, split_fit_params
+    from ._config import arch_config, split_fit_params
+    from .train import fit_network
 
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
@@ -74,15 +75,9 @@ def fit_unet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
 
 def load_unet(data: dict[str, Any], path: Any = None):
     """Rebuild a trained U-Net from a checkpoint dict (used by ``physeg.load``)."""
-    from .train import load_network
+    from ._model import load_network
 
     return load_network(data, path)
-
-
-def _fit_params() -> tuple[Param, ...]:
-    from .train import TRAIN_PARAMS
-
-    return ARCH_PARAMS + TRAIN_PARAMS
 
 
 register(
@@ -97,6 +92,6 @@ register(
         supports_multichannel=True,
         needs_labels=True,
         requires=("torch",),
-        fit_params=_fit_params(),
+        fit_params=ARCH_PARAMS + TRAIN_PARAMS,
     )
 )
