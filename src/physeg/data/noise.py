@@ -6,7 +6,7 @@ get their own noise type and intensity (eq. 44):
 .. math:: I^\\eta = \\mathcal N_S[I]\\,\\chi_S + \\mathcal N_{\\mathcal B}[I]\\,\\chi_{\\mathcal B},
 
 and for colour images each channel :math:`k` separately (eq. 58). The four models, with
-intensity parameter ``intensity`` named as in ``specs/kinetic.md`` §10:
+intensity parameter ``intensity`` named as in the kinetic paper (seed 000):
 
 ``"gaussian"`` (45–47), intensity :math:`s \\ge 0`
     :math:`I^\\eta = I + \\eta`, :math:`\\eta \\sim \\mathcal N(0, s^2)`.
@@ -22,9 +22,9 @@ intensity parameter ``intensity`` named as in ``specs/kinetic.md`` §10:
 ``"none"``
     :math:`I^\\eta = I` (a clean region; intensity ignored).
 
-Choices made where the spec left room:
+Choices made where the paper left room:
 
-* Intensity levels 1–4 (:data:`NOISE_LEVELS`) are the spec's proposal (the paper's values were
+* Intensity levels 1–4 (:data:`NOISE_LEVELS`) are our proposal (the paper's values were
   lost): Gaussian and speckle :math:`s \\in \\{0.1, 0.2, 0.3, 0.4\\}`, uniform
   :math:`a \\in \\{0.2, 0.4, 0.6, 0.8\\}`, Poisson :math:`\\kappa \\in \\{50, 20, 10, 5\\}`.
 * The interval form :math:`[-a, a]` of the uniform density is inferred from the text.
@@ -35,8 +35,8 @@ Choices made where the spec left room:
   by channel), so the same ``rng`` seed gives the same noisy image.
 * Only float images are accepted: the noise intensities are defined on [0, 1] grey levels,
   and rescaling an integer image silently would violate "no silent rescaling".
-* :func:`noisy_shape` uses grey levels 1 / 0 for additive noise (the spec's proposal) and
-  0.8 / 0.2 for speckle and Poisson, whose noise vanishes where :math:`I = 0` (the spec's
+* :func:`noisy_shape` uses grey levels 1 / 0 for additive noise (our proposal) and
+  0.8 / 0.2 for speckle and Poisson, whose noise vanishes where :math:`I = 0` (our
   suggestion "if speckle must also affect the background").
 """
 
@@ -53,7 +53,7 @@ __all__ = ["KINDS", "NOISE_LEVELS", "add_noise", "noise_intensity", "noisy_shape
 
 KINDS: tuple[str, ...] = ("gaussian", "uniform", "speckle", "poisson", "none")
 
-#: Proposed intensity levels 1..4 per noise kind (``specs/kinetic.md`` §10).
+#: Intensity levels 1..4 per noise kind (our proposal; the kinetic paper's values were lost).
 NOISE_LEVELS: dict[str, tuple[float, ...]] = {
     "gaussian": (0.1, 0.2, 0.3, 0.4),
     "uniform": (0.2, 0.4, 0.6, 0.8),

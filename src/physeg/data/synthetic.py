@@ -11,7 +11,7 @@ Pixel (row ``p``, column ``q``) of an ``n1 x n2`` image has the centre
 .. math:: x = -1 + (2q + 1)/n_2, \\qquad y = 1 - (2p + 1)/n_1,
 
 i.e. the image covers the square :math:`\\Omega = [-1, 1]^2` with ``y`` pointing up (the map of
-``specs/kinetic.md`` §1). A pixel belongs to a shape when its centre does. The shapes (all
+seed 000). A pixel belongs to a shape when its centre does. The shapes (all
 centred; the seed's figures show centred shapes but their sizes were lost, so these are our
 choices, each covering a sizeable but not dominant part of the image, 16–29 %):
 
@@ -29,8 +29,8 @@ The ellipse is the fifth shape (the heat benchmark's "five shapes"); it is elong
 method with an isotropic bias is seen to fail on it. Non-square images stretch the shapes with
 the image (the geometry lives on :math:`[-1, 1]^2`).
 
-Choices made where the spec left room (``specs/kinetic.md`` §10–§12): base grey levels are
-shape 1 and background 0 (the spec's proposal); image sizes are free (the paper's size was
+Choices made where the paper left room: base grey levels are
+shape 1 and background 0; image sizes are free (the paper's size was
 lost; 128 is the default); images are float32 unless asked otherwise.
 """
 

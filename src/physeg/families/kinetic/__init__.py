@@ -20,7 +20,7 @@ Usage::
 Defaults (chosen by measurement on the seed-000 synthetic shapes, see
 ``benchmarks/kinetic_paper.py``): Delta = 0.3, sigma = 0.1, r = 0.06, cbar = 0.5 (K = 2) or the
 multi-Otsu thresholds of the features (K >= 3), eps = 0.05, dt = 0.05, T = 4, rates
-lambda_x = 0.05 (slow aggregation, spec §14.3), lambda_T = 20, lambda_B = 0.5.
+lambda_x = 0.05 (slow aggregation), lambda_T = 20, lambda_B = 0.5.
 
 References
 ----------
@@ -155,7 +155,7 @@ def segment_kinetic(
         Time step (reduced automatically to the admissibility bounds) and final time T.
     space_rate, transport_rate, binarise_rate : float, default 0.05, 20, 0.5
         Rates lambda_x, lambda_T, lambda_B of aggregation, feature transport and binarisation.
-        Raising ``space_rate`` lets positions cluster (fast rates degrade masks, spec §14.3);
+        Raising ``space_rate`` lets positions cluster (fast rates degrade masks);
         raising ``transport_rate`` denoises more; raising ``binarise_rate`` thresholds sooner.
     feature_update : {"mean", "nanbu"}, default "mean"
         Mean-field (low-variance) or literal Nanbu feature updates.

@@ -21,8 +21,8 @@ cbx settings used (cbx 1.0.x, ``cbx.dynamics.CBO``), and why:
 - ``f_dim="3D"`` with a vectorised objective (all agents in one call) when ``vectorised``;
   ``check_f_dims=False`` (cbx would otherwise evaluate f on random, out-of-box points);
   ``verbosity=0``.
-- Defaults ``dt=0.1, lamda=1, sigma=1.4, alpha=100, alpha_factor=1.05``: the spec proposes
-  sigma 0.7-1 and alpha 30-100 (specs/kinetic.md §9); cbx's own defaults (dt=0.01,
+- Defaults ``dt=0.1, lamda=1, sigma=1.4, alpha=100, alpha_factor=1.05``: CBO practice suggests
+  sigma 0.7-1 and alpha 30-100; cbx's own defaults (dt=0.01,
   sigma=5.1, alpha=1) are tuned for thousands of iterations, a segmentation loss allows tens.
   Measured on Rastrigin (50 agents, 150 iterations, 5 seeds) sigma=0.8 missed the global
   minimum in 1 of 5 runs and sigma=1.4 in none; sigma=1.4 also reached minima on the box

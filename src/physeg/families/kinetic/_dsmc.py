@@ -1,7 +1,7 @@
-"""Particle model (spec §2-§5) and its DSMC solver (Nanbu-Babovsky, Algorithm 1).
+"""Particle model and its DSMC solver (Nanbu-Babovsky, Algorithm 1).
 
 One particle per pixel: position ``x_i`` in Omega = [-1, 1]^2 and feature ``c_i`` in [0, 1]^d.
-One time step of length ``dt`` applies, in this order (time splitting of spec §5.2):
+One time step of length ``dt`` applies, in this order (time splitting):
 
 (a) space, rate ``space_rate`` (lambda_x): ``n_p = Sround(lambda_x N dt / (2 eps))`` disjoint
     random pairs interact by the binary rule (9)::
@@ -19,11 +19,11 @@ One time step of length ``dt`` applies, in this order (time splitting of spec §
 (c) binarisation, rate ``binarise_rate`` (lambda_B): ``c_i -= lambda_B dt V'(c_i)`` (double or
     K-well potential, :mod:`._multiwell`), admissible for ``lambda_B dt L <= 1``.
 
-Choices where the spec left room (and why):
+Choices where the paper left room (and why):
 
 - Feature updates (b), (c) default to the *mean-field* form above (every particle, weight
   ``lambda dt``), which is the low-variance equivalent of the Nanbu rule "interact with
-  probability ``lambda dt / eps`` and jump by ``eps``" (spec §5.2). ``feature_update="nanbu"``
+  probability ``lambda dt / eps`` and jump by ``eps``". ``feature_update="nanbu"``
   gives the literal Nanbu rule. ``dt`` is reduced automatically to satisfy the admissibility
   bounds, and ``lambda_x dt <= eps`` (interaction probability <= 1) for the spatial step.
 - The local average (2) is O(N) per step: particles are deposited (count and features) on a
@@ -31,11 +31,11 @@ Choices where the spec left room (and why):
   radius ``r`` by FFT (kernel transform computed once), and each particle reads the ratio in
   its cell. With positions at pixel centres this is exactly the disk mean over pixels.
 - Pixel geometry: square pixels of side ``h = 2 / max(rows, cols)``, image centred in Omega
-  (an isotropic affine map; spec §1 allows any fixed one).
+  (an isotropic affine map; the paper allows any fixed one).
 - Default rates: the spatial aggregation is *slow* by default (``space_rate = 0.05``). The
   paper orders the rates space >> transport >> binarisation for its macroscopic limit, but
   fast aggregation moves similar-feature pixels to a common centre, so the ball of radius r no
-  longer sees the image geometry and the mask degrades (spec §14.3; measured again in
+  longer sees the image geometry and the mask degrades (as the paper warns; measured again in
   ``benchmarks/kinetic_paper.py``). Transport is fast (20) and binarisation slow (0.5), so
   noise is averaged out before the wells capture the features.
 - Read-out: class of particle i is written at its ORIGINAL pixel; K = 2: ``mean_k c_k > 1/2``.
@@ -199,7 +199,7 @@ class LocalAverager:
 
 
 def sround(y: float, rng: np.random.Generator) -> int:
-    """Stochastic rounding: floor(y) + 1 with probability y - floor(y) (spec §5.1)."""
+    """Stochastic rounding: floor(y) + 1 with probability y - floor(y)."""
     fl = np.floor(y)
     return int(fl + (rng.random() < y - fl))
 
@@ -275,7 +275,7 @@ def auto_barriers(c: np.ndarray, classes: int) -> np.ndarray:
 
 
 def stable_dt(params: KineticParams, barriers: np.ndarray) -> float:
-    """Largest admissible step <= params.dt (spec §4.2; Nanbu probability <= 1).
+    """Largest admissible step <= params.dt (Nanbu probability <= 1).
 
     The binarisation bound lambda_B dt L <= 1 is met by sub-stepping (see :func:`simulate`),
     so a stiff well (barrier near 0 or 1, where K(cbar) ~ cbar^-3) does not shrink the step of
@@ -303,14 +303,14 @@ def simulate(
     record_every: int = 0,
     diffusion: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Particles:
-    """Run Algorithm 1 (spec §5.2) on ``p`` in place up to ``params.t_final``; return ``p``."""
+    """Run Algorithm 1 on ``p`` in place up to ``params.t_final``; return ``p``."""
     dt = stable_dt(params, barriers)
     n_steps = int(np.ceil(params.t_final / dt - 1e-9))
     dt = params.t_final / max(n_steps, 1)
     avg = LocalAverager(p.h, params.radius) if params.transport_rate > 0 else None
     cells = avg.cells(p.x) if avg is not None and params.space_rate == 0 else None
     nanbu = params.feature_update == "nanbu"
-    # binarisation sub-steps: lambda_B (dt / n_sub) L <= 1 keeps [0, 1]^d invariant (spec §4.2)
+    # binarisation sub-steps: lambda_B (dt / n_sub) L <= 1 keeps [0, 1]^d invariant
     lip = _multiwell.lipschitz(barriers, params.classes)
     n_sub = max(1, int(np.ceil(params.binarise_rate * dt * lip - 1e-12)))
     sub = params.binarise_rate * dt / n_sub
@@ -356,7 +356,7 @@ def run_particle_model(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment a feature image (rows, cols, d): returns (labels, final features averaged over runs).
 
-    Labels are written at the original pixel of each particle (spec §5.2).
+    Labels are written at the original pixel of each particle.
     """
     n1, n2, d = features.shape
     c0 = features.reshape(-1, d)

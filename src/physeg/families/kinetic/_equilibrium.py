@@ -1,4 +1,4 @@
-"""Conserved quantities and the Beta quasi-equilibrium of the spatial operator (spec §6-§7).
+"""Conserved quantities and the Beta quasi-equilibrium of the spatial operator.
 
 With only the spatial operator Q_x active (features frozen), the feature density
 
@@ -23,7 +23,7 @@ second-order term cancels the 2 of sqrt(2 eps sigma^2)); the Beta parameters abo
 the zero-flux condition sigma^2 d_x((1 - x^2) g) = (M - B x) g.
 
 M is exactly conserved only when P is transitive on the support of rho (e.g. Delta >= 1);
-otherwise it drifts slowly (spec §7 caveat). The tests use the exactly conserved case.
+otherwise it drifts slowly (a caveat of the paper). The tests use the exactly conserved case.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def interaction_matrix(centres: np.ndarray, delta: np.ndarray | float) -> np.nda
 def conserved_quantities(
     x: np.ndarray, c: np.ndarray, delta: float, n_bins: int
 ) -> dict[str, np.ndarray]:
-    """Histogram estimates (spec §8.3) of rho, J = rho m, M and B from particles (grey).
+    """Histogram estimates of rho, J = rho m, M and B from particles (grey).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Parameter identification by consensus-based optimisation (spec §9).
+"""Parameter identification by consensus-based optimisation.
 
 theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
 ``._cbo.cbo_minimize`` (cbx CBO with explicit seeded agents) minimising one of
@@ -12,7 +12,7 @@ theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
     1 - Dice (foreground; mean over all classes for K >= 3) of the particle-model masks on
     the training images.
     This loss sees the spatial result; the histogram loss can be met by tuning cbar alone
-    (spec §9 caveat, §14.3).
+    (a caveat of the paper).
 ``"mixed"``
     the sum of the two.
 
@@ -24,7 +24,7 @@ the paper's loss to <= 0.001 on the training image yet give test Dice 0.985/0.98
 histogram loss is met by the class masses alone. "mixed" was within 0.006 of "dice" (better
 on 2 of 6 test images) at the same cost, so the simpler Dice loss is the default.
 
-Search box (the spec's box, narrowed where noted): Delta in [0.01, 1] ([0.01, 1.73] for RGB),
+Search box (our box, narrowed where noted): Delta in [0.01, 1] ([0.01, 1.73] for RGB),
 sigma in [0.01, 1], r in [0.02, 0.3] (larger radii only round the shapes), each barrier in the
 middle 40% of its gap (cbar in [0.3, 0.7] for K = 2: K(cbar) ~ cbar^-3 makes the wells, and the
 macroscopic CFL step, extremely stiff near the ends). Training images are resized to at most

@@ -1,4 +1,4 @@
-"""Macroscopic first-order model (spec §8), vectorised over many parameter sets.
+"""Macroscopic first-order model, vectorised over many parameter sets.
 
 State per parameter set ("agent") a and feature channel: the feature density rho(t, c) and the
 P-weighted first moment M(t, c) on N_c feature cells. With fast spatial relaxation the kinetic
@@ -11,17 +11,17 @@ density is closed by the Beta quasi-equilibrium f ~ rho(c) g(x; c) of
     d_t M(t, c) + int P(c, c*) d_c* G(t, c*) dc* = 0,
     G = rho [lambda_T H (W - c mu) - lambda_B V' mu],  W = int x chat_inf g dx,  mu = M / B.
 
-Discretisation (spec §8.4): explicit Euler, Rusanov flux with the speed taken at the
+Discretisation: explicit Euler, Rusanov flux with the speed taken at the
 interfaces c_{j+1/2} (so a binarised state keeps all its mass in the boundary cells), zero flux
 at c = 0 and c = 1 (mass conserved to round-off), CFL step
 ``dt <= cfl * dc / max |V_{j+1/2}|`` per agent, each agent with its own step (agents that have
 reached T stop). The spatial cell masses of g are the Beta log-densities at the cell centres,
-normalised per feature cell by log-sum-exp (the spec proposes CDF differences;
+normalised per feature cell by log-sum-exp (the paper suggests CDF differences;
 ``scipy.special.betainc`` cost about 3.5 us per value here, 100x the rest of a refresh, and
 the normalised centre rule stays finite for alpha or beta < 1 and for laws narrower than a
 cell); the disk filter is an FFT convolution with one kernel per agent.
 
-Choices where the spec left room (and why):
+Choices where the paper left room (and why):
 
 - U, W (the expensive quadratures over the N_x x N_x grid), B and mu = M/B are refreshed
   at most every ``refresh`` time units (default 0.05, the DSMC step), not every CFL step;
@@ -54,7 +54,7 @@ Choices where the spec left room (and why):
   the upwind sums for the J-fluxes are taken once per interval.
 - RGB: each channel's marginal (57) evolves by its own 1-D system (channel distance in P, that
   channel's local average and barrier). This is exact when the channels are independent and
-  avoids an N_c^3 grid; the loss is the sum of the marginal losses (spec §12).
+  avoids an N_c^3 grid; the loss is the sum of the marginal losses.
 - Initial data from the image histogram (§8.3); positions are the pixel centres of
   :func:`._dsmc.make_particles`.
 """
@@ -82,7 +82,7 @@ class MacroSetup:
 
 
 def macro_setup(features: np.ndarray, n_bins: int = 50, n_space: int = 32) -> MacroSetup:
-    """Histogram initial data (spec §8.3) from a feature image (rows, cols, d) in [0, 1]."""
+    """Histogram initial data from a feature image (rows, cols, d) in [0, 1]."""
     from ._dsmc import make_particles
 
     p = make_particles(features)
@@ -102,7 +102,7 @@ def macro_setup(features: np.ndarray, n_bins: int = 50, n_space: int = 32) -> Ma
 def gt_distribution(fractions: np.ndarray, n_bins: int) -> np.ndarray:
     """Target density: class fractions as point masses in the cells of the K targets.
 
-    For K = 2, (1 - p) delta_0 + p delta_1 (spec §9), i.e. (1 - p)/dc in the first cell and
+    For K = 2, (1 - p) delta_0 + p delta_1, i.e. (1 - p)/dc in the first cell and
     p/dc in the last.
     """
     fractions = np.asarray(fractions, dtype=float)

@@ -1,6 +1,6 @@
 """Binarisation potentials: the paper's double well (eqs. 4-8) and its K-well extension.
 
-Double well (d components, barrier ``cbar`` per component), spec §3::
+Double well (d components, barrier ``cbar`` per component), the paper::
 
     dV/dc_k = K(cbar) c_k (c_k - cbar)(c_k - 1),   K(cbar) = 12 / (cbar^3 (2 - cbar))
 
@@ -18,7 +18,7 @@ so every gap binarises on the same time scale as the paper's binary case, the gr
 continuous (zero at every target) and piecewise Lipschitz, and the targets are stationary.
 For K = 2 it is the paper's potential.
 
-The transport modulation H (spec §2.2, ``H(c) = c (1 - c)`` vanishing on the boundary of C so
+The transport modulation H (the paper, ``H(c) = c (1 - c)`` vanishing on the boundary of C so
 that boundary values are unaffected) is extended the same way: ``H(c) = s (1 - s)`` on each
 gap, so it vanishes at *every* target. Without this, a middle class (target 1/2, where
 c (1 - c) is maximal) is eroded from its edges by the local average of its darker neighbours
@@ -35,7 +35,7 @@ __all__ = ["normalisation", "targets", "modulation", "grad_potential", "lipschit
 
 
 def normalisation(cbar: np.ndarray | float) -> np.ndarray:
-    """K(cbar) = 12 / (cbar^3 (2 - cbar)): makes V(cbar) = 1 with V(0) = 0 (spec eq. 8)."""
+    """K(cbar) = 12 / (cbar^3 (2 - cbar)): makes V(cbar) = 1 with V(0) = 0 (eq. 8 of the paper)."""
     cbar = np.asarray(cbar, dtype=float)
     return 12.0 / (cbar**3 * (2.0 - cbar))
 
@@ -86,7 +86,7 @@ def lipschitz(barriers: np.ndarray, classes: int = 2) -> float:
     """The constant L with c - dt*V'(c) staying in [0, 1] whenever dt*L <= 1.
 
     On a gap the map s -> s - dt K s (s - sbar)(s - 1) keeps [0, sbar] and [sbar, 1] invariant
-    iff dt K max(sbar, 1 - sbar) <= 1 (spec §4.2); in c units the same bound holds.
+    iff dt K max(sbar, 1 - sbar) <= 1; in c units the same bound holds.
     """
     _, _, sbar = _gap_arrays(barriers, classes)
     return float(np.max(normalisation(sbar) * np.maximum(sbar, 1.0 - sbar)))
@@ -95,7 +95,7 @@ def lipschitz(barriers: np.ndarray, classes: int = 2) -> float:
 def read_out(c: np.ndarray, classes: int = 2) -> np.ndarray:
     """Class index of each particle: nearest target of the channel-mean feature.
 
-    For K = 2 this is ``mean_k c_k > 1/2`` (spec §5.2).
+    For K = 2 this is ``mean_k c_k > 1/2``.
     """
     m = c.mean(axis=-1)
     return np.clip(np.rint(m * (classes - 1)), 0, classes - 1).astype(np.uint8)
