@@ -18,7 +18,7 @@ with :math:`p = \operatorname{softmax}(\text{logits})`, :math:`u` the foreground
         + \tfrac{1}{\varepsilon}u^2(1-u)^2\Big]
 
 (:mod:`physeg.families.nets.priors`: 5/7-point Laplacian, central differences, mirror
-boundary, pixel units). Padding added by the trainer to small images is left out of every term (``valid``).
+boundary, pixel units). Padding added by the trainer is left out of every term (``valid``).
 
 Schedules (``schedule``)
     ``"two-stage"`` (default, the authors' code): stage I trains on the data term alone for
@@ -26,37 +26,19 @@ Schedules (``schedule``)
     Adam optimiser at ``lr * stage2_lr_factor`` and adds the priors. ``"single"``: the priors
     from the first iteration, one stage at ``lr``.
 
-Choices made where the paper left room
---------------------------------------
-* **Data term**: the trainer's soft Dice (batch-global, as the authors' code) plus
-  ``ce_weight`` × cross-entropy on 2-class softmax logits, which equals BCE on the foreground
-  logit difference (numerically safe). The authors weight Dice and BCE by 0.5 each;
-  ours sum with weight 1, so a given λ is half as strong relative to the data term as the
-  same λ in their code. The ``"poudel2026"`` preset keeps their λ = 1e-4 values, which are
-  negligible either way (our weight sweep measures it).
-* **Presets** (:data:`physeg.families.nets.priors.PRESETS`): ``"poudel2026"`` (D = 5, a = 0.5,
-  ε = 0.05 px, λ = 1e-4) and ``"allen-cahn"`` (ε = 1.5 px, D = ε²/4, λ = 1), a resolved
-  diffuse interface where the RD residual is the Allen–Cahn Euler–Lagrange residual of the
-  phase-field energy. Any of ``lambda_rd``, ``lambda_pf``, ``D``, ``a``, ``eps`` overrides the
-  preset. The default preset is ``"allen-cahn"`` because the paper's values change nothing
-  measurable (see ``benchmarks/results/pde_unet_shift.md``).
-* **Stage lengths**: ``iterations`` is the total, split by ``stage1_fraction`` (default 0.5).
-  The authors use early stopping on a validation Dice in stage I and up to 50 epochs in
-  stage II; the trainer's validation / early stopping (``val_fraction``, ``patience``) applies
-  within each stage, and each stage keeps its best-validation weights (the last weights
-  without validation images, which is what the authors save).
-* **Fair baseline**: with ``lambda_rd = lambda_pf = 0`` the two-stage schedule is the plain
-  U-Net trained for the same iterations (stage II = fine-tuning at the lower learning rate).
-  The benchmark compares against exactly that, with the same seed, so both models share
-  stage I, the weight initialisation and every mini-batch.
-* **Warm start** (Python API only): ``init=model`` replaces stage I by a trained model (for
-  example one fitted with ``stage1_fraction=1``); with the same ``rng`` the result equals the
-  full two-stage fit, which lets a weight sweep share one stage I.
-* **Inference** is on the whole image (the U-Net is fully convolutional; the input is reflect-
-  padded to a multiple of the stride product and cropped back), not tiled: on CPU a
-  1388 × 1040 image needs a few hundred MB of activations with the default widths.
-* The hard-constraint variant (explicit Allen–Cahn steps as an output layer) is not
-  provided.
+Choices made where the paper left room (details: ``docs/methods/nets.md``)
+--------------------------------------------------------------------------
+* **Data term**: soft Dice plus ``ce_weight`` × cross-entropy (= BCE on the foreground logit
+  difference for 2 classes), summed with weight 1 where the authors weight 0.5 each.
+* **Presets** (:data:`physeg.families.nets.priors.PRESETS`): ``"poudel2026"`` (the authors'
+  D = 5, ε = 0.05 px, λ = 1e-4) and ``"allen-cahn"`` (default: ε = 1.5 px, D = ε²/4, λ = 1,
+  a resolved diffuse interface), since the paper's values change nothing measurable; any of
+  ``lambda_rd``, ``lambda_pf``, ``D``, ``a``, ``eps`` overrides the preset.
+* **Stages**: ``iterations`` is the total; validation and early stopping apply within each
+  stage, and each stage keeps its best-validation weights.
+* **Warm start** (Python API): ``init=model`` replaces stage I by a trained U-Net.
+* **Inference** is on the whole image (reflect-padded to the stride product), not tiled.
+* The hard-constraint variant (Allen–Cahn steps as an output layer) is not provided.
 
 References
 ----------
