@@ -1,408 +1,192 @@
 """DynaSeg: unsupervised per-image CNN segmentation with a dynamically weighted loss.
 
 A small network is trained from scratch on the one image being segmented (Kim, Kanezaki &
-Tanaka, TIP 2020): its argmax labels are the targets of its own cross-entropy, and an L1
-continuity term on the response makes neighbouring pixels agree. DynaSeg (Guermazi,
-Ksantini & Khan, IVC 2024) replaces the fixed balance ``mu`` between the two terms by a
-function of the current number of clusters ``q'`` and adds a silhouette phase that picks a
-floor for the number of clusters.
+Tanaka, TIP 2020): the argmax labels ``c_n`` of its batch-normalised response ``r'`` are
+the targets of its own cross-entropy, and an L1 continuity term makes neighbours agree::
 
-Registered as ``dynaseg`` (``physeg segment --method dynaseg``); torch is imported only
-when the method runs.
+    L = mean_n CE(r'_n, c_n)
+        + mu(q') * (mean |r'_{i+1,j} - r'_{i,j}| + mean |r'_{i,j+1} - r'_{i,j}|)
 
-Choices made where the paper and the codes leave room (see ``specs/dynaseg.md``):
+DynaSeg (Guermazi, Ksantini & Khan, IVC 2024) makes the balance a function of the current
+number of clusters ``q'``: ``mu = q'/alpha`` (FSF, finer) or ``alpha/q'`` (SCF, coarser);
+``fixed`` is Kim et al.'s constant ``mu``. An optional silhouette phase (``_silhouette``)
+picks ``k*``, which floors ``q'`` in the weight and the stop threshold. Registered as
+``dynaseg``; torch is imported only when the method runs.
 
-* **Three presets.** ``preset="published"`` is the recipe that produced the paper's BSD500
-  numbers (official ``DynaSeg_SCF_BSD_VOC.py`` = TIP defaults): ``M = 2`` components,
-  ``p = q = 100``, full resolution, ``T = 1000``, stop at ``q' <= 3``, SGD lr 0.1, momentum
-  0.9, no weight decay, no silhouette phase (that script has none). The paper's text says
-  ``M = 3`` and weight decay 1e-4; both are available as parameters. ``preset="fast"``
-  (default) trains at half resolution with 64 instead of 100 channels, caps ``T`` at 60 and
-  stops when ``q'`` has been stable for 10 iterations; every speed-up is a separate
-  parameter, and ``benchmarks/dynaseg_bsds.py`` measures what each costs in mIoU.
-  ``preset="regions"`` is ``fast`` with the BSDS-tuned output (see below).
-* **Reduced resolution.** With ``scale < 1`` the image is resized (bilinear, antialiased)
-  before training, and the final response ``r'`` (not the labels) is bilinearly upsampled
-  to the input size before the argmax, so label boundaries are interpolated smoothly.
-* **Stability stop.** With ``patience = P > 0`` training also stops when the smallest
-  ``q'`` seen so far has not decreased for ``P`` iterations (on BSD500 ``q'`` plateaus at
-  8-20 labels within 20-40 iterations; the 3-label rule is rarely met).
-* **Threads.** On the shared 2-core machine (load average 7-9) two torch threads were 5-15x
-  slower than one on a 32x32 test image (OpenMP threads wait for each other), so the
-  benchmark uses ``threads=1``; ``threads`` sets it per call.
-* **Connected regions** (``components=True``, off by default, not in the paper): a cluster
-  id may cover many disconnected regions; BSDS-style scores count segments, so the option
-  gives every 4-connected region its own label and absorbs regions below ``min_size``
-  pixels into the nearest larger one. The benchmark scores both outputs.
-* **Preset "regions"** (the one to use for BSDS-like segment scores). What the BSDS500
-  scores measure: every ground-truth segment of every annotator is one entry, scored by the
-  IoU of its best (official code) or Hungarian-matched (paper text) *predicted segment*;
-  most gt segments are small, so a map of ~10 clusters, each scattered over the image,
-  scores ~0.1 however good the clustering (a cluster's union is huge), while the same map
-  split into connected regions scores ~0.25. Tuned on 12 BSDS500 train/val images only
-  (``benchmarks/results/dynaseg_tune*.md``): the score of the region output is flat in the
-  training length (it peaks early, at 5-15 iterations, not at convergence), in the training
-  resolution (scale 0.5, 0.75 and 1 within +-0.01 on 6 images) and in ``min_size``; what
-  helped was (a) stopping at ``q' <= 16`` clusters (``min_labels=16``, ~11 iterations
-  instead of ~29, so also 2-3x cheaper) and (b) merging adjacent regions whose mean CIE
-  L*a*b* colours differ by less than 10 (:func:`merge_similar_regions`; +0.02-0.04): the
-  cluster boundaries over-split smooth shading (sky, skin) into bands, which the merge
-  rejoins; (c) labelling with one forward pass of the half-resolution-trained network on
-  the full-resolution image (``final="full"``; +0.027 H All on 40 train/val images, 0.248
-  -> 0.275, same cost; chosen after a first test-set run with ``final="upsample"``, both
-  reported in ``benchmarks/results/dynaseg_summary.md``). Regions below 20 px are
-  absorbed *before* the merge (without that, thin boundary slivers of intermediate colour
-  chain unrelated regions together: -0.045 at 6 iterations on the 12 tuning images,
-  scratch measurement). The merge uses the image colour,
-  not the network response: a classical post-processing step, documented as such.
-* **Preset "superpixels"** (v3; tuned on 60 BSDS500 train/val images with the cache and
-  sweep scripts ``benchmarks/dynaseg_cache.py``, ``dynaseg_sweep.py``,
-  ``dynaseg_sweep_superpixels.py``). Findings that set it: (a) on the *connected regions
-  of the cluster map* no merge helps much: the greedy hierarchical merge (means updated,
-  no chaining) scores 0.300 H All against 0.294 unmerged and 0.287 for the one-shot cut,
-  and every merge down to GT-like counts (10-45 regions) loses (0.11-0.26), because the
-  cluster boundaries themselves are misplaced: an oracle that labels each region with its
-  majority gt segment reaches only 0.44 on them against 0.55 on Felzenszwalb superpixels
-  of the same count. (b) The score wants many (300-600) well-placed regions: one-to-one
-  matching needs one region per gt segment, most gt segments are small, and extra
-  regions cost little. (c) So the regions are Felzenszwalb-Huttenlocher superpixels of the
-  image (``scale=200, sigma=0.5, min_size=20``; 0.352 alone on the 60 images, the old
-  anchor 100/0.8/50 0.327), and the networks decide the merges: the *co-association
-  boundary* of ``runs=2`` independently initialised networks (fraction of runs whose
-  cluster maps separate two neighbouring pixels) enters the greedy merge cost
-  ``||lab_a - lab_b|| + 20 * mean boundary`` (stop at 10): 0.358 vs 0.353 for the
-  colour-only merge and 0.358 with a Sobel-of-L*a*b* boundary instead (no network). The
-  network's share of the gain over the superpixels alone is thus small (+0.005), and a
-  classical image-gradient boundary does about as well on these images; both are
-  reported in ``benchmarks/results/dynaseg_notes.md``. Two runs instead of one: +0.002;
-  four: no further gain. Cost ~2x the ``regions`` preset (~8 CPU s per BSDS image).
-* **Silhouette phase** (the paper gives no features, sampling or k range): before the first
-  iteration, ``n = 1000`` pixels of the (resized) input are drawn with ``rng``; their channel
-  values (in [0, 1]) are clustered by k-means (k-means++ seeding, 30 Lloyd steps, seeded by
-  ``rng``) for every ``k`` in ``[k_min, k_max] = [3, 12]`` and the ``k*`` with the largest
-  mean silhouette (Euclidean) on those samples is kept. ``k*`` then (a) floors the cluster
-  count inside the weight, ``mu = w(max(q', k*))``, and (b) raises the stop threshold to
-  ``max(min_labels, k*)``. The official code's unused helper searches k = 3..26 over image
-  rows with scikit-learn; we use pixels (the quantity being clustered), subsample them (the
-  silhouette is quadratic in the number of samples) and search a smaller range, because the
-  score fell monotonically from k = 3 to 26 on the BSD-sized image measured in the spec, and
-  scikit-learn is not a dependency. Off in both presets (the BSD500 script has no such
-  phase); the benchmark's ``fast-silh`` setting measures it.
-* **Grey and multichannel images.** The CNN's first convolution takes the image's own
-  channel count (grey = 1 channel; no replication). The ResNet backbone needs 3 channels:
-  grey is replicated to RGB, other counts are rejected.
-* **Intensities** are mapped to [0, 1] by :func:`physeg._validate.to_float01` (integers by
-  their dtype range; floats outside [0, 1] min-max scaled), as the codes divide by 255.
-* **Randomness.** ``rng`` seeds both the network initialisation (PyTorch's default init,
-  run inside ``torch.random.fork_rng`` so the global torch state is untouched) and the
-  silhouette sampling; on the CPU the same seed and thread count give the same labels.
-* **Continuity** uses means (as every published code), and its gradient is kept (the COCO
-  code's ``detach`` is a bug, not reproduced).
-* Labels are returned renumbered ``0..K-1`` in raster order of first appearance (no
-  background meaning). The reference-image (dataset-training) mode of Kim et al. is not implemented;
-  the scribble mode is (``scribble=`` in the Python API).
+The recipe (:func:`segment_dynaseg`): settings from the preset, image to [0, 1], resize to
+the training scale, optional silhouette phase, train ``runs`` networks, read out the first
+run's cluster map at full size, renumber, optional region output (``_regions``).
+
+Choices where the paper and its codes leave room (measurements and history in
+``docs/methods/dynaseg.md``):
+
+* **Presets.** ``published`` is the recipe of the paper's BSD500 numbers (the official
+  BSD/VOC script: M = 2, p = q = 100, full resolution, T = 1000, stop at q' <= 3, SGD 0.1 /
+  0.9, no weight decay, no silhouette phase). ``fast`` (default) trains at half resolution
+  with 64 channels, caps T at 60 and stops when q' has been stable for 10 iterations.
+  ``regions`` (fast + stop at 16 clusters, full-resolution read-out, connected regions
+  merged by colour) and ``superpixels`` (two networks; Felzenszwalb superpixels merged by
+  colour and the networks' co-association boundary) were tuned on BSDS500 train/val images
+  for segment-counting scores. Every setting is also a parameter; explicit values win.
+* **Reduced resolution.** With ``scale < 1`` the image is resized (bilinear, antialiased);
+  the response ``r'`` (not the labels) is upsampled back before the argmax
+  (``final="upsample"``), or the trained fully convolutional net is run once on the
+  full-resolution image (``final="full"``).
+* **Stability stop** (``patience``): also stop when the smallest q' seen has not fallen for
+  P iterations; on BSD500 q' plateaus at 8-20 labels and the 3-label rule is rarely met.
+* **Channels.** The CNN takes the image's own channel count; the ResNet-18 backbone needs
+  RGB (grey is replicated). Intensities go to [0, 1] by :func:`physeg._validate.to_float01`.
+* **Randomness.** ``rng`` seeds the network initialisations (inside ``torch.random.fork_rng``,
+  so the global torch state is untouched) and the silhouette sampling; on the CPU the same
+  seed and thread count give the same labels.
+* **Continuity** uses means, as every published code, and keeps its gradient.
+* Labels are renumbered ``0..K-1`` in raster order of first appearance (no background
+  meaning). Kim et al.'s scribble mode is available (``scribble=``); their reference-image
+  (dataset-training) mode is not.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..._validate import as_rng, check_labels_like, look_up_option, to_float01
-from .._registry import Method, Param, register
+from ..._validate import as_rng, check_labels_like, to_float01
+from .._registry import Method, Param, defaults_from, register
+from ._regions import (
+    SUPERPIXEL_SIGMA,
+    merge_similar_regions,
+    regions_from_clusters,
+    split_components,
+)
+from ._silhouette import choose_k_silhouette, silhouette_score
 
 __all__ = [
     "segment_dynaseg",
     "split_components",
     "merge_similar_regions",
     "choose_k_silhouette",
-    "kmeans",
     "silhouette_score",
     "PRESETS",
+    "PARAMS",
+    "SUPERPIXEL_SIGMA",
 ]
 
-#: Parameter values of the three presets; explicit arguments override them.
+#: Parameter values of the four presets; explicit arguments override them.
 _FAST: dict[str, Any] = dict(
     scale=0.5, channels=64, n_conv=2, max_iter=60, patience=10, silhouette=False,
     weight_decay=0.0, min_labels=3, components=False, min_size=50, merge=0.0,
     final="upsample", runs=1, superpixels=0.0, merge_mode="threshold", edge_weight=0.0)
-# tuned on BSDS500 train/val images (benchmarks/results/dynaseg_tune.md): stop early at
-# 16 clusters, label with one full-resolution forward pass, output connected regions,
-# merge adjacent regions of similar colour
+# tuned on BSDS500 train/val images: stop early at 16 clusters, label with one
+# full-resolution forward pass, output connected regions, merge adjacent regions of
+# similar colour
 _REGIONS: dict[str, Any] = {**_FAST, "min_labels": 16, "components": True, "min_size": 20,
                             "merge": 10.0, "final": "full"}
 PRESETS: dict[str, dict[str, Any]] = {
     "published": {**_FAST, "scale": 1.0, "channels": 100, "max_iter": 1000, "patience": 0},
     "fast": _FAST,
     "regions": _REGIONS,
-    # v3, tuned on BSDS500 train/val images (benchmarks/results/dynaseg_sweep*.md): the
-    # regions are Felzenszwalb superpixels of the image, merged greedily by colour and by
-    # the co-association boundary of two independently initialised networks
+    # v3, tuned on BSDS500 train/val images: the regions are Felzenszwalb superpixels of
+    # the image, merged greedily by colour and by the co-association boundary of two
+    # independently initialised networks
     "superpixels": {**_REGIONS, "runs": 2, "superpixels": 200.0,
                     "merge_mode": "hierarchical", "edge_weight": 20.0},
 }
 
-#: Gaussian smoothing (pixels) of the Felzenszwalb superpixels (``superpixels > 0``).
-SUPERPIXEL_SIGMA = 0.5
-
 _DEFAULT_ALPHA = {"fsf": 15.0, "scf": 50.0, "fixed": 0.0}
 _MIN_TRAIN_SIDE = {"cnn": 4, "resnet18": 64}
 
-
-# --------------------------------------------------------------------------------------
-# silhouette phase (numpy, vectorised)
-
-
-def kmeans(x: np.ndarray, k: int, *, rng: Any = None, n_iter: int = 30) -> np.ndarray:
-    """Lloyd's k-means with k-means++ seeding; return labels (n,) in ``0..k-1``.
-
-    Parameters
-    ----------
-    x : ndarray (n, d)
-        Samples.
-    k : int
-        Number of clusters (1 <= k <= n).
-    rng : None, int or numpy.random.Generator
-        Draws the k-means++ seeds.
-    n_iter : int
-        Lloyd iterations (stops earlier when the labels no longer change).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    gen = as_rng(rng)
-    n = x.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f"k-means needs 1 <= k <= number of samples ({n}); got k={k}.")
-    centres = np.empty((k, x.shape[1]))
-    centres[0] = x[gen.integers(n)]
-    d2 = ((x - centres[0]) ** 2).sum(1)
-    for j in range(1, k):
-        total = d2.sum()
-        idx = gen.choice(n, p=d2 / total) if total > 0 else gen.integers(n)
-        centres[j] = x[idx]
-        d2 = np.minimum(d2, ((x - centres[j]) ** 2).sum(1))
-    labels = np.full(n, -1)
-    for _ in range(n_iter):
-        dist = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
-        new = dist.argmin(1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        counts = np.bincount(labels, minlength=k)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, labels, x)
-        filled = counts > 0
-        centres[filled] = sums[filled] / counts[filled, None]
-    return labels
-
-
-def silhouette_score(x: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette ``s_i = (b_i - a_i) / max(a_i, b_i)`` over the samples (Euclidean).
-
-    ``a_i`` is the mean distance of sample i to the other members of its cluster, ``b_i``
-    the smallest mean distance to another cluster; samples alone in their cluster get
-    ``s_i = 0`` (Rousseeuw 1987, scikit-learn's convention). Needs >= 2 clusters.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels)
-    uniq, inv = np.unique(labels, return_inverse=True)
-    if uniq.size < 2:
-        raise ValueError("the silhouette needs at least 2 clusters.")
-    sq = (x * x).sum(1)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
-    onehot = np.eye(uniq.size)[inv]  # (n, K)
-    counts = onehot.sum(0)
-    sums = d @ onehot  # (n, K): sum of distances to each cluster
-    own = counts[inv]
-    a = sums[np.arange(x.shape[0]), inv] / np.maximum(own - 1, 1)
-    mean_other = sums / counts[None, :]
-    mean_other[np.arange(x.shape[0]), inv] = np.inf
-    b = mean_other.min(1)
-    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
-    s[own <= 1] = 0.0
-    return float(s.mean())
+#: The registered parameters: the single source of their defaults and ranges (``None``:
+#: the preset's value).
+PARAMS: tuple[Param, ...] = (
+        Param("variant", "str", "fsf", "fsf: mu=q'/alpha (finer); scf: mu=alpha/q' "
+              "(coarser); fixed: constant mu (Kim et al.)", choices=("fsf", "scf", "fixed")),
+        Param("alpha", "float", None, "dynamic-weight scale (default 15 FSF, 50 SCF)",
+              low=0.0, high=1000.0),
+        Param("mu", "float", 5.0, "constant continuity weight for variant=fixed; higher = "
+              "smoother", low=0.0, high=1e4),
+        Param("backbone", "str", "cnn", "cnn (no weights) or resnet18 (+FPN; pass weights=)",
+              choices=("cnn", "resnet18")),
+        Param("weights", "str", None, "ResNet-18 ImageNet state_dict file (resnet18 only)"),
+        Param("preset", "str", "fast", "fast (reduced resolution, stability stop), "
+              "regions (fast + early stop at 16 clusters + connected, colour-merged "
+              "regions), superpixels (2 networks; superpixels merged by colour and their "
+              "co-association; best BSDS scores) or published (full recipe, ~1 h/image "
+              "on a CPU core)", choices=("fast", "regions", "superpixels", "published")),
+        Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
+              low=1, high=100000),
+        Param("min_labels", "int", None, "stop when the label count falls to this "
+              "(published/fast 3, regions 16)", low=1, high=512),
+        Param("patience", "int", None, "stop when the label count has not fallen for this "
+              "many iterations (0 = off; fast 10)", low=0, high=100000),
+        Param("scale", "float", None, "training resolution factor (fast 0.5, published 1); "
+              "cost ~ scale^2", low=0.01, high=1.0),
+        Param("channels", "int", None, "p = q channels (fast 64, published 100)",
+              low=2, high=512),
+        Param("n_conv", "int", None, "conv-ReLU-BN components M (2)", low=1, high=8),
+        Param("silhouette", "bool", None, "silhouette phase: floor the label count at the "
+              "best k-means k"),
+        Param("components", "bool", None, "split clusters into connected regions, absorb "
+              "regions < min_size px (post-processing, not in the paper; on in preset "
+              "regions)"),
+        Param("min_size", "int", None, "smallest region kept with components=true "
+              "(50; regions 20)", low=0, high=10**7),
+        Param("merge", "float", None, "with components: merge adjacent regions whose mean "
+              "L*a*b* colours differ by < merge (0 = off; regions 10)", low=0.0,
+              high=1000.0),
+        Param("final", "str", None, "with scale<1: upsample the response or run the "
+              "net once at full resolution (fast: upsample; regions: full)",
+              choices=("upsample", "full")),
+        Param("runs", "int", None, "independently initialised networks; their "
+              "co-association boundary feeds the hierarchical merge (1; superpixels 2)",
+              low=1, high=64),
+        Param("superpixels", "float", None, "with components: Felzenszwalb scale of the "
+              "superpixels to merge instead of the cluster regions (0 = off; superpixels "
+              "preset 200)", low=0.0, high=1e6),
+        Param("merge_mode", "str", None, "threshold (one-shot cut) or hierarchical "
+              "(greedy, means updated; superpixels preset)",
+              choices=("threshold", "hierarchical")),
+        Param("edge_weight", "float", None, "weight of the co-association boundary in the "
+              "hierarchical merge cost (0; superpixels preset 20)", low=0.0, high=1e4),
+        Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
+        Param("device", "str", "cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto")),
+)
 
 
-def choose_k_silhouette(
-    features: np.ndarray,
-    *,
-    k_min: int = 3,
-    k_max: int = 12,
-    n_samples: int = 1000,
-    rng: Any = None,
-) -> tuple[int, dict[int, float]]:
-    """Silhouette phase: the number of clusters ``k*`` that best separates the pixels.
-
-    Parameters
-    ----------
-    features : ndarray (n_pixels, d)
-        Per-pixel features (physeg uses the input channels in [0, 1]).
-    k_min, k_max : int
-        Inclusive search range (``2 <= k_min <= k_max``).
-    n_samples : int
-        Pixels drawn without replacement with ``rng``; k-means and the silhouette are
-        computed on them only (cost O(n_samples^2 + n_samples * k_max^2)).
-    rng : None, int or numpy.random.Generator
-
-    Returns
-    -------
-    k_star : int
-        ``argmax_k silhouette(kmeans_k)`` (smallest k on ties). If the samples have fewer
-        than ``k_min`` distinct values, ``k_min`` is returned with no scores.
-    scores : dict
-        ``{k: mean silhouette}`` for every k tried.
-    """
-    gen = as_rng(rng)
-    feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    n = min(int(n_samples), feats.shape[0])
-    sample = feats[gen.choice(feats.shape[0], size=n, replace=False)]
-    n_distinct = np.unique(sample, axis=0).shape[0]
-    scores: dict[int, float] = {}
-    for k in range(int(k_min), int(k_max) + 1):
-        if k > n_distinct or k >= n:
-            break
-        lab = kmeans(sample, k, rng=gen)
-        if np.unique(lab).size < 2:
-            continue
-        scores[k] = silhouette_score(sample, lab)
-    if not scores:
-        return int(k_min), scores
-    best = max(scores.values())
-    return min(k for k, s in scores.items() if s == best), scores
-
-
-# --------------------------------------------------------------------------------------
-# post-processing
-
-
-def split_components(labels: np.ndarray, *, min_size: int = 0) -> np.ndarray:
-    """Give every 4-connected region of each cluster its own label; absorb small regions.
-
-    A cluster id of DynaSeg can cover several disconnected regions (there is no objectness
-    prior). This relabels each connected region separately, then every region smaller than
-    ``min_size`` pixels takes the label of the nearest pixel (Euclidean) that lies in a
-    region of at least ``min_size`` pixels (one distance transform, no loop over regions).
-
-    Parameters
-    ----------
-    labels : ndarray of int (rows, cols)
-        Cluster labels.
-    min_size : int, default 0
-        Regions below this many pixels are absorbed (0 or 1 = keep all). If no region is
-        that large, the labels are returned split but unmerged.
-
-    Returns
-    -------
-    ndarray of int32
-        Region labels ``0..R-1``.
-    """
-    from scipy import ndimage as ndi
-    from skimage.measure import label as cc_label
-
-    regions = cc_label(np.asarray(labels), background=-1, connectivity=1).astype(np.int64) - 1
-    if min_size > 1:
-        sizes = np.bincount(regions.ravel())
-        small = sizes[regions] < min_size
-        if small.any() and not small.all():
-            _, idx = ndi.distance_transform_edt(small, return_indices=True)
-            regions = regions[idx[0], idx[1]]
-        _, regions = np.unique(regions, return_inverse=True)
-        regions = regions.reshape(labels.shape)
-    return regions.astype(np.int32)
-
-
-def merge_similar_regions(regions: np.ndarray, features: np.ndarray, *,
-                          threshold: float, min_regions: int = 0) -> np.ndarray:
-    """Merge 4-adjacent regions whose mean features differ by less than ``threshold``.
-
-    A region adjacency graph is built from the label image (one edge per pair of regions
-    that touch horizontally or vertically), each edge is weighted by the Euclidean distance
-    ``||f_a - f_b||`` between the two regions' mean feature vectors, edges with weight
-    ``< threshold`` are kept and the connected components of the kept graph become the new
-    regions (the one-shot threshold cut of a region adjacency graph, as
-    ``skimage.graph.cut_threshold``; merging is transitive). Fully vectorised.
-
-    Parameters
-    ----------
-    regions : ndarray of int (rows, cols)
-        Non-negative region labels.
-    features : ndarray (rows, cols) or (rows, cols, d)
-        Per-pixel features (physeg's DynaSeg uses the input in CIE L*a*b*, where a
-        distance of ~2.3 is one just-noticeable difference).
-    threshold : float
-        Largest mean-feature distance that still merges (>= 0; 0 merges nothing).
-    min_regions : int, default 0
-        Floor on the number of regions left: if the cut at ``threshold`` leaves fewer, the
-        largest of ``threshold * (0.8, 0.6, 0.4, 0.2)`` that leaves at least
-        ``min_regions`` is used (no merge if none does). Guards low-contrast images, where
-        one global threshold merges almost everything. 0 = off.
-
-    Returns
-    -------
-    ndarray of int32
-        Labels ``0..R'-1``.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from ._merge import adjacency, region_sums, relabel_with_features
-
-    reg, feats = relabel_with_features(regions, features)
-    n = int(reg.max()) + 1
-    counts, sums = region_sums(reg, feats)
-    means = sums / counts[:, None]
-    pairs = adjacency(reg)[0]
-    dist = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1)
-    comp = np.arange(n)
-    for factor in (1.0, 0.8, 0.6, 0.4, 0.2):
-        keep = pairs[dist < float(threshold) * factor]
-        adj = coo_matrix((np.ones(len(keep)), (keep[:, 0], keep[:, 1])), shape=(n, n))
-        n_comp, labels = connected_components(adj, directed=False)
-        if n_comp >= min(int(min_regions), n):
-            comp = labels
-            break
-    _, out = np.unique(comp[reg], return_inverse=True)
-    return out.reshape(reg.shape).astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------
-# main entry point
-
-
+@defaults_from(PARAMS)
 def segment_dynaseg(
     image: np.ndarray,
     *,
-    variant: str = "fsf",
-    alpha: float | None = None,
-    mu: float = 5.0,
-    backbone: str = "cnn",
-    weights: str | None = None,
-    preset: str = "fast",
-    max_iter: int | None = None,
-    min_labels: int | None = None,
-    patience: int | None = None,
-    scale: float | None = None,
-    channels: int | None = None,
-    n_conv: int | None = None,
-    silhouette: bool | None = None,
+    variant: str,
+    alpha: float | None,
+    mu: float,
+    backbone: str,
+    weights: str | None,
+    preset: str,
+    max_iter: int | None,
+    min_labels: int | None,
+    patience: int | None,
+    scale: float | None,
+    channels: int | None,
+    n_conv: int | None,
+    silhouette: bool | None,
     k_min: int = 3,
     k_max: int = 12,
     lr: float = 0.1,
     momentum: float = 0.9,
     weight_decay: float | None = None,
-    threads: int | None = None,
-    device: str = "cpu",
+    threads: int | None,
+    device: str,
     scribble: np.ndarray | None = None,
-    components: bool | None = None,
-    min_size: int | None = None,
-    merge: float | None = None,
-    final: str | None = None,
-    runs: int | None = None,
-    superpixels: float | None = None,
-    merge_mode: str | None = None,
-    edge_weight: float | None = None,
+    components: bool | None,
+    min_size: int | None,
+    merge: float | None,
+    final: str | None,
+    runs: int | None,
+    superpixels: float | None,
+    merge_mode: str | None,
+    edge_weight: float | None,
     callback: Any = None,
     return_info: bool = False,
     channel_axis: int | None = None,
@@ -584,50 +368,120 @@ def segment_dynaseg(
     """
     from ..._optional import require
 
-    torch = require("torch", feature="the dynaseg method")
-    from torch.nn import functional as F
-
-    from . import _net as net
-
+    require("torch", feature="the dynaseg method")
     t0 = time.perf_counter()
-    variant = look_up_option(variant, ("fsf", "scf", "fixed"), what="dynaseg variant")
-    backbone = look_up_option(backbone, ("cnn", "resnet18"), what="dynaseg backbone")
-    preset = look_up_option(preset, tuple(PRESETS), what="dynaseg preset")
-    device = look_up_option(device, ("cpu", "cuda", "auto"), what="device")
-    cfg = dict(PRESETS[preset])
-    given = dict(scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
-                 patience=patience, silhouette=silhouette, weight_decay=weight_decay,
-                 min_labels=min_labels, components=components, min_size=min_size,
-                 merge=merge, final=final, runs=runs, superpixels=superpixels,
-                 merge_mode=merge_mode, edge_weight=edge_weight)
-    cfg.update({k: v for k, v in given.items() if v is not None})
-    final = cfg["final"] = look_up_option(cfg["final"], ("upsample", "full"), what="final")
-    cfg["merge_mode"] = look_up_option(cfg["merge_mode"], ("threshold", "hierarchical"),
-                                       what="merge_mode")
-    _check_number("superpixels", cfg["superpixels"], 0.0, 1e6)
-    _check_number("edge_weight", cfg["edge_weight"], 0.0, 1e4)
-    min_labels, components = cfg["min_labels"], bool(cfg["components"])
-    min_size, merge = cfg["min_size"], cfg["merge"]
+    cfg = _settings(preset, scale=scale, channels=channels, n_conv=n_conv, max_iter=max_iter,
+                    patience=patience, silhouette=silhouette, weight_decay=weight_decay,
+                    min_labels=min_labels, components=components, min_size=min_size,
+                    merge=merge, final=final, runs=runs, superpixels=superpixels,
+                    merge_mode=merge_mode, edge_weight=edge_weight)
     if alpha is None:
         alpha = _DEFAULT_ALPHA[variant]
-    _check_number("alpha", alpha, 0.0, 1000.0, open_low=variant != "fixed")
-    _check_number("mu", mu, 0.0, 1e4)
-    _check_number("scale", cfg["scale"], 0.0, 1.0, open_low=True)
+    _check_unregistered(k_min=k_min, k_max=k_max, lr=lr, momentum=momentum,
+                        weight_decay=cfg["weight_decay"])
+    _check_combinations(variant=variant, alpha=alpha, backbone=backbone, weights=weights)
+
+    arr = _channels_last(image, channel_axis, backbone)
+    rows, cols, n_ch = arr.shape
+    train_shape = _training_shape(rows, cols, cfg["scale"], backbone)
+    gen = as_rng(rng)
+    first_seed = int(gen.integers(2**62))
+    x01 = to_float01(arr)  # (rows, cols, C) float32 in [0, 1], a copy
+    if backbone == "resnet18" and n_ch == 1:
+        x01 = np.repeat(x01, 3, axis=-1)
+    from . import _runs
+
+    dev = _runs.torch_device(device)
+    stop_labels, scr = cfg["min_labels"], None
+    if scribble is not None:
+        scr = _check_scribble(scribble, (rows, cols), cfg["channels"])
+        stop_labels = int(np.unique(scr[scr >= 0]).size)
+
+    with _runs.torch_threads(threads):
+        x_train, x_full = _runs.image_tensors(x01, train_shape, dev)
+        scr_t = None if scr is None else _runs.scribble_tensor(scr, train_shape, dev)
+        k_star, scores = 0, {}
+        if cfg["silhouette"]:
+            feats = x_train[0].permute(1, 2, 0).reshape(train_shape[0] * train_shape[1], -1)
+            k_star, scores = choose_k_silhouette(feats.cpu().numpy(), k_min=k_min,
+                                                 k_max=k_max, rng=gen)
+        # drawn after the silhouette phase, which uses the same generator
+        seeds = [first_seed] + [int(gen.integers(2**62)) for _ in range(int(cfg["runs"]) - 1)]
+        cluster_maps, first, response = _runs.train_runs(
+            x_train, x_full, seeds, dev, backbone=backbone, weights=weights, cfg=cfg,
+            train=dict(variant=variant, alpha=float(alpha), mu=float(mu),
+                       max_iter=int(cfg["max_iter"]),
+                       min_labels=max(int(stop_labels), k_star), q_floor=k_star,
+                       patience=int(cfg["patience"]), lr=float(lr),
+                       momentum=float(momentum), weight_decay=float(cfg["weight_decay"]),
+                       scribble=scr_t),
+            callback=callback)
+
+    labels, n_clusters = _renumber_in_raster_order(cluster_maps[0])
+    if cfg["components"]:
+        labels = regions_from_clusters(labels, cluster_maps, x01, cfg)
+    if not return_info:
+        return labels
+    info = dict(
+        n_labels=first.n_labels, mu=first.mu, loss=first.loss, stop_reason=first.stop_reason,
+        iterations=first.iterations, k_star=k_star or None, silhouette_scores=scores,
+        n_clusters=n_clusters, seconds=time.perf_counter() - t0, train_shape=train_shape,
+        seed=first_seed, preset=preset, config=cfg,
+        response=np.moveaxis(response[0].cpu().numpy(), 0, -1),
+    )
+    return labels, info
+
+
+# --------------------------------------------------------------------------------------
+# the steps of segment_dynaseg
+
+
+def _settings(preset: str, **explicit: Any) -> dict[str, Any]:
+    """The preset's settings, each overridden by its explicit (not ``None``) value."""
+    cfg = dict(PRESETS[preset])
+    cfg.update({name: value for name, value in explicit.items() if value is not None})
+    return cfg
+
+
+def _check_unregistered(*, k_min: int, k_max: int, lr: float, momentum: float,
+                        weight_decay: float) -> None:
+    """Check the Python-only parameters, which the registry's schema does not declare."""
     _check_number("lr", lr, 0.0, 10.0, open_low=True)
     _check_number("momentum", momentum, 0.0, 1.0)
-    _check_number("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    _check_number("merge", merge, 0.0, 1000.0)
-    ints = {**cfg, "k_min": k_min, "k_max": k_max}
-    for name, lo, hi in (("max_iter", 1, 100000), ("min_labels", 1, 512),
-                         ("patience", 0, 100000), ("channels", 2, 512), ("n_conv", 1, 8),
-                         ("k_min", 2, 50), ("k_max", 2, 50), ("min_size", 0, 10**7),
-                         ("runs", 1, 64)):
-        val = ints[name]
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not lo <= val <= hi:
-            raise ValueError(f"{name} must be an integer in [{lo}, {hi}]; got {val!r}.")
+    _check_number("weight_decay", weight_decay, 0.0, 1.0)
+    for name, value in (("k_min", k_min), ("k_max", k_max)):
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                or not 2 <= value <= 50):
+            raise ValueError(f"{name} must be an integer in [2, 50]; got {value!r}.")
     if k_max < k_min:
         raise ValueError(f"k_max ({k_max}) must be >= k_min ({k_min}).")
 
+
+def _check_combinations(*, variant: str, alpha: float, backbone: str,
+                        weights: str | None) -> None:
+    """Rules between parameters, which a per-parameter range cannot express."""
+    if variant != "fixed" and not alpha > 0:
+        raise ValueError(
+            f"alpha must be > 0 with variant={variant!r} (the weight is q'/alpha for fsf, "
+            f"alpha/q' for scf); got {alpha!r}. variant='fixed' uses the constant mu.")
+    if weights is not None and backbone != "resnet18":
+        raise ValueError("weights= is only used by backbone='resnet18'; remove it or set "
+                         "backbone='resnet18'.")
+
+
+def _check_number(name: str, value: Any, low: float, high: float, *,
+                  open_low: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = np.isfinite(v) and (v > low if open_low else v >= low) and v <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be a number in {bracket}{low:g}, {high:g}]; got {value!r}.")
+
+
+def _channels_last(image: Any, channel_axis: int | None, backbone: str) -> np.ndarray:
+    """The image as (rows, cols, C) of a real or integer dtype (bool as uint8), checked."""
     arr = np.asarray(image)
     if channel_axis is None:
         if arr.ndim != 2:
@@ -643,7 +497,6 @@ def segment_dynaseg(
             raise ValueError(
                 f"dynaseg segments 2D images: expected (rows, cols, C); got shape {arr.shape} "
                 f"after moving channel_axis={channel_axis} last.")
-    rows, cols, n_ch = arr.shape
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
             or arr.dtype == bool):
         raise TypeError(f"image has dtype {arr.dtype}; expected integers or real floats.")
@@ -652,237 +505,57 @@ def segment_dynaseg(
                          "(e.g. np.nan_to_num).")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
+    n_ch = arr.shape[-1]
     if backbone == "resnet18" and n_ch not in (1, 3):
         raise ValueError(
             f"the resnet18 backbone needs an RGB (3-channel) or grey image; got {n_ch} "
             "channels. Drop the alpha channel (image[..., :3]) or use backbone='cnn', "
             "which accepts any number of channels.")
-    if weights is not None and backbone != "resnet18":
-        raise ValueError("weights= is only used by backbone='resnet18'; remove it or set "
-                         "backbone='resnet18'.")
-    h = max(int(round(rows * cfg["scale"])), 1)
-    w = max(int(round(cols * cfg["scale"])), 1)
+    return arr
+
+
+def _training_shape(rows: int, cols: int, scale: float, backbone: str) -> tuple[int, int]:
+    """(h, w) of the image the network trains on; refuse one smaller than the backbone needs."""
+    h = max(int(round(rows * scale)), 1)
+    w = max(int(round(cols * scale)), 1)
     need = _MIN_TRAIN_SIDE[backbone]
     if min(h, w) < need:
         raise ValueError(
-            f"image too small for dynaseg: {rows}x{cols} pixels at scale {cfg['scale']:g} "
+            f"image too small for dynaseg: {rows}x{cols} pixels at scale {scale:g} "
             f"trains on {h}x{w}, but the {backbone} backbone needs at least {need} pixels per "
             f"side. Use a larger image or a larger scale (at most 1).")
+    return h, w
 
-    gen = as_rng(rng)
-    seed = int(gen.integers(2**62))
-    x01 = to_float01(arr)  # (rows, cols, C) float32 in [0, 1], a copy
-    if backbone == "resnet18" and n_ch == 1:
-        x01 = np.repeat(x01, 3, axis=-1)
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but torch sees no CUDA GPU; use "
-                         "device='cpu' or 'auto'.")
-    dev = torch.device(device)
+def _check_scribble(scribble: Any, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Scribble labels as int64 (rows, cols), -1 = unlabelled; class ids must be < channels."""
+    negative = np.asarray(scribble) < 0
+    scr = check_labels_like(np.where(negative, 0, scribble), shape, name="scribble")
+    scr = np.where(negative, -1, scr).astype(np.int64)
+    classes = np.unique(scr[scr >= 0])
+    if classes.size == 0:
+        raise ValueError("scribble has no labelled pixel (all negative); label some "
+                         "pixels with class ids >= 0.")
+    if classes.max() >= channels:
+        raise ValueError(f"scribble class ids must be < channels ({channels}); got "
+                         f"max {classes.max()}.")
+    return scr
 
-    scr_t = None
-    if scribble is not None:
-        scr = check_labels_like(np.where(np.asarray(scribble) < 0, 0, scribble), (rows, cols),
-                                name="scribble")
-        scr = np.where(np.asarray(scribble) < 0, -1, scr).astype(np.int64)
-        classes = np.unique(scr[scr >= 0])
-        if classes.size == 0:
-            raise ValueError("scribble has no labelled pixel (all negative); label some "
-                             "pixels with class ids >= 0.")
-        if classes.max() >= cfg["channels"]:
-            raise ValueError(f"scribble class ids must be < channels ({cfg['channels']}); got "
-                             f"max {classes.max()}.")
-        min_labels = int(classes.size)
 
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        if not 1 <= int(threads) <= 256:
-            raise ValueError(f"threads must be in [1, 256]; got {threads!r}.")
-        torch.set_num_threads(int(threads))
-    try:
-        x = x_full = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x01, -1, 0)))[None].to(dev)
-        if (h, w) != (rows, cols):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                              antialias=True)
-        if scribble is not None:
-            st = torch.from_numpy(scr)[None, None].float()
-            if (h, w) != (rows, cols):
-                st = F.interpolate(st, size=(h, w), mode="nearest")
-            scr_t = st[:, 0].long().to(dev)
-
-        k_star, scores = 0, {}
-        if cfg["silhouette"]:
-            feats = x[0].permute(1, 2, 0).reshape(h * w, -1).cpu().numpy()
-            k_star, scores = choose_k_silhouette(feats, k_min=k_min, k_max=k_max, rng=gen)
-
-        cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] \
-            if dev.type == "cuda" else []
-        seeds = [seed] + [int(gen.integers(2**62)) for _ in range(int(cfg["runs"]) - 1)]
-        all_ids = []
-        for run, run_seed in enumerate(seeds):
-            with torch.random.fork_rng(devices=cuda_ids):
-                torch.manual_seed(run_seed)
-                if backbone == "cnn":
-                    model = net.DynaSegCNN(x.shape[1], cfg["channels"], cfg["channels"],
-                                           cfg["n_conv"])
-                else:
-                    from ._resnet import ResNet18FPN, load_resnet18_state_dict
-
-                    model = ResNet18FPN(q=cfg["channels"])
-                    if weights is not None:
-                        load_resnet18_state_dict(model, weights)
-            model = model.to(dev)
-            res_r = net.train_per_image(
-                model, x, variant=variant, alpha=float(alpha), mu=float(mu),
-                max_iter=int(cfg["max_iter"]), min_labels=max(int(min_labels), k_star),
-                q_floor=k_star, patience=int(cfg["patience"]), lr=float(lr),
-                momentum=float(momentum), weight_decay=float(cfg["weight_decay"]),
-                scribble=scr_t, callback=callback if run == 0 else None,
-            )
-            resp_r = res_r.response
-            if (h, w) != (rows, cols) and final == "full":
-                with torch.no_grad():
-                    resp_r = model(x_full)
-            if resp_r.shape[-2:] != (rows, cols):
-                resp_r = F.interpolate(resp_r, size=(rows, cols), mode="bilinear",
-                                       align_corners=False)
-            all_ids.append(resp_r.argmax(dim=1)[0].cpu().numpy())
-            if run == 0:
-                res, resp = res_r, resp_r
-            del model, res_r, resp_r
-        ids = all_ids[0]
-    finally:
-        if threads is not None:
-            torch.set_num_threads(old_threads)
-    _, first = np.unique(ids.ravel(), return_index=True)
-    order = np.unique(ids.ravel())[np.argsort(first)]
+def _renumber_in_raster_order(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cluster ids renumbered ``0..K-1`` in raster order of first appearance (int32), and K."""
+    values, first = np.unique(ids.ravel(), return_index=True)
+    order = values[np.argsort(first)]
     lut = np.zeros(int(order.max()) + 1, dtype=np.int32)
     lut[order] = np.arange(order.size, dtype=np.int32)
-    labels = lut[ids]
-    n_clusters = int(order.size)
-    if components:
-        labels = _regions_from_clusters(labels, all_ids, x01, cfg)
-    if not return_info:
-        return labels
-    info = dict(
-        n_labels=res.n_labels, mu=res.mu, loss=res.loss, stop_reason=res.stop_reason,
-        iterations=res.iterations, k_star=k_star or None, silhouette_scores=scores,
-        n_clusters=n_clusters, seconds=time.perf_counter() - t0, train_shape=(h, w),
-        seed=seed, preset=preset, config=cfg,
-        response=np.moveaxis(resp[0].cpu().numpy(), 0, -1),
-    )
-    return labels, info
-
-
-def _regions_from_clusters(labels: np.ndarray, all_ids: list, x01: np.ndarray,
-                           cfg: dict) -> np.ndarray:
-    """The ``components=True`` output: regions from the cluster map(s), then the merge."""
-    from ._merge import coassociation_boundary, merge_hierarchical
-
-    min_size, merge = int(cfg["min_size"]), float(cfg["merge"])
-    if cfg["superpixels"] > 0:
-        from skimage.segmentation import felzenszwalb
-
-        with warnings.catch_warnings():  # multichannel (C != 3) input is intended here
-            warnings.filterwarnings("ignore", message="Got image with third dimension",
-                                    category=RuntimeWarning)
-            regions = felzenszwalb(x01, scale=float(cfg["superpixels"]),
-                                   sigma=SUPERPIXEL_SIGMA, min_size=min_size,
-                                   channel_axis=-1).astype(np.int32)
-    else:
-        regions = split_components(labels, min_size=min_size)
-    if merge <= 0:
-        return regions
-    colour = _colour_features(x01)
-    if cfg["merge_mode"] == "threshold":
-        return merge_similar_regions(regions, colour, threshold=merge)
-    edge = coassociation_boundary(all_ids) if cfg["edge_weight"] > 0 else None
-    return merge_hierarchical(regions, colour, edge=edge, edge_weight=float(cfg["edge_weight"]),
-                              threshold=merge)
-
-
-def _colour_features(x01: np.ndarray) -> np.ndarray:
-    """Features of the colour merge: CIE L*a*b* for RGB, else 100 x the [0, 1] channels."""
-    if x01.shape[-1] == 3:
-        from skimage.color import rgb2lab
-
-        return rgb2lab(x01)
-    return 100.0 * x01
-
-
-def _check_number(name: str, value: Any, low: float, high: float, *, open_low: bool = False):
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = np.isfinite(v) and (v > low if open_low else v >= low) and v <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name} must be a number in {bracket}{low:g}, {high:g}]; got {value!r}.")
-
-
-def _segment_registered(image, *, channel_axis=None, spacing=None, rng=None, **params):
-    return segment_dynaseg(image, channel_axis=channel_axis, spacing=spacing, rng=rng, **params)
+    return lut[ids], int(order.size)
 
 
 register(
     Method(
         name="dynaseg",
-        func=_segment_registered,
-        params=(
-            Param("variant", "str", "fsf", "fsf: mu=q'/alpha (finer); scf: mu=alpha/q' "
-                  "(coarser); fixed: constant mu (Kim et al.)", choices=("fsf", "scf", "fixed")),
-            Param("alpha", "float", None, "dynamic-weight scale (default 15 FSF, 50 SCF)",
-                  low=0.0, high=1000.0),
-            Param("mu", "float", 5.0, "constant continuity weight for variant=fixed; higher = "
-                  "smoother", low=0.0, high=1e4),
-            Param("backbone", "str", "cnn", "cnn (no weights) or resnet18 (+FPN; pass weights=)",
-                  choices=("cnn", "resnet18")),
-            Param("weights", "str", None, "ResNet-18 ImageNet state_dict file (resnet18 only)"),
-            Param("preset", "str", "fast", "fast (reduced resolution, stability stop), "
-                  "regions (fast + early stop at 16 clusters + connected, colour-merged "
-                  "regions), superpixels (2 networks; superpixels merged by colour and their "
-                  "co-association; best BSDS scores) or published (full recipe, ~1 h/image "
-                  "on a CPU core)", choices=("fast", "regions", "superpixels", "published")),
-            Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
-                  low=1, high=100000),
-            Param("min_labels", "int", None, "stop when the label count falls to this "
-                  "(published/fast 3, regions 16)", low=1, high=512),
-            Param("patience", "int", None, "stop when the label count has not fallen for this "
-                  "many iterations (0 = off; fast 10)", low=0, high=100000),
-            Param("scale", "float", None, "training resolution factor (fast 0.5, published 1); "
-                  "cost ~ scale^2", low=0.01, high=1.0),
-            Param("channels", "int", None, "p = q channels (fast 64, published 100)",
-                  low=2, high=512),
-            Param("n_conv", "int", None, "conv-ReLU-BN components M (2)", low=1, high=8),
-            Param("silhouette", "bool", None, "silhouette phase: floor the label count at the "
-                  "best k-means k"),
-            Param("components", "bool", None, "split clusters into connected regions, absorb "
-                  "regions < min_size px (post-processing, not in the paper; on in preset "
-                  "regions)"),
-            Param("min_size", "int", None, "smallest region kept with components=true "
-                  "(50; regions 20)", low=0, high=10**7),
-            Param("merge", "float", None, "with components: merge adjacent regions whose mean "
-                  "L*a*b* colours differ by < merge (0 = off; regions 10)", low=0.0,
-                  high=1000.0),
-            Param("final", "str", None, "with scale<1: upsample the response or run the "
-                  "net once at full resolution (fast: upsample; regions: full)",
-                  choices=("upsample", "full")),
-            Param("runs", "int", None, "independently initialised networks; their "
-                  "co-association boundary feeds the hierarchical merge (1; superpixels 2)",
-                  low=1, high=64),
-            Param("superpixels", "float", None, "with components: Felzenszwalb scale of the "
-                  "superpixels to merge instead of the cluster regions (0 = off; superpixels "
-                  "preset 200)", low=0.0, high=1e6),
-            Param("merge_mode", "str", None, "threshold (one-shot cut) or hierarchical "
-                  "(greedy, means updated; superpixels preset)",
-                  choices=("threshold", "hierarchical")),
-            Param("edge_weight", "float", None, "weight of the co-association boundary in the "
-                  "hierarchical merge cost (0; superpixels preset 20)", low=0.0, high=1e4),
-            Param("threads", "int", None, "torch CPU threads during the call", low=1, high=256),
-            Param("device", "str", "cpu", "cpu, cuda or auto", choices=("cpu", "cuda", "auto")),
-        ),
+        func=segment_dynaseg,
+        params=PARAMS,
         summary="DynaSeg: per-image unsupervised CNN clustering with FSF/SCF dynamic loss "
                 "weights (torch)",
         supports_3d=False,
