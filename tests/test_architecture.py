@@ -16,7 +16,10 @@ SRC = REPO / "src" / "physeg"
 
 # Modules allowed past MAX_LINES, each with the reason it is one cohesive job.
 MAX_LINES = 600
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "physeg/families/heat/blockwise.py": "one pipeline: lazy open, streaming normalisation, "
+    "fixed-means map_overlap iteration with change tracking, blockwise output",
+}
 
 
 def test_import_linter_contracts_are_kept():

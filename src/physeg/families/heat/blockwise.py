@@ -1,52 +1,24 @@
 r"""Blockwise segmentation of images larger than memory (dask ``map_overlap``).
 
-Supported method: ``heat`` (threshold dynamics, :mod:`physeg.families.heat`). Inputs: numpy or dask
-arrays, zarr arrays/folders (``.zarr``), TIFF files (tiled or multi-page; read lazily through
+Supported method: ``heat`` (threshold dynamics, :mod:`physeg.families.heat`). Inputs: numpy or
+dask arrays, zarr arrays/folders (``.zarr``), TIFF files (tiled or multi-page; read lazily through
 tifffile's zarr store). Outputs: a numpy array, a zarr folder or a tiled TIFF, written block by
 block, so the peak memory is a few blocks, not the image.
 
-What "local" means here, and the equivalence that is tested
-------------------------------------------------------------
-One threshold-dynamics step of :func:`physeg.families.heat.segment_heat` is
-
-.. math::
-
-    \psi = G_\tau * u,\qquad
-    u^{new} = \mathbb 1\big[\,|f-c_1|^2 - |f-c_0|^2 < \beta\,(2\psi-1)\,\big],
-    \qquad \beta = 2\lambda/\sqrt\tau
-
-(K phases: :math:`u^{new}=\arg\min_k |f-c_k|^2-\beta\,G_\tau*u_k`). The heat kernel is a
-Gaussian of standard deviation :math:`\sigma=\sqrt{2\tau}`, so with the region means
-:math:`c_k` and the normalisation of :math:`f` held fixed, a step at a pixel depends on the
-labels within a few σ only: it is *local*. Two things in the in-memory run are *global*: the
-intensity normalisation (mean and total variance of the image, defining λ's units) and the
-region means, re-estimated from the whole image after every step. Blockwise we therefore
-
-1. compute the normalisation in one streaming pass (float64 sums);
-2. fix the means: given by the caller (``means=``), or estimated by running the in-memory
-   ``heat`` method on a subsampled copy of the image (every k-th pixel, at most ``coarse``
-   pixels per axis; region means are global statistics that a coarse copy estimates well,
-   while boundaries need the full resolution);
-3. initialise with the nearest mean of :math:`G_{4\tau}*f` (the same pre-smoothing as the
-   in-memory initialisation, with the fixed means instead of Otsu's threshold), blockwise;
-4. iterate the fixed-means step, one ``map_overlap`` pass per iteration with a halo of
-   ``ceil(6σ)`` pixels, until no pixel changes or ``max_iter``. A block is recomputed only when
-   it or one of its neighbours changed in the previous pass (the halo is smaller than a block),
-   so late passes touch only blocks where fronts still move.
-
-Each block's heat step is the exact Neumann (DCT-II) semigroup on the block plus its halo; at
-the image border there is no padding, so the block sees the same reflecting boundary as the
-whole-image transform. The truncation error of a ``6σ`` halo is below
-``erfc(6/√2)/2 ≈ 1e-9``, under float32 resolution, so the blockwise result equals
-:func:`heat_fixed_means` (the same fixed-means dynamics on the whole in-memory image) pixel for
-pixel up to ties at float32 rounding level. ``tests/test_blockwise.py`` checks exact equality on
-images that fit, and also compares with the full ``physeg.segment(..., method="heat")`` (global
-means re-estimated every step), where the labels agree up to a handful of boundary pixels.
-
-Choices made where the issue left room: the halo is ``ceil(6 sqrt(2 tau))`` pixels per pass (one
-pass per iteration, exact) rather than one pass with a halo of ``max_iter`` times that
-(``max_iter`` × larger blocks); the intermediate label images live in a temporary zarr store
-(uint8, a quarter of a float32 image); default blocks are 2048 pixels per axis.
+Method
+------
+One threshold-dynamics step (:func:`physeg.families.heat.segment_heat`) with the region means
+:math:`c_k` and the normalisation of :math:`f` held fixed,
+:math:`u^{new}=\arg\min_k |f-c_k|^2-\beta\,G_\tau*u_k`, :math:`\beta=2\lambda/\sqrt\tau`, depends
+on the labels within a few :math:`\sigma=\sqrt{2\tau}` only. Blockwise we therefore (1) compute
+the normalisation in one streaming pass, (2) fix the means (given as ``means=`` or estimated by
+the in-memory ``heat`` on a subsampled copy), (3) initialise with the nearest mean of
+:math:`G_{4\tau}*f`, and (4) iterate the fixed-means step, one ``map_overlap`` pass per iteration
+with a halo of ``ceil(6σ)`` pixels (truncation error below float32 resolution), recomputing only
+blocks whose neighbourhood changed. The result equals :func:`heat_fixed_means` on the whole
+image pixel for pixel; against the full ``heat`` (means re-estimated every step) the labels
+agree up to a few boundary pixels. Intermediate labels live in a temporary uint8 zarr store;
+default blocks are 2048 pixels per axis. The derivation and the tests: ``docs/methods/heat.md``.
 """
 
 from __future__ import annotations
