@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from physeg import batch
+from physeg import io as pio
 from physeg.data.synthetic import shape_image
 
 SHAPES = ("square", "circle", "triangle", "rhombus", "ellipse")
@@ -244,32 +246,59 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(batch.os, "fsync", boom)
+    monkeypatch.setattr(pio.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
-        batch.write_labels(tmp_path / "x.png", np.ones((4, 4), np.uint8), {"key": "k"})
+        pio.write_labels(tmp_path / "x.png", np.ones((4, 4), np.uint8), provenance={"key": "k"})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_write_labels_formats_and_provenance(tmp_path):
     big = np.arange(300 * 2).reshape(20, 30).astype(np.int64)
-    batch.write_labels(tmp_path / "a.png", big, {"key": "abc"})
+    pio.write_labels(tmp_path / "a.png", big, provenance={"key": "abc"})
     back = np.asarray(Image.open(tmp_path / "a.png"))
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back, big)
-    assert batch.read_provenance(tmp_path / "a.png") == {"key": "abc"}
+    assert pio.read_provenance(tmp_path / "a.png") == {"key": "abc"}
     vol = np.zeros((3, 8, 8), np.uint8)
     vol[1, 2:5, 2:5] = 1
-    batch.write_labels(tmp_path / "v.tif", vol, {"key": "vol"})
+    pio.write_labels(tmp_path / "v.tif", vol, provenance={"key": "vol"})
     import tifffile
 
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "v.tif"), vol)
-    assert batch.read_provenance(tmp_path / "v.tif") == {"key": "vol"}
-    with pytest.raises(ValueError, match="Write a .tif instead"):
-        batch.write_labels(tmp_path / "v.png", vol)
-    with pytest.raises(TypeError, match="must be integers"):
-        batch.write_labels(tmp_path / "f.png", np.zeros((4, 4)))
+    assert pio.read_provenance(tmp_path / "v.tif") == {"key": "vol"}
+    with pytest.raises(ValueError, match="Use a .tif suffix"):
+        pio.write_labels(tmp_path / "v.png", vol)
+    with pytest.raises(ValueError, match="must be integers"):
+        pio.write_labels(tmp_path / "f.png", np.full((4, 4), 0.5))
     (tmp_path / "junk.png").write_bytes(b"junk")
-    assert batch.read_provenance(tmp_path / "junk.png") is None
+    assert pio.read_provenance(tmp_path / "junk.png") is None
+    assert pio.read_provenance(tmp_path / "v.png") is None  # absent
+
+
+def test_segment_file_is_a_pure_json_record(tmp_path):
+    """The per-file worker returns a JSON-able record and never raises for a bad file."""
+    _make_inputs(tmp_path / "in", n=1)
+    src = next((tmp_path / "in").glob("*.png"))
+    job = batch.Job(input=str(src), output=str(tmp_path / "o" / "a.png"), method="otsu",
+                    params={"classes": 2})
+    rec = batch.segment_file(job)
+    assert rec["status"] == "done" and rec["labels"] == 2 and rec["error"] is None
+    json.dumps(rec)
+    missing = dataclasses.replace(job, input=str(tmp_path / "missing.png"))
+    rec = batch.segment_file(missing)
+    assert rec["status"] == "failed" and "missing.png" in rec["error"]["message"]
+    json.dumps(rec)
+
+
+def test_plan_validates_once_before_any_work(tmp_path):
+    _make_inputs(tmp_path / "in", n=2)
+    plan = batch.plan_batch(tmp_path / "in", tmp_path / "out", params={"classes": "3"},
+                            channel_axis="none")
+    assert plan.params == {"classes": 3} and plan.method == "otsu"  # converted by the schema
+    assert all(job.params == {"classes": 3} and job.channel_axis is None for job in plan.jobs)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="--channel-axis"):
+        batch.plan_batch(tmp_path / "in", tmp_path / "out", channel_axis="left")
 
 
 def test_volume_tiff_input(tmp_path):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import physeg
 from physeg import io as pio
 from physeg.api import Method, Model, Param
-from physeg.cli import app, parse_params, segment_file
+from physeg.cli import app, parse_params
 from physeg.data.synthetic import shape_image
 
 runner = CliRunner()
@@ -187,69 +187,6 @@ def test_parse_params():
     assert parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(ValueError, match="given twice"):
         parse_params(["a=1", "a=2"])
-
-
-def test_segment_file_is_pure_record(images, tmp_path):
-    src, _, _ = images
-    rec = segment_file(str(src / "a.png"), str(tmp_path / "o"), "otsu", {"classes": "2"})
-    assert rec["status"] == "ok" and rec["labels"] == 2 and rec["error"] is None
-    rec = segment_file(str(src / "missing.png"), str(tmp_path / "o"), "otsu", {})
-    assert rec["status"] == "failed" and "missing.png" in rec["error"]
-    json.dumps(rec)  # JSON-able
-
-
-def test_jobs_gives_same_labels_as_serial(images, tmp_path):
-    src, _, _ = images
-    assert _invoke("segment", src, "-o", tmp_path / "s").exit_code == 0
-    res = _invoke("segment", src, "-o", tmp_path / "p", "--jobs", "2")
-    assert res.exit_code == 0, res.output
-    for name in ("a", "b", "c"):
-        np.testing.assert_array_equal(pio.read_mask(tmp_path / "s" / f"{name}.png"),
-                                      pio.read_mask(tmp_path / "p" / f"{name}.png"))
-
-
-def test_evaluate_json_equals_metrics(images, tmp_path):
-    from physeg import metrics
-
-    src, gt, truth = images
-    pred = tmp_path / "pred"
-    rng = np.random.default_rng(0)
-    for name, mask in truth.items():
-        noisy = mask ^ (rng.random(mask.shape) < 0.1)  # flip 10 % of the pixels
-        pio.write_labels(pred / f"{name}.png", noisy)
-    res = _invoke("evaluate", pred, gt, "--metrics", "dice,iou,hd95", "--json")
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
-    assert doc["n"] == 3 and doc["metrics"] == ["dice", "iou", "hausdorff95"]
-    for row in doc["images"]:
-        p = pio.read_mask(pred / f"{row['id']}.png")
-        g = pio.read_mask(gt / f"{row['id']}.png")
-        assert row["dice"] == metrics.dice(p, g, average="binary")
-        assert row["iou"] == metrics.iou(p, g, average="binary")
-        assert row["hausdorff95"] == metrics.hausdorff95(p, g, average="binary")
-    assert doc["mean"]["dice"] == pytest.approx(np.mean([r["dice"] for r in doc["images"]]))
-    assert 0.5 < doc["mean"]["dice"] < 0.95
-
-
-def test_evaluate_table_prints_mean_dice(images, tmp_path):
-    src, gt, _ = images
-    out = tmp_path / "out"
-    assert _invoke("segment", src, "-o", out, "--overlay").exit_code == 0
-    res = _invoke("evaluate", out, gt)  # overlays/ sub-folder is not paired
-    assert res.exit_code == 0, res.output
-    assert "mean dice=1.0000" in res.output and "mean (3)" in res.output
-
-
-def test_evaluate_unpaired_files(images, tmp_path):
-    src, gt, truth = images
-    pred = tmp_path / "pred"
-    pio.write_labels(pred / "a.png", truth["a"])
-    res = _invoke("evaluate", pred, gt)
-    assert res.exit_code == 2 and "--partial" in res.output
-    res = _invoke("evaluate", pred, gt, "--partial", "--json")
-    assert res.exit_code == 0 and json.loads(res.stdout)["n"] == 1
-    res = _invoke("evaluate", pred, gt, "--metrics", "dicee")
-    assert res.exit_code == 2 and "dice" in res.output
 
 
 def _fit_threshold(images, masks, **params):

@@ -1,8 +1,25 @@
-"""Shared input validation: one place for the checks every method needs.
+"""Shared input validation and the one colour policy.
 
 Every public function in physeg validates its input at the top with these helpers, so error
 messages look the same everywhere and always say what was expected, what was received and how
 to fix it.
+
+Colour policy (every layer asks these functions, none decides on its own)
+-------------------------------------------------------------------------
+* **Which axis is colour** (:func:`colour_axis`). ``"auto"`` (files): the last axis of a 3D
+  array with 3 or 4 entries (RGB, RGBA), or of any 4D array (a colour volume); ``None``: grey
+  or a plain volume; an integer names the axis. :func:`parse_channel_axis` turns the CLI's
+  ``--channel-axis`` text into one of these. Against a mask, an image with one more axis than
+  the mask has colour last (:func:`channel_axis_from_mask`).
+* **Colour for a method** (:func:`prepare_colour`). Colour goes last and alpha is dropped (it
+  carries no intensity). A method that declares ``supports_multichannel`` gets the colour
+  image; any other gets the grey mean of R, G, B of the intensities mapped to [0, 1] by the
+  dtype's range (uint8 / 255, uint16 / 65535; floats unchanged): a fixed, data-independent
+  scale, equal weights (no assumption that the channels are sRGB).
+* **Grey inside a method** (:func:`to_grey`): the same equal-weight mean, on the values given.
+* **Display** (:func:`channels_last`, then :func:`display_rgb`): RGB in [0, 1] for viewing
+  only (integers by their dtype range, floats by their own finite minimum and maximum, a
+  constant image mid-grey).
 """
 
 from __future__ import annotations
@@ -15,7 +32,14 @@ import numpy as np
 
 __all__ = [
     "as_rng",
+    "channel_axis_from_mask",
     "check_image",
+    "channels_last",
+    "colour_axis",
+    "display_rgb",
+    "parse_channel_axis",
+    "prepare_colour",
+    "to_grey",
     "check_labels_like",
     "look_up_option",
     "to_float01",
@@ -188,3 +212,117 @@ def to_float01(image: np.ndarray) -> np.ndarray:
     if lo >= 0.0 and hi <= 1.0:
         return out
     return ((out - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- colour policy
+
+
+def parse_channel_axis(value: Any) -> int | str | None:
+    """``"auto"``, ``None`` or an int from a ``--channel-axis`` text (or such a value).
+
+    ``"auto"`` and ``""`` give ``"auto"``; ``"none"``, ``"grey"``, ``"gray"`` give None.
+    """
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+        return None if value is None else int(value)
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return "auto"
+    if text in ("none", "grey", "gray"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"--channel-axis expects auto, none or an integer axis; got {value!r}."
+        ) from None
+
+
+def colour_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
+    """Which axis of a read image holds colour (None = grey or plain volume).
+
+    ``"auto"``: the last axis of a 3D array with 3 or 4 entries, or of any 4D array.
+    """
+    if channel_axis == "auto":
+        if (image.ndim == 3 and image.shape[-1] in (3, 4)) or image.ndim == 4:
+            return image.ndim - 1
+        return None
+    if channel_axis is None:
+        return None
+    if not -image.ndim <= int(channel_axis) < image.ndim:
+        raise ValueError(
+            f"--channel-axis {channel_axis} is out of range for an image of shape {image.shape}."
+        )
+    return int(channel_axis) % image.ndim
+
+
+def channels_last(image: np.ndarray, channel_axis: int | str | None = "auto") -> np.ndarray:
+    """The image with its colour axis (:func:`colour_axis`) last, alpha kept: for display."""
+    axis = colour_axis(image, channel_axis)
+    return image if axis is None else np.moveaxis(image, axis, -1)
+
+
+def channel_axis_from_mask(image: np.ndarray, mask: np.ndarray) -> int | None:
+    """``-1`` when ``image`` has one more axis than its ``mask`` (colour last), else None."""
+    return -1 if np.ndim(image) == np.ndim(mask) + 1 else None
+
+
+def to_grey(image: np.ndarray, channel_axis: int | None, *,
+            dtype_range: bool = False) -> np.ndarray:
+    """float32 grey image: the equal-weight mean of R, G, B (alpha dropped).
+
+    ``channel_axis=None`` returns the image as float32. ``dtype_range=True`` first maps
+    integer (and bool) values to [0, 1] by the dtype's range (:func:`to_float01`), after the
+    alpha channel is dropped; floats are used unchanged.
+    """
+    if channel_axis is None:
+        return image.astype(np.float32, copy=False)
+    arr = np.moveaxis(image, channel_axis, -1)
+    if arr.shape[-1] == 4:  # drop alpha: it carries no intensity
+        arr = arr[..., :3]
+    if dtype_range and (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        arr = to_float01(arr.astype(np.uint8) if arr.dtype == bool else arr)
+    return arr.astype(np.float32, copy=False).mean(axis=-1)
+
+
+def prepare_colour(image: np.ndarray, supports_colour: bool,
+                   channel_axis: int | str | None = "auto") -> tuple[np.ndarray, int | None]:
+    """Return ``(array, channel_axis)`` ready for ``physeg.segment``.
+
+    Colour goes last and alpha is dropped; a method that ``supports_colour`` gets the colour
+    image (``channel_axis=-1``), any other the grey mean on the dtype's range
+    (:func:`to_grey` with ``dtype_range=True``, ``channel_axis=None``). A grey image is
+    returned unchanged.
+    """
+    axis = colour_axis(image, channel_axis)
+    if axis is None:
+        return image, None
+    if not supports_colour:
+        return to_grey(image, axis, dtype_range=True), None
+    arr = np.moveaxis(image, axis, -1)
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return arr, -1
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB float image in [0, 1] for viewing: grey, (..., 1|3|4) colour last; alpha dropped."""
+    img = np.asarray(image)
+    if img.dtype == bool:
+        img = img.astype(np.float32)
+    if np.issubdtype(img.dtype, np.integer):
+        info = np.iinfo(img.dtype)
+        f = (img.astype(np.float32) - info.min) / float(info.max - info.min)
+    else:
+        f = img.astype(np.float32)
+        finite = np.isfinite(f)
+        lo = float(f[finite].min()) if finite.any() else 0.0
+        hi = float(f[finite].max()) if finite.any() else 1.0
+        f = np.where(finite, f, lo)
+        f = (f - lo) / (hi - lo) if hi > lo else np.full_like(f, 0.5)
+    if f.ndim == 2:
+        f = np.repeat(f[..., None], 3, axis=-1)
+    elif f.shape[-1] == 4:
+        f = f[..., :3]
+    elif f.shape[-1] == 1:
+        f = np.repeat(f, 3, axis=-1)
+    return np.clip(f, 0.0, 1.0)

@@ -8,26 +8,22 @@ so ``physeg --help`` stays fast.
 Choices made where the brief left room
 --------------------------------------
 * **Colour.** ``--channel-axis auto`` (default) treats a 2D file with 3 or 4 values per pixel
-  (and a 4D TIFF) as colour with channels last. An alpha channel is dropped (it carries no
-  intensity). A method that declares ``supports_multichannel`` gets the colour image with
-  ``channel_axis=-1``; any other method gets the grey image ``mean(R, G, B)`` (equal weights,
-  as the baselines do) computed on intensities mapped to [0, 1] by the dtype's range (uint8 /
-  255, uint16 / 65535; floats unchanged), which is a fixed, documented, data-independent
-  scale. ``--channel-axis none`` forces grey/volume reading; an integer names the axis.
+  (and a 4D TIFF) as colour, channels last; ``none`` forces grey/volume reading; an integer
+  names the axis. The policy (alpha dropped; grey ``mean(R, G, B)`` on the dtype's range for
+  methods without colour support) is :mod:`physeg._validate`'s, applied by :mod:`physeg.batch`.
 * **Outputs.** Labels go to ``OUTDIR/<stem>.png`` (``--suffix .tif`` for TIFF; volumes always
   get ``.tif``). Overlays go to ``OUTDIR/overlays/<stem>.png``, a sub-folder so that
   ``physeg evaluate OUTDIR GT`` still pairs only label files. Two inputs with the same stem
   would write the same output; the later ones are reported as failed instead.
-* **Safety.** Every write is atomic (:mod:`physeg.io`). An existing output is a per-file error
-  unless ``--overwrite``, checked *before* segmenting. Inputs are never written, even with
-  ``--overwrite``: each write is protected against every input that resolves to the same
-  path or inode.
+* **Safety.** Every write is atomic and never clobbers (:mod:`physeg.io`). An existing output
+  is a per-file error unless ``--overwrite``, checked *before* segmenting; inputs are never
+  written, even with ``--overwrite``.
 * **Seeds.** ``--seed`` (default 0) is passed as ``rng`` to every file, so a batch gives the
   same labels whatever the order or the number of jobs.
 * **Errors.** One bad file is reported on stderr and skipped; the summary line counts
   failures and the exit status is 1 if any file failed. Usage errors (unknown method, a
   ``--param`` that is not ``KEY=VALUE`` or fails the method's schema, no inputs) exit with 2
-  before any work starts.
+  before any work starts; they are found by :func:`physeg.batch.plan_batch`.
 * **Evaluate.** ``--average auto`` scores foreground against foreground (``"binary"``) when
   both label images hold at most one non-zero label (masks stored as 0/1 or 0/255 compare
   correctly), and the mean over labels otherwise. With several ground-truth files per image
@@ -51,7 +47,7 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-__all__ = ["app", "main", "segment_file", "parse_params"]
+__all__ = ["app", "main", "parse_params"]
 
 app = typer.Typer(
     name="physeg",
@@ -92,90 +88,6 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
 def _bad(msg: str) -> typer.Exit:
     _console(stderr=True).print(f"[red]error:[/red] {msg}", markup=True)
     return typer.Exit(code=2)
-
-
-def _parse_channel_axis(text: str) -> int | str | None:
-    t = str(text).strip().lower()
-    if t in ("auto", ""):
-        return "auto"
-    if t in ("none", "grey", "gray"):
-        return None
-    try:
-        return int(t)
-    except ValueError:
-        raise ValueError(
-            f"--channel-axis expects auto, none or an integer axis; got {text!r}."
-        ) from None
-
-
-def prepare_image(image, supports_colour: bool, channel_axis: int | str | None = "auto"):
-    """``(array, channel_axis)`` ready for ``physeg.segment`` (see
-    :func:`physeg.batch.prepare_image`)."""
-    from .batch import prepare_image as _prepare
-
-    return _prepare(image, supports_colour, channel_axis)
-
-
-_MODEL_CACHE: dict[str, Any] = {}
-
-
-def _load_model(path: str):
-    if path not in _MODEL_CACHE:
-        from .api import load
-
-        _MODEL_CACHE[path] = load(path)
-    return _MODEL_CACHE[path]
-
-
-def segment_file(
-    path: str,
-    out_dir: str,
-    method: str,
-    params: dict[str, Any],
-    *,
-    model: str | None = None,
-    overlay: bool = False,
-    overwrite: bool = False,
-    channel_axis: int | str | None = "auto",
-    suffix: str = ".png",
-    seed: int | None = 0,
-    protect: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Read, segment and write one file; never raises for a bad file.
-
-    A thin wrapper over the per-file worker :func:`physeg.batch.segment_file` (which the
-    ``segment`` command runs through :func:`physeg.batch.segment_many`), returning the short
-    record ``input``, ``output``, ``overlay``, ``status`` ("ok" / "failed"), ``error``
-    (message or None), ``labels``, ``seconds``.
-    """
-    from . import io as pio
-    from .batch import Job, file_sha256, overlay_path_for
-    from .batch import segment_file as _worker
-
-    try:
-        out = str(pio.output_path_for(path, out_dir, suffix))
-    except Exception:  # noqa: BLE001 - unreadable input: the worker reports it
-        out = str(Path(out_dir) / (Path(path).stem + suffix))
-    job = Job(input=str(path), output=out, method=method, params=dict(params), seed=seed,
-              model=model, model_sha256=file_sha256(model) if model else None,
-              overwrite=overwrite, channel_axis=channel_axis,
-              overlay=str(overlay_path_for(path, out_dir)) if overlay else None,
-              protect=tuple(protect))
-    return _short_record(_worker(job))
-
-
-def _short_record(rec: dict[str, Any]) -> dict[str, Any]:
-    err = rec.get("error")
-    return {
-        "input": rec["input"],
-        "output": rec.get("output") if rec["status"] != "failed" else None,
-        "overlay": rec.get("overlay"),
-        "status": "ok" if rec["status"] in ("done", "skipped") else "failed",
-        "skipped": rec["status"] == "skipped",
-        "error": None if not err else f"{err['type']}: {err['message']}",
-        "labels": rec.get("labels"),
-        "seconds": (rec.get("seconds") or {}).get("total"),
-    }
 
 
 # --------------------------------------------------------------------------- segment
@@ -234,52 +146,29 @@ def segment(
     """
     import numpy as np  # noqa: F401 - warm import before the progress bar
 
-    from . import io as pio
-    from .api import get_method
-    from .data.datasets import find_images
+    from .batch import plan_batch, run_plan
 
-    try:
-        params = parse_params(param)
-        cax = _parse_channel_axis(channel_axis)
-        if model is not None:
-            if not model.is_file():
-                raise ValueError(f"model file {str(model)!r} does not exist.")
-            mdl = _load_model(str(model))
-            if method is not None and get_method(method).name != mdl.method:
-                raise ValueError(
-                    f"--method {method} conflicts with the model, which was fitted for "
-                    f"{mdl.method!r}; leave out --method."
-                )
-            m = get_method(mdl.method)
-        else:
-            m = get_method(method or "otsu")
-            if m.func is None:
-                raise ValueError(
-                    f"method {m.name!r} needs a fitted model: run `physeg fit --method "
-                    f"{m.name} ...` and pass --model FILE."
-                )
-        m.validate(params)  # schema errors now, not once per file
-        if (
-            suffix.lower() not in pio.LABEL_SUFFIXES
-            and "." + suffix.lower() not in pio.LABEL_SUFFIXES
-        ):
-            raise ValueError(f"--suffix must be one of {', '.join(pio.LABEL_SUFFIXES)}.")
-        suffix = suffix if suffix.startswith(".") else "." + suffix
-        files = find_images(inputs)
+    try:  # every usage error is found here, by batch's one validation, before any work
+        plan = plan_batch(
+            inputs, out_dir, method=method, params=parse_params(param),
+            model=str(model) if model is not None else None, rng=seed, overwrite=overwrite,
+            overlay=overlay, log=log if log is not None else True, suffix=suffix,
+            channel_axis=channel_axis,
+        )
     except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
         raise _bad(str(exc)) from None
+    n_files = len(plan.jobs)
 
     if scheduler is not None and jobs > 1:
         raise _bad("--scheduler and --jobs are alternatives; give one of them.")
     err = _console(stderr=True)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .batch import segment_many
-
     def report(rec: dict[str, Any]) -> None:
         if rec["status"] == "failed":
-            short = _short_record(rec)
-            err.print(f"[red]failed[/red] {short['input']}: {short['error']}", markup=True)
+            error = rec["error"]
+            err.print(f"[red]failed[/red] {rec['input']}: {error['type']}: {error['message']}",
+                      markup=True)
 
     progress = Progress(
         TextColumn("segment"),
@@ -287,7 +176,7 @@ def segment(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=len(files) < 2,
+        disable=n_files < 2,
     )
     executor = client = None
     try:
@@ -300,26 +189,20 @@ def segment(
             except OSError as exc:
                 raise _bad(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
             executor = client
-        elif jobs > 1 and len(files) > 1:
+        elif jobs > 1 and n_files > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            executor = ProcessPoolExecutor(max_workers=min(jobs, len(files)),
+            executor = ProcessPoolExecutor(max_workers=min(jobs, n_files),
                                            mp_context=mp.get_context("spawn"))
         with progress:
-            task = progress.add_task("segment", total=len(files))
+            task = progress.add_task("segment", total=n_files)
 
             def on_record(rec: dict[str, Any]) -> None:
                 report(rec)
                 progress.advance(task)
 
-            result = segment_many(
-                files, out_dir, method=m.name, params=params,
-                model=str(model) if model is not None else None, executor=executor,
-                rng=seed, overwrite=overwrite, overlay=overlay,
-                log=log if log is not None else True, suffix=suffix, channel_axis=cax,
-                progress=on_record,
-            )
+            result = run_plan(plan, executor=executor, progress=on_record)
     finally:
         if client is not None:
             client.close()
@@ -330,7 +213,7 @@ def segment(
     n_ok = len(result.records) - n_fail
     out = _console()
     out.print(
-        f"segmented {n_ok} of {len(result.records)} file(s) with {m.name} -> {out_dir}"
+        f"segmented {n_ok} of {len(result.records)} file(s) with {plan.method} -> {out_dir}"
         + (f" ({n_skip} already done, skipped)" if n_skip else "")
         + (f"; {n_fail} failed" if n_fail else "")
         + (f"; log {result.log}" if result.log else "")

@@ -17,10 +17,12 @@ Arrays come back exactly as stored, never rescaled (design: "no silent rescaling
 Safety rules for every write (the CLI relies on them)
 ------------------------------------------------------
 * Atomic: the file is encoded in memory, written to a hidden temporary file in the target
-  folder, flushed with ``fsync`` and moved into place with ``os.replace`` (or ``os.link`` when
-  overwriting is not allowed, so that a file created meanwhile by someone else is not
-  clobbered). A failed write leaves no temporary file behind and leaves an existing output
-  untouched.
+  folder (``.<name>.<random>.physeg-tmp``), flushed with ``fsync`` and moved into place with
+  ``os.replace`` (or ``os.link`` when overwriting is not allowed, so that a file created
+  meanwhile by someone else is not clobbered). A failed write leaves no temporary file behind
+  and leaves an existing output untouched; one left by a killed process is removed by
+  :func:`remove_stale_temps`. Every physeg file (labels, overlays, reports, models) is
+  written by this one writer.
 * Parent folders are created.
 * An existing output is only replaced with ``overwrite=True`` (``FileExistsError`` otherwise).
 * An input is never overwritten: ``protect`` lists the input paths; writing to any of them
@@ -38,6 +40,10 @@ Choices made where the brief left room
   ("P" mode) PNG masks are read as their palette *indices*, which is how VOC-style label PNGs
   store labels. Integer-valued float masks (e.g. float32 TIFF) are converted to the smallest
   unsigned dtype; any fractional value is an error.
+* Provenance: ``write_labels(..., provenance=dict)`` stores the dict as JSON in the PNG
+  ``tEXt`` chunk / TIFF ``ImageDescription`` under the key ``physeg``; it is written with the
+  pixels, so a label file and its provenance appear together or not at all
+  (:func:`read_provenance`).
 * 16-bit colour PNGs are refused on read and write with a hint to use TIFF: Pillow reduces
   them to 8 bits, which would silently change the data.
 * ``is_image_file`` looks at the suffix only and skips hidden names (``.x.png``, including the
@@ -46,7 +52,9 @@ Choices made where the brief left room
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
+import json
 import os
 import secrets
 from pathlib import Path
@@ -57,6 +65,7 @@ import numpy as np
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "LABEL_SUFFIXES",
+    "TEMP_SUFFIX",
     "ProtectedPathError",
     "is_image_file",
     "read_image",
@@ -64,6 +73,11 @@ __all__ = [
     "write_labels",
     "write_image",
     "atomic_write_bytes",
+    "check_writable",
+    "same_file",
+    "remove_stale_temps",
+    "read_provenance",
+    "file_sha256",
     "output_path_for",
 ]
 
@@ -71,6 +85,8 @@ __all__ = [
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Suffixes :func:`write_labels` accepts (lossless, integer-preserving).
 LABEL_SUFFIXES: tuple[str, ...] = (".png", ".tif", ".tiff")
+#: Ending of the hidden temporary files of the atomic writer.
+TEMP_SUFFIX = ".physeg-tmp"
 
 _TIFF = (".tif", ".tiff")
 _FORMAT_NAME = {
@@ -84,6 +100,7 @@ _FORMAT_NAME = {
 _PILLOW_EXT = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".bmp": ".bmp"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _O_BINARY = getattr(os, "O_BINARY", 0)
+_PROVENANCE_KEY = "physeg"
 
 PathLike = str | os.PathLike
 
@@ -358,7 +375,9 @@ def read_mask(path: PathLike) -> np.ndarray:
 # --------------------------------------------------------------------------- writing
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file (same resolved path, or same inode)."""
+    a, b = Path(a), Path(b)
     try:
         if a.resolve() == b.resolve():
             return True
@@ -370,7 +389,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_target(path: PathLike, *, overwrite: bool, protect: Collection[PathLike]) -> Path:
+def check_writable(path: PathLike, *, overwrite: bool, protect: Collection[PathLike]) -> Path:
+    """Check, before any work, that ``path`` may be written; return it as a Path.
+
+    Raises :class:`ProtectedPathError` when ``path`` is one of ``protect`` (even with
+    ``overwrite``), ``IsADirectoryError`` for a folder, ``FileExistsError`` when it exists and
+    ``overwrite`` is False. The writers call this again at write time.
+    """
     if isinstance(path, (bytes, bytearray)) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"expected an output path (str or pathlib.Path), got {type(path).__name__}."
@@ -379,7 +404,7 @@ def _check_target(path: PathLike, *, overwrite: bool, protect: Collection[PathLi
     if isinstance(protect, (str, os.PathLike)):
         protect = [protect]
     for q in protect:
-        if _same_file(p, Path(q)):
+        if same_file(p, q):
             raise ProtectedPathError(
                 f"refusing to write {p}: it is one of the input files ({q}); physeg never "
                 "writes over an input, even with overwrite. Choose another output folder or name."
@@ -396,7 +421,7 @@ def _check_target(path: PathLike, *, overwrite: bool, protect: Collection[PathLi
 def _open_temp(folder: Path, name: str) -> tuple[int, Path]:
     """Create a new hidden temporary file next to the target (mode 0o666 minus the umask)."""
     for _ in range(100):
-        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        tmp = folder / f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666), tmp
         except FileExistsError:
@@ -433,6 +458,12 @@ def _atomic_write(p: Path, data: bytes, *, overwrite: bool) -> Path:
             tmp.unlink()
     _fsync_dir(p.parent)
     return p
+
+
+def remove_stale_temps(folder: PathLike) -> None:
+    """Delete temporary files a killed writer left in ``folder`` (never a finished file)."""
+    for stale in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -476,11 +507,12 @@ def atomic_write_bytes(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}.")
-    p = _check_target(path, overwrite=overwrite, protect=protect)
+    p = check_writable(path, overwrite=overwrite, protect=protect)
     return _atomic_write(p, bytes(data), overwrite=overwrite)
 
 
-def _encode(p: Path, arr: np.ndarray, *, tiff_kwargs: dict[str, Any] | None = None) -> bytes:
+def _encode(p: Path, arr: np.ndarray, *, tiff_kwargs: dict[str, Any] | None = None,
+            png_text: dict[str, str] | None = None) -> bytes:
     suffix = _suffix(p)
     if suffix in _TIFF:
         import tifffile
@@ -492,7 +524,15 @@ def _encode(p: Path, arr: np.ndarray, *, tiff_kwargs: dict[str, Any] | None = No
         return buf.getvalue()
     import imageio.v3 as iio
 
-    return bytes(iio.imwrite("<bytes>", arr, plugin="pillow", extension=_PILLOW_EXT[suffix]))
+    kwargs = {}
+    if png_text:
+        from PIL import PngImagePlugin
+
+        kwargs["pnginfo"] = info = PngImagePlugin.PngInfo()
+        for key, text in png_text.items():
+            info.add_text(key, text)
+    return bytes(iio.imwrite("<bytes>", arr, plugin="pillow", extension=_PILLOW_EXT[suffix],
+                             **kwargs))
 
 
 def _check_write_suffix(p: Path, allowed: tuple[str, ...], what: str) -> str:
@@ -511,6 +551,7 @@ def write_labels(
     *,
     overwrite: bool = False,
     protect: Collection[PathLike] = (),
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write an integer label image losslessly (PNG or TIFF), atomically.
 
@@ -527,6 +568,8 @@ def write_labels(
         Replace an existing output; otherwise ``FileExistsError``.
     protect : collection of paths, default ()
         Input files that must never be written, even with ``overwrite=True``.
+    provenance : dict, optional
+        JSON-able record stored in the file's metadata (:func:`read_provenance`).
 
     Returns
     -------
@@ -587,9 +630,49 @@ def write_labels(
     if hi > np.iinfo(np.uint32).max:
         raise ValueError(f"labels for {p} go up to {hi}; at most 2**32 - 1 labels are supported.")
     out = lab.astype(_smallest_uint(hi))  # always a new array: caller's data untouched
-    target = _check_target(p, overwrite=overwrite, protect=protect)
+    target = check_writable(p, overwrite=overwrite, protect=protect)
     tiff_kwargs = {"photometric": "minisblack"} if suffix in _TIFF else None
-    return _atomic_write(target, _encode(target, out, tiff_kwargs=tiff_kwargs), overwrite=overwrite)
+    png_text = None
+    if provenance is not None:
+        text = json.dumps(provenance, sort_keys=True)
+        if tiff_kwargs is not None:
+            # metadata=None: tifffile writes no description of its own, ours is the first.
+            tiff_kwargs.update(description=f"{_PROVENANCE_KEY}:{text}", metadata=None)
+        else:
+            png_text = {_PROVENANCE_KEY: text}
+    data = _encode(target, out, tiff_kwargs=tiff_kwargs, png_text=png_text)
+    return _atomic_write(target, data, overwrite=overwrite)
+
+
+def read_provenance(path: PathLike) -> dict[str, Any] | None:
+    """Return the provenance stored by :func:`write_labels`, or None (absent or unreadable)."""
+    p = Path(path)
+    try:
+        if _suffix(p) == ".png":
+            from PIL import Image
+
+            with Image.open(p) as im:
+                text = getattr(im, "text", {}).get(_PROVENANCE_KEY)
+            return None if text is None else json.loads(text)
+        if _suffix(p) in _TIFF:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                desc = tf.pages[0].description
+            prefix = f"{_PROVENANCE_KEY}:"
+            return json.loads(desc[len(prefix):]) if desc.startswith(prefix) else None
+    except Exception:  # noqa: BLE001 - a damaged file simply has no provenance
+        return None
+    return None
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_image(
@@ -669,7 +752,7 @@ def write_image(
                 ".png or drop the alpha channel (image[..., :3])."
             )
         kwargs = None
-    target = _check_target(p, overwrite=overwrite, protect=protect)
+    target = check_writable(p, overwrite=overwrite, protect=protect)
     data = _encode(target, np.ascontiguousarray(img), tiff_kwargs=kwargs)
     return _atomic_write(target, data, overwrite=overwrite)
 

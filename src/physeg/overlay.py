@@ -1,7 +1,11 @@
 """Overlay a label image on its image for viewing: coloured regions and boundaries.
 
-Choices: the image is mapped to [0, 1] for display only (integers by their dtype range,
-floats by their own minimum and maximum; a constant image is shown mid-grey). Label 0
+:func:`overlay` returns the RGB array; :func:`write_overlay` writes it as a PNG (through
+:mod:`physeg.io`'s atomic writer), for ``physeg segment --overlay`` and the reports.
+
+Choices: the image is mapped to [0, 1] for display only by the colour policy's
+:func:`physeg._validate.display_rgb` (integers by their dtype range, floats by their own
+minimum and maximum; a constant image is shown mid-grey). Label 0
 (background) is not tinted. Labels 1, 2, ... take colours from a fixed palette (cycled
 after 10 labels), blended with weight ``alpha``; region boundaries are drawn opaque. A 3D
 volume shows its middle plane (``plane`` chooses another one).
@@ -9,11 +13,17 @@ volume shows its middle plane (``plane`` chooses another one).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import io as _io
+import math
+import os
+from pathlib import Path
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
-__all__ = ["PALETTE", "overlay"]
+from ._validate import display_rgb
+
+__all__ = ["PALETTE", "overlay", "write_overlay", "png_bytes", "shrink"]
 
 #: RGB colours (uint8) of labels 1, 2, ... (Tableau 10); cycled for larger labels.
 PALETTE: np.ndarray = np.array(
@@ -31,29 +41,6 @@ PALETTE: np.ndarray = np.array(
     ],
     dtype=np.uint8,
 )
-
-
-def _display_rgb(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image)
-    if img.dtype == bool:
-        img = img.astype(np.float32)
-    if np.issubdtype(img.dtype, np.integer):
-        info = np.iinfo(img.dtype)
-        f = (img.astype(np.float32) - info.min) / float(info.max - info.min)
-    else:
-        f = img.astype(np.float32)
-        finite = np.isfinite(f)
-        lo = float(f[finite].min()) if finite.any() else 0.0
-        hi = float(f[finite].max()) if finite.any() else 1.0
-        f = np.where(finite, f, lo)
-        f = (f - lo) / (hi - lo) if hi > lo else np.full_like(f, 0.5)
-    if f.ndim == 2:
-        f = np.repeat(f[..., None], 3, axis=-1)
-    elif f.shape[-1] == 4:
-        f = f[..., :3]
-    elif f.shape[-1] == 1:
-        f = np.repeat(f, 3, axis=-1)
-    return np.clip(f, 0.0, 1.0)
 
 
 def overlay(
@@ -118,7 +105,7 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}.")
     pal = PALETTE if colors is None else np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
-    base = _display_rgb(img)
+    base = display_rgb(img)
     fg = lab > 0
     colour = pal[(np.maximum(lab, 1) - 1) % len(pal)].astype(np.float32) / 255.0
     out = np.where(fg[..., None], (1.0 - alpha) * base + alpha * colour, base)
@@ -135,3 +122,50 @@ def overlay(
         edge_col = np.where(fg[..., None], colour, 1.0)
         out = np.where(edge[..., None], edge_col, out)
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode a uint8 RGB (or grey) array as an optimised PNG."""
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Keep every k-th pixel (nearest neighbour: labels stay crisp) so no side exceeds
+    ``max_side``."""
+    step = int(math.ceil(max(rgb.shape[:2]) / max_side))
+    return rgb if step <= 1 else np.ascontiguousarray(rgb[::step, ::step])
+
+
+def write_overlay(path: str | os.PathLike, image: Any, labels: Any, *, alpha: float = 0.35,
+                  max_side: int | None = None, overwrite: bool = True,
+                  protect: Collection[str | os.PathLike] = ()) -> Path:
+    """Write ``image`` with ``labels`` overlaid (:func:`overlay`) as an RGB PNG.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.png`` (written atomically by :func:`physeg.io.atomic_write_bytes`; parent
+        folders created).
+    image : array_like
+        Grey (rows, cols), colour (rows, cols, 3|4) or a volume (its middle plane is shown).
+    labels : array_like of int
+        Same spatial shape; 0 = background (not tinted).
+    alpha : float, default 0.35
+        Tint opacity in [0, 1].
+    max_side : int, optional
+        Downsample (:func:`shrink`) so the longer side is at most this.
+    overwrite : bool, default True
+        Replace an existing file; False raises ``FileExistsError`` instead.
+    protect : collection of paths, default ()
+        Input files that must never be written (:class:`physeg.io.ProtectedPathError`).
+    """
+    from .io import atomic_write_bytes
+
+    rgb = overlay(image, labels, alpha=alpha)
+    if max_side is not None:
+        rgb = shrink(rgb, max_side)
+    return atomic_write_bytes(path, png_bytes(rgb), overwrite=overwrite, protect=protect)

@@ -15,6 +15,7 @@ from physeg import io as pio
 from physeg import report
 from physeg.cli import app
 from physeg.data.synthetic import shape_image
+from physeg.overlay import write_overlay
 
 
 def _u8(img):
@@ -132,7 +133,7 @@ def test_write_overlay(tmp_path):
     img = np.zeros((30, 50), np.uint8)
     lab = np.zeros((30, 50), np.uint8)
     lab[5:20, 10:30] = 1
-    p = report.write_overlay(tmp_path / "o" / "x.png", img, lab, max_side=25)
+    p = write_overlay(tmp_path / "o" / "x.png", img, lab, max_side=25)
     rgb = pio.read_image(p)
     assert rgb.shape == (15, 25, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[5, 10].tolist() != [0, 0, 0]

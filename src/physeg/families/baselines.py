@@ -14,19 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validate import to_float01
+from .._validate import to_float01, to_grey
 from ._registry import Method, Param, register
 
 __all__ = ["segment_otsu", "segment_chan_vese"]
-
-
-def _to_grey(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    if channel_axis is None:
-        return image.astype(np.float32, copy=False)
-    img = image.astype(np.float32, copy=False)
-    if img.shape[-1] == 4:  # drop alpha: it carries no intensity
-        img = img[..., :3]
-    return img.mean(axis=-1)
 
 
 def segment_otsu(
@@ -63,7 +54,7 @@ def segment_otsu(
     """
     from skimage.filters import threshold_multiotsu
 
-    grey = _to_grey(np.asarray(image), channel_axis)
+    grey = to_grey(np.asarray(image), channel_axis)
     if float(grey.max()) == float(grey.min()):
         raise ValueError(
             "the image is constant (every pixel equals "
@@ -114,7 +105,7 @@ def segment_chan_vese(
     """
     from skimage.segmentation import chan_vese
 
-    grey = _to_grey(to_float01(np.asarray(image)), channel_axis)
+    grey = to_grey(to_float01(np.asarray(image)), channel_axis)
     if float(grey.max()) == float(grey.min()):
         raise ValueError("the image is constant; Chan–Vese needs at least two intensities.")
     mask = chan_vese(grey, mu=mu, max_num_iter=max_iter, tol=tol)

@@ -2,8 +2,8 @@
 
 ``physeg bench DATASET_DIR... --methods otsu,heat,chan-vese -o REPORT_DIR`` calls
 :func:`run_bench`; ``physeg evaluate PRED GT --report DIR`` calls :func:`evaluation_report`;
-``physeg segment --overlay`` writes its overlays with :func:`write_overlay`. All three share one
-data model (a JSON-able dict) and one renderer (:func:`render`), which writes
+both build one data model (a JSON-able dict) for one renderer
+(:func:`physeg.report._render.render`), which writes
 
 * ``report.json``: everything (per-image records, summaries, versions, parameters);
 * ``report.md``: the same tables and galleries in Markdown (image links);
@@ -35,15 +35,14 @@ Choices made where the issue left room
 * **Galleries** keep the ``gallery`` worst images per (dataset, method) (default 8), as
   thumbnails at most 160 px on a side; the page stays light for datasets of any size.
 * **Work units.** One (dataset, image, method) is a pure function (:func:`bench_one`), run
-  serially or on any :class:`concurrent.futures.Executor`, like :mod:`physeg.batch`.
+  serially or on any :class:`concurrent.futures.Executor` by :func:`physeg._runner.run_tasks`,
+  like :mod:`physeg.batch`. Parameters are validated once, by the schema, in :func:`run_bench`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import html
-import json
 import math
 import os
 import platform
@@ -55,10 +54,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import io as pio
+from .._runner import as_executor, run_tasks, versions
+from .._validate import channels_last, prepare_colour
+from ..api import check_segments_without_model, get_method, segment
+from ..overlay import shrink, write_overlay
+from ._render import (
+    error_rgb,
+    image_rgb,
+    label_rgb,
+    lower_is_better,
+    middle_plane,
+    render,
+    write_png,
+)
+
 __all__ = [
     "ANCHORS",
     "DEFAULT_METRICS",
-    "write_overlay",
     "BenchTask",
     "bench_one",
     "run_bench",
@@ -69,89 +82,6 @@ __all__ = [
 ANCHORS = ("otsu", "chan-vese")
 DEFAULT_METRICS = ("dice", "iou", "boundary_f1", "hausdorff95")
 THUMB = 160
-
-
-# --------------------------------------------------------------------------- pictures
-
-
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    import io as _io
-
-    from PIL import Image
-
-    buf = _io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def _write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    from ..batch import _atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, _png_bytes(rgb))
-    return path
-
-
-def _middle_plane(arr: np.ndarray, spatial_ndim: int) -> np.ndarray:
-    return arr[arr.shape[0] // 2] if spatial_ndim == 3 else arr
-
-
-def write_overlay(path: str | os.PathLike, image: Any, labels: Any, *, alpha: float = 0.35,
-                  max_side: int | None = None) -> Path:
-    """Write ``image`` with ``labels`` overlaid (:func:`physeg.overlay.overlay`) as an RGB PNG.
-
-    Parameters
-    ----------
-    path : path
-        Output ``.png`` (written atomically; parent folders created).
-    image : array_like
-        Grey (rows, cols), colour (rows, cols, 3|4) or a volume (its middle plane is shown).
-    labels : array_like of int
-        Same spatial shape; 0 = background (not tinted).
-    alpha : float, default 0.35
-        Tint opacity in [0, 1].
-    max_side : int, optional
-        Downsample (nearest neighbour, labels stay crisp) so the longer side is at most this.
-    """
-    from ..overlay import overlay
-
-    rgb = overlay(image, labels, alpha=alpha)
-    if max_side is not None:
-        rgb = _shrink(rgb, max_side)
-    return _write_png(path, rgb)
-
-
-def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    step = int(math.ceil(max(rgb.shape[:2]) / max_side))
-    return rgb if step <= 1 else np.ascontiguousarray(rgb[::step, ::step])
-
-
-def _label_rgb(labels: np.ndarray) -> np.ndarray:
-    """Labels in palette colours on black (0 = background)."""
-    from ..overlay import PALETTE
-
-    lab = np.asarray(labels)
-    out = np.zeros(lab.shape + (3,), np.uint8)
-    fg = lab > 0
-    out[fg] = PALETTE[(lab[fg].astype(np.int64) - 1) % len(PALETTE)]
-    return out
-
-
-def _error_rgb(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Agreement map: correct foreground white, false positives red, false negatives blue."""
-    out = np.zeros(gt.shape + (3,), np.uint8)
-    out[(pred == gt) & (gt > 0)] = (235, 235, 235)
-    out[(pred != gt) & (pred > 0)] = (214, 39, 40)
-    out[(pred != gt) & (pred == 0)] = (31, 119, 180)
-    return out
-
-
-def _image_rgb(image: np.ndarray, cax: int | None) -> np.ndarray:
-    from ..overlay import _display_rgb
-
-    img = image if cax is None else np.moveaxis(image, cax, -1)
-    return np.round(_display_rgb(img) * 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- one work unit
@@ -209,8 +139,6 @@ _WARMED: set[str] = set()
 
 def _warm_up(method: str, supports_colour: bool) -> None:
     """One untimed call per process and method, so lazy imports are not timed."""
-    from ..api import segment
-
     if method in _WARMED:
         return
     _WARMED.add(method)
@@ -230,8 +158,6 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
     segment call, after one untimed warm-up call per process and method, so lazy imports are
     not timed), peak_mb (tracemalloc peak during the call), metrics, shape.
     """
-    from ..api import get_method, segment
-    from ..batch import prepare_image, write_labels
     from ..data.datasets import Sample
 
     rec: dict[str, Any] = {"dataset": task.dataset, "id": task.sample_id, "method": task.method,
@@ -243,7 +169,7 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
                         tuple(Path(p) for p in task.mask_paths))
         image, gts = sample.load()
         m = get_method(task.method)
-        arr, cax = prepare_image(image, m.supports_multichannel, "auto")
+        arr, cax = prepare_colour(image, m.supports_multichannel, "auto")
         rec["shape"] = list(image.shape)
         _warm_up(m.name, cax is not None)
         tracemalloc.start()
@@ -255,8 +181,9 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
             rec["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         finally:
             tracemalloc.stop()
-        write_labels(task.label_path, pred, {"method": m.name, "params": task.params,
-                                             "input": task.image_path})
+        pio.write_labels(task.label_path, pred, overwrite=True, protect=(task.image_path,),
+                         provenance={"method": m.name, "params": task.params,
+                                     "input": task.image_path})
         rec["metrics"] = _score(pred, gts, task.metrics)
         rec["status"] = "done"
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal
@@ -265,12 +192,6 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- summaries
-
-
-def _versions() -> dict[str, str]:
-    from ..batch import versions
-
-    return versions()
 
 
 def _stats(values: list[float]) -> dict[str, float | int]:
@@ -310,12 +231,8 @@ def _summarise(records: list[dict[str, Any]], metrics: list[str], anchors: Seque
     return rows
 
 
-def _lower_is_better(metric: str) -> bool:
-    return metric in ("hausdorff", "hausdorff95", "average_surface_distance")
-
-
 def _sort_key(primary: str):
-    sign = -1.0 if _lower_is_better(primary) else 1.0
+    sign = -1.0 if lower_is_better(primary) else 1.0
 
     def key(r: dict[str, Any]) -> float:
         v = r["metrics"].get(primary) if r["status"] == "done" else None
@@ -378,8 +295,6 @@ def run_bench(
     dict
         The report (as written to ``report.json``).
     """
-    from ..api import get_method
-    from ..batch import _as_executor
     from ..data.datasets import FolderDataset
     from ..metrics import resolve_metric
 
@@ -392,22 +307,21 @@ def run_bench(
     meths = []
     for name in methods:
         m = get_method(name)
-        if m.func is None:
-            raise ValueError(f"method {m.name!r} needs a fitted model and cannot be benchmarked "
-                             "training-free; leave it out.")
+        check_segments_without_model(m)
         meths.append(m)
     for k in params:
         if k not in [m.name for m in meths]:
             raise ValueError(f"parameters given for {k!r}, which is not among the methods "
                              f"{[m.name for m in meths]}.")
-    resolved_params = {m.name: {**m.defaults(), **m.validate(params.get(m.name, {}))}
-                       for m in meths}
+    # The one validation: every task gets the schema-converted values.
+    given = {m.name: m.validate(params.get(m.name, {})) for m in meths}
+    resolved_params = {m.name: {**m.defaults(), **given[m.name]} for m in meths}
     dsets = [FolderDataset(d, limit=limit) for d in datasets]
     names = [d.name for d in dsets]
     if len(set(names)) != len(names):
         raise ValueError(f"dataset folder names must differ (they name the report sections); "
                          f"got {names}.")
-    ex = _as_executor(executor)
+    ex = as_executor(executor)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     tasks = []
@@ -419,32 +333,23 @@ def run_bench(
                 tasks.append(BenchTask(
                     dataset=d.name, sample_id=s.id, image_path=str(s.image_path),
                     mask_paths=tuple(str(p) for p in s.mask_paths), method=m.name,
-                    params=params.get(m.name, {}), metrics=tuple(metrics),
+                    params=given[m.name], metrics=tuple(metrics),
                     label_path=str(outdir / "labels" / d.name / m.name / f"{s.id}.png"),
                     seed=rng))
     t0 = time.perf_counter()
     records: list[dict[str, Any] | None] = [None] * len(tasks)
-    if ex is None:
-        for i, t in enumerate(tasks):
-            records[i] = bench_one(t)
-            if progress:
-                progress(records[i])
-    else:
-        import concurrent.futures as cf
 
-        futs = {ex.submit(bench_one, t): i for i, t in enumerate(tasks)}
-        for fut in cf.as_completed(futs):
-            i = futs[fut]
-            try:
-                records[i] = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker died
-                t = tasks[i]
-                records[i] = {"dataset": t.dataset, "id": t.sample_id, "method": t.method,
-                              "image": t.image_path, "status": "failed", "metrics": {},
-                              "error": f"{type(exc).__name__}: {exc}", "seconds": None,
-                              "peak_mb": None}
-            if progress:
-                progress(records[i])
+    def accept(i: int, rec: dict[str, Any]) -> None:
+        records[i] = rec
+        if progress:
+            progress(rec)
+
+    def crashed(t: BenchTask, exc: BaseException) -> dict[str, Any]:
+        return {"dataset": t.dataset, "id": t.sample_id, "method": t.method,
+                "image": t.image_path, "status": "failed", "metrics": {},
+                "error": f"{type(exc).__name__}: {exc}", "seconds": None, "peak_mb": None}
+
+    run_tasks(bench_one, list(enumerate(tasks)), ex, accept, crashed)
     wall = time.perf_counter() - t0
     recs = [r for r in records if r is not None]
     report = {
@@ -452,7 +357,7 @@ def run_bench(
         "title": title,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "versions": _versions(),
+        "versions": versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "executor": type(ex).__name__ if ex is not None else "serial"},
         "wall_seconds": wall,
@@ -477,8 +382,6 @@ def run_bench(
 
 def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[dict[str, Any]]:
     """Thumbnails (image, truth, prediction, overlay) of the worst ``n`` images per method."""
-    from ..batch import prepare_image
-    from ..io import read_mask
 
     if n <= 0:
         return []
@@ -493,30 +396,28 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[
             base = f"img/{dataset.name}/{_safe(r['id'])}"
             panels = []
             try:
-                image = sample.image()
-                _, cax = prepare_image(image, True, "auto")
-                gt = read_mask(sample.mask_paths[0])
+                shown = channels_last(sample.image(), "auto")
+                gt = pio.read_mask(sample.mask_paths[0])
             except Exception:  # noqa: BLE001 - unreadable pair: listed with its error only
                 items.append({"id": r["id"], "status": r["status"], "error": r.get("error"),
                               "score": r["metrics"].get(primary), "panels": []})
                 continue
             spatial = gt.ndim
             if base not in done_pictures:
-                _write_png(outdir / f"{base}_image.png",
-                           _shrink(_middle_plane(_image_rgb(image, cax), spatial), THUMB))
-                _write_png(outdir / f"{base}_truth.png",
-                           _shrink(_label_rgb(_middle_plane(gt, spatial)), THUMB))
+                write_png(outdir / f"{base}_image.png",
+                          shrink(middle_plane(image_rgb(shown), spatial), THUMB))
+                write_png(outdir / f"{base}_truth.png",
+                          shrink(label_rgb(middle_plane(gt, spatial)), THUMB))
                 done_pictures.add(base)
             panels += [{"caption": "image", "src": f"{base}_image.png"},
                        {"caption": "truth", "src": f"{base}_truth.png"}]
             if r["status"] == "done":
-                pred = _match(read_mask(r["labels"]), gt)
+                pred = _match(pio.read_mask(r["labels"]), gt)
                 mb = f"{base}_{_safe(meth)}"
-                _write_png(outdir / f"{mb}_pred.png",
-                           _shrink(_label_rgb(_middle_plane(pred, spatial)), THUMB))
-                shown = image if cax is None else np.moveaxis(image, cax, -1)
-                write_overlay(outdir / f"{mb}_overlay.png", _middle_plane(shown, spatial),
-                              _middle_plane(pred, spatial), max_side=THUMB)
+                write_png(outdir / f"{mb}_pred.png",
+                          shrink(label_rgb(middle_plane(pred, spatial)), THUMB))
+                write_overlay(outdir / f"{mb}_overlay.png", middle_plane(shown, spatial),
+                              middle_plane(pred, spatial), max_side=THUMB)
                 panels += [{"caption": "prediction", "src": f"{mb}_pred.png"},
                            {"caption": "overlay", "src": f"{mb}_overlay.png"}]
             items.append({"id": r["id"], "status": r["status"], "error": r.get("error"),
@@ -549,8 +450,6 @@ def evaluation_report(
     foreground white, false positives red, false negatives blue); there is no image panel, as
     evaluate sees only label files.
     """
-    from ..io import read_mask
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     metrics = list(metrics)
@@ -566,17 +465,17 @@ def evaluation_report(
     by_id = {r["id"]: r for r in rows}
     for rec in sorted(recs, key=key)[:gallery]:
         r = by_id[rec["id"]]
-        pred, gt = read_mask(r["pred"]), read_mask(r["gt"][0])
+        pred, gt = pio.read_mask(r["pred"]), pio.read_mask(r["gt"][0])
         spatial = gt.ndim
         base = f"img/{_safe(rec['id'])}"
-        _write_png(outdir / f"{base}_truth.png",
-                   _shrink(_label_rgb(_middle_plane(gt, spatial)), THUMB))
-        _write_png(outdir / f"{base}_pred.png",
-                   _shrink(_label_rgb(_middle_plane(pred, spatial)), THUMB))
-        _write_png(outdir / f"{base}_errors.png",
-                   _shrink(_error_rgb(_middle_plane(pred, spatial) > 0 if int(gt.max()) <= 1
-                                      else _middle_plane(pred, spatial),
-                                      _middle_plane(gt, spatial)), THUMB))
+        write_png(outdir / f"{base}_truth.png",
+                  shrink(label_rgb(middle_plane(gt, spatial)), THUMB))
+        write_png(outdir / f"{base}_pred.png",
+                  shrink(label_rgb(middle_plane(pred, spatial)), THUMB))
+        write_png(outdir / f"{base}_errors.png",
+                  shrink(error_rgb(middle_plane(pred, spatial) > 0 if int(gt.max()) <= 1
+                                   else middle_plane(pred, spatial),
+                                   middle_plane(gt, spatial)), THUMB))
         items.append({"id": rec["id"], "status": "done", "error": None,
                       "score": rec["metrics"][metrics[0]],
                       "panels": [{"caption": "truth", "src": f"{base}_truth.png"},
@@ -587,7 +486,7 @@ def evaluation_report(
         "title": f"physeg evaluate: {pred_dir} vs {gt_dir}",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "versions": _versions(),
+        "versions": versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "metrics": metrics,
         "primary": metrics[0],
@@ -600,239 +499,3 @@ def evaluation_report(
     }
     render(report, outdir)
     return report
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _best(table: list[dict[str, Any]], metric: str) -> set[str]:
-    """Methods with the best mean (ties all count)."""
-    vals = {r["method"]: r["metrics"][metric]["mean"] for r in table
-            if np.isfinite(r["metrics"][metric]["mean"])}
-    if not vals:
-        return set()
-    top = (min if _lower_is_better(metric) else max)(vals.values())
-    return {k for k, v in vals.items() if v == top}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _table_rows(ds: dict[str, Any], metrics: list[str]):
-    """(header, rows, bold) for one dataset's metric table, shared by Markdown and HTML."""
-    header = (["method", "images", "failed"] + [f"{m} ±sd" for m in metrics]
-              + ["s/image (median)", "total s", "peak MB med/max"])
-    best = {m: _best(ds["table"], m) for m in metrics}
-    rows, bold = [], []
-    for r in ds["table"]:
-        cells = [r["method"] + (" (anchor)" if r["anchor"] else ""), str(r["n"]),
-                 str(r["failed"])]
-        flags = [False, False, False]
-        for m in metrics:
-            st = r["metrics"][m]
-            d = 1 if _lower_is_better(m) else 3
-            txt = f"{_fmt(st['mean'], d)} ± {_fmt(st['std'], d)}"
-            if st.get("undefined"):
-                txt += f" ({st['undefined']} undef.)"
-            cells.append(txt)
-            flags.append(r["method"] in best[m])
-        cells += [_fmt(r["seconds"]["median"], 3), _fmt(r["seconds"]["total"], 1),
-                  f"{_fmt(r['peak_mb']['median'], 1)} / {_fmt(r['peak_mb']['max'], 1)}"]
-        flags += [False, False, False]
-        rows.append(cells)
-        bold.append(flags)
-    return header, rows, bold
-
-
-def _markdown(rep: dict[str, Any]) -> str:
-    metrics = rep["metrics"]
-    lines = [f"# {rep['title']}", "",
-             f"Created {rep['created']} · command `{rep['command']}` · "
-             f"{rep['machine'].get('cpus')} CPUs · {rep['machine'].get('executor', '')}", ""]
-    if rep["kind"] == "bench":
-        lines += ["Predictions are matched to the truth's labels (Hungarian, max overlap) "
-                  "before scoring; anchors are the classical baselines. Best mean per metric "
-                  "in bold.", ""]
-    for ds in rep["datasets"]:
-        lines += [f"## {ds['name']}", "", f"`{ds['path']}` · {ds['n_images']} images", ""]
-        header, rows, bold = _table_rows(ds, metrics)
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for cells, flags in zip(rows, bold, strict=True):
-            lines.append("| " + " | ".join(f"**{c}**" if f else c
-                                           for c, f in zip(cells, flags, strict=True)) + " |")
-        lines.append("")
-        for g in ds["gallery"]:
-            if not g["items"]:
-                continue
-            lines += [f"### {ds['name']} · {g['method']}: worst {len(g['items'])} by "
-                      f"{rep['primary']}", ""]
-            for it in g["items"]:
-                pics = " ".join(f"![{p['caption']}]({p['src']})" for p in it["panels"])
-                err = f" — failed: {it['error']}" if it["status"] != "done" else ""
-                lines.append(f"- `{it['id']}` {rep['primary']}={_fmt(it['score'])}{err}  ")
-                lines.append(f"  {pics}")
-            lines.append("")
-    lines += ["## Run", "", "| package | version |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rep["versions"].items()]
-    if rep.get("params"):
-        lines += ["", "| method | parameters |", "|---|---|"]
-        for k, v in rep["params"].items():
-            lines.append(f"| {k} | {', '.join(f'{a}={b}' for a, b in v.items()) or '—'} |")
-    if rep.get("seed") is not None:
-        lines += ["", f"Seed: {rep['seed']}."]
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
-max-width:1600px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 6px;border-bottom:1px solid #ddd}
-h3{font-size:15px;margin:16px 0 6px}.meta{color:#666;font-size:12px}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 8px;
-text-align:right;white-space:nowrap}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-tr.anchor td{background:#fafaf0}td.best{font-weight:700;background:#e8f4e8}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}
-.card{border:1px solid #ddd;border-radius:4px;padding:6px;background:#fff}
-.card .id{font-size:12px;margin-bottom:4px}.card .bad{color:#b00}
-.panels{display:flex;gap:4px}.panel{text-align:center;font-size:11px;color:#555}
-.panel img{display:block;max-width:160px;max-height:160px;image-rendering:pixelated;
-border:1px solid #eee}
-#render-check{color:#999;font-size:11px}
-"""
-
-_CHECK_JS = """
-window.addEventListener('load', function () {
-  var imgs = document.images, ok = 0, bad = [];
-  for (var i = 0; i < imgs.length; i++) {
-    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
-    else { bad.push(imgs[i].getAttribute('src')); }
-  }
-  var el = document.getElementById('render-check');
-  el.setAttribute('data-images-ok', String(ok));
-  el.setAttribute('data-images-broken', String(bad.length));
-  el.setAttribute('data-tables', String(document.querySelectorAll('table').length));
-  el.textContent = 'page check: ' + ok + ' images loaded, ' + bad.length + ' broken'
-    + (bad.length ? ' (' + bad.slice(0, 5).join(', ') + ')' : '');
-});
-"""
-
-
-def _html(rep: dict[str, Any]) -> str:
-    e = html.escape
-    metrics = rep["metrics"]
-    out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-           f"<title>{e(rep['title'])}</title><style>{_CSS}</style></head><body>",
-           f"<h1>{e(rep['title'])}</h1>",
-           f"<div class='meta'>created {e(rep['created'])} · <code>{e(rep['command'])}</code>"
-           f" · {rep['machine'].get('cpus')} CPUs · {e(str(rep['machine'].get('executor', '')))}"
-           "</div>"]
-    if rep["kind"] == "bench":
-        out.append("<p class='meta'>Predictions are matched to the truth's labels (Hungarian, "
-                   "max overlap) before scoring. Anchors (classical baselines) are listed "
-                   "first; the best mean per metric is highlighted. Time is the segment call "
-                   "alone; memory is the tracemalloc peak of that call (a lower bound).</p>")
-    out.append("<h2 id='results'>Results</h2>")
-    for ds in rep["datasets"]:
-        header, rows, bold = _table_rows(ds, metrics)
-        out.append(f"<h3>{e(ds['name'])} <span class='meta'>{e(ds['path'])} · "
-                   f"{ds['n_images']} images</span></h3>")
-        out.append(f"<table class='metrics' data-dataset='{e(ds['name'])}'><thead><tr>"
-                   + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
-        for r, cells, flags in zip(ds["table"], rows, bold, strict=True):
-            cls = " class='anchor'" if r["anchor"] else ""
-            out.append(f"<tr{cls}>" + "".join(
-                f"<td class='best'>{e(c)}</td>" if f else f"<td>{e(c)}</td>"
-                for c, f in zip(cells, flags, strict=True)) + "</tr>")
-        out.append("</tbody></table>")
-    out.append("<h2 id='galleries'>Galleries (worst first)</h2>")
-    for ds in rep["datasets"]:
-        for g in ds["gallery"]:
-            if not g["items"]:
-                continue
-            out.append(f"<h3>{e(ds['name'])} · {e(g['method'])} <span class='meta'>worst "
-                       f"{len(g['items'])} by {e(rep['primary'])}</span></h3>")
-            out.append("<div class='gallery'>")
-            for it in g["items"]:
-                status = ("" if it["status"] == "done"
-                          else f" <span class='bad'>failed: {e(str(it['error']))}</span>")
-                out.append(f"<div class='card'><div class='id'><b>{e(str(it['id']))}</b> "
-                           f"{e(rep['primary'])}={_fmt(it['score'])}{status}</div>"
-                           "<div class='panels'>")
-                for p in it["panels"]:
-                    out.append(f"<div class='panel'><img src='{e(p['src'])}' "
-                               f"alt='{e(p['caption'])} {e(str(it['id']))}' loading='eager'>"
-                               f"{e(p['caption'])}</div>")
-                out.append("</div></div>")
-            out.append("</div>")
-    out.append("<h2 id='run'>Run: versions and parameters</h2>")
-    out.append("<table class='versions'><thead><tr><th>package</th><th>version</th></tr>"
-               "</thead><tbody>" + "".join(f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>"
-                                           for k, v in rep["versions"].items())
-               + "</tbody></table>")
-    if rep.get("params"):
-        out.append("<table class='params'><thead><tr><th>method</th><th>parameters</th></tr>"
-                   "</thead><tbody>")
-        for k, v in rep["params"].items():
-            txt = ", ".join(f"{a}={b}" for a, b in v.items()) or "—"
-            out.append(f"<tr><td>{e(k)}</td><td style='text-align:left'>{e(txt)}</td></tr>")
-        out.append("</tbody></table>")
-    if rep.get("seed") is not None:
-        out.append(f"<p class='meta'>seed {rep['seed']}; wall time "
-                   f"{_fmt(rep.get('wall_seconds'), 1)} s</p>")
-    out.append("<p id='render-check'>page check pending</p>")
-    out.append(f"<script>{_CHECK_JS}</script></body></html>")
-    return "\n".join(out) + "\n"
-
-
-def render(report: dict[str, Any], outdir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``index.html`` for a report dict.
-
-    The Markdown and the HTML are both rendered from this one dict (the JSON's content), so
-    the three files always agree.
-    """
-    from ..batch import _atomic_write
-
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    rep = _jsonable(report)
-    paths = {"json": outdir / "report.json", "md": outdir / "report.md",
-             "html": outdir / "index.html"}
-    _atomic_write(paths["json"], json.dumps(rep, indent=1, allow_nan=False).encode())
-    view = json.loads(json.dumps(rep), parse_constant=None)
-    _restore_nan(view)
-    _atomic_write(paths["md"], _markdown(view).encode())
-    _atomic_write(paths["html"], _html(view).encode())
-    return paths
-
-
-def _restore_nan(obj: Any) -> None:
-    """JSON nulls in statistic slots back to NaN, so the renderers print '–'."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if v is None and k in ("mean", "std", "median", "max", "total", "score"):
-                obj[k] = float("nan")
-            else:
-                _restore_nan(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            _restore_nan(v)
