@@ -17,8 +17,9 @@ theta = (Delta, sigma, r, cbar_1 .. cbar_{d(K-1)}) is found by
     the sum of the two.
 
 Default ``"dice"``: chosen by measurement (``python benchmarks/kinetic_paper.py --only
-fitcmp``, ``benchmarks/results/kinetic_fit_compare.md``): fitted on a noisy 64^2 square and
-tested on a new square / circle at 128^2 (Gaussian 3, speckle 3, Poisson 2), the l2 fits drive
+fitcmp``, section fitcmp of ``benchmarks/results/kinetic_paper.md``): fitted on a noisy
+64^2 square and tested on a new square / circle at 128^2 (Gaussian 3, speckle 3, Poisson 2),
+the l2 fits drive
 the paper's loss to <= 0.001 on the training image yet give test Dice 0.985/0.985,
 0.985/0.987, 0.991/0.991, below the Dice fits (0.991/0.991, 0.996/0.995, 0.995/0.996): the
 histogram loss is met by the class masses alone. "mixed" was within 0.006 of "dice" (better
@@ -219,7 +220,7 @@ def fit(
     refresh : float or None, default None
         U/W refresh interval (> 0, time units) of the macroscopic model ("l2", "mixed");
         None keeps the default of :func:`._macro.macro_solve`. Not exposed by ``physeg.fit``;
-        used by ``benchmarks/kinetic_refresh_check.py``.
+        kept for studies of the refresh interval's effect on the fitted parameters.
     **fixed
         Fixed model settings (eps, dt, t_final, space_rate, transport_rate, binarise_rate,
         feature_update, runs); defaults as in :func:`physeg.families.kinetic.segment_kinetic`.
