@@ -461,3 +461,11 @@ def test_reads_real_masks(shared_data):
     image = read_image(shared_data / "weizmann_horse" / "images" / "horse004.png")
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
     assert image.shape == mask.shape + (3,)
+
+
+def test_stale_temporary_files_are_removed_and_finished_files_kept(tmp_path):
+    pio.write_labels(tmp_path / "a.png", np.ones((4, 4), np.uint8))
+    (tmp_path / f".a.png.1a2b3c{pio.TEMP_SUFFIX}").write_bytes(b"torn")
+    pio.remove_stale_temps(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    assert pio.same_file(tmp_path / "a.png", tmp_path / "." / "a.png")

@@ -471,8 +471,7 @@ def run_plan(plan: Plan, *, executor: Any = None,
              progress: Callable[[dict[str, Any]], None] | None = None) -> BatchResult:
     """Run a :func:`plan_batch` plan: one :func:`segment_file` per job, logged as it arrives.
 
-    ``executor`` and ``progress`` as in :func:`segment_many`. Creates the output folder and
-    removes temporary files a killed writer left there.
+    ``executor`` and ``progress`` as in :func:`segment_many`; creates the output folder.
     """
     ex = as_executor(executor)
     plan.outdir.mkdir(parents=True, exist_ok=True)

@@ -11,15 +11,9 @@ Choices made where the brief left room
   (and a 4D TIFF) as colour, channels last; ``none`` forces grey/volume reading; an integer
   names the axis. The policy (alpha dropped; grey ``mean(R, G, B)`` on the dtype's range for
   methods without colour support) is :mod:`physeg._validate`'s, applied by :mod:`physeg.batch`.
-* **Outputs.** Labels go to ``OUTDIR/<stem>.png`` (``--suffix .tif`` for TIFF; volumes always
-  get ``.tif``). Overlays go to ``OUTDIR/overlays/<stem>.png``, a sub-folder so that
-  ``physeg evaluate OUTDIR GT`` still pairs only label files. Two inputs with the same stem
-  would write the same output; the later ones are reported as failed instead.
-* **Safety.** Every write is atomic and never clobbers (:mod:`physeg.io`). An existing output
-  is a per-file error unless ``--overwrite``, checked *before* segmenting; inputs are never
-  written, even with ``--overwrite``.
-* **Seeds.** ``--seed`` (default 0) is passed as ``rng`` to every file, so a batch gives the
-  same labels whatever the order or the number of jobs.
+* **Outputs, safety, seeds** are :mod:`physeg.batch`'s: ``OUTDIR/<stem>.png`` (volumes
+  ``.tif``), overlays in ``OUTDIR/overlays/`` (so ``physeg evaluate OUTDIR GT`` pairs only
+  label files); atomic, never over an input; ``--seed`` is the ``rng`` of every file.
 * **Errors.** One bad file is reported on stderr and skipped; the summary line counts
   failures and the exit status is 1 if any file failed. Usage errors (unknown method, a
   ``--param`` that is not ``KEY=VALUE`` or fails the method's schema, no inputs) exit with 2
@@ -30,11 +24,6 @@ Choices made where the brief left room
   (BSDS500 annotators ``<stem>_<k>``), each metric is averaged over the annotators. The
   "mean" row averages the per-image values, ignoring NaN (e.g. Hausdorff of an empty mask);
   ``--json`` writes undefined scores as ``null`` (strict JSON).
-* **Demo.** The real image is scikit-image's ``coins`` (bundled with scikit-image, no
-  download; public domain per its README). It has no pixel ground truth, so the demo does not
-  invent one: it reports the number of coin-sized objects found against the 24 coins the
-  image shows (4 rows of 6, counted by eye). Dice is printed only for the synthetic image,
-  whose mask is exact.
 """
 
 from __future__ import annotations
