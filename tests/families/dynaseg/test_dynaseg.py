@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import physeg
 from physeg.families import dynaseg as ds
 
 torch = pytest.importorskip("torch")
@@ -103,12 +104,19 @@ def test_silhouette_phase_finds_the_number_of_blobs(k_true):
     assert max(scores, key=scores.get) == k_true
 
 
-def test_kmeans_separates_blobs_and_is_seeded():
+def test_silhouette_phase_uses_the_shared_kmeans_with_kmeans_plus_plus():
+    # the phase's clustering is physeg._kmeans.kmeans (k-means++, 30 Lloyd steps) on the
+    # samples drawn first from the same generator
+    from physeg._kmeans import kmeans
+
     gen = np.random.default_rng(0)
     x = np.concatenate([gen.normal(0, 0.1, (50, 2)), gen.normal(3, 0.1, (50, 2))])
-    lab = ds.kmeans(x, 2, rng=0)
-    assert len(set(lab[:50])) == 1 and len(set(lab[50:])) == 1 and lab[0] != lab[-1]
-    np.testing.assert_array_equal(lab, ds.kmeans(x, 2, rng=0))
+    k, scores = ds.choose_k_silhouette(x, k_min=2, k_max=2, n_samples=100, rng=4)
+    replay = np.random.default_rng(4)
+    sample = x[replay.choice(100, size=100, replace=False)]
+    labels, _ = kmeans(sample, 2, init="k-means++", rng=replay, max_iter=30)
+    assert k == 2 and scores[2] == pytest.approx(ds.silhouette_score(sample, labels))
+    assert scores[2] > 0.9  # two tight blobs
 
 
 # ---------------------------------------------------------------- the optimisation
@@ -189,8 +197,8 @@ def test_final_full_resolution_pass():
     ids = resp.argmax(-1)
     assert all(np.unique(labels[ids == k]).size == 1 for k in np.unique(ids))
     assert np.unique(ids).size == labels.max() + 1
-    with pytest.raises(ValueError, match="Unknown final 'fulll'"):
-        ds.segment_dynaseg(img, channel_axis=-1, final="fulll")
+    with pytest.raises(ValueError, match="Unknown value for 'final' 'fulll'"):
+        physeg.segment(img, method="dynaseg", channel_axis=-1, final="fulll")
 
 
 def test_silhouette_floor_in_weight():
@@ -483,8 +491,6 @@ def test_benchmark_metric_matches_official_script_and_hand_values():
 
 
 def test_registered_and_segment_api():
-    import physeg
-
     m = physeg.api.get_method("dynaseg")
     assert m.supports_multichannel and not m.supports_3d
     names = {p.name for p in m.params}
@@ -521,8 +527,6 @@ def test_error_wrong_channels_and_dims():
         ds.segment_dynaseg(np.zeros((40, 40, 3)))
     with pytest.raises(ValueError, match="2D images"):
         ds.segment_dynaseg(np.zeros((4, 40, 40, 3)), channel_axis=-1)
-    import physeg
-
     with pytest.raises(ValueError, match="must be 2D"):
         physeg.segment(np.zeros((5, 40, 40)), method="dynaseg")
 
@@ -536,30 +540,53 @@ def test_error_nan_and_dtype():
         ds.segment_dynaseg(np.zeros((16, 16), complex))
 
 
-def test_error_bad_options():
+@pytest.mark.parametrize("call", ["api", "direct"])
+def test_error_bad_options_from_the_schema(call):
+    # ranges and choices are declared once, by the registered Param schema, and checked once:
+    # by physeg.segment, or by the defaults_from wrapper of a direct call
     img = np.zeros((16, 16))
-    with pytest.raises(ValueError, match="Did you mean 'fsf'"):
-        ds.segment_dynaseg(img, variant="fsff")
-    with pytest.raises(ValueError, match="scale must be a number in"):
-        ds.segment_dynaseg(img, scale=0.0)
-    with pytest.raises(ValueError, match="channels must be an integer"):
-        ds.segment_dynaseg(img, channels=1)
+    for params, message in (
+        (dict(variant="fsff"), "Did you mean 'fsf'"),
+        (dict(scale=0.0), r"'scale'=0.0 is out of range \[0.01, 1.0\]"),
+        (dict(channels=1), r"'channels'=1 is out of range \[2, 512\]"),
+        (dict(merge=-1.0), r"'merge'=-1.0 is out of range \[0.0, 1000.0\]"),
+        (dict(preset="region"), "Did you mean 'regions'"),
+        (dict(merge_mode="hierarchic"), "Did you mean 'hierarchical'"),
+        (dict(runs=0), r"'runs'=0 is out of range \[1, 64\]"),
+        (dict(superpixels=-5.0), "'superpixels'=-5.0 is out of range"),
+        (dict(edge_weight=-1.0), "'edge_weight'=-1.0 is out of range"),
+        (dict(threads=0), "'threads'=0 is out of range"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            if call == "api":
+                physeg.segment(img, method="dynaseg", **params)
+            else:
+                ds.segment_dynaseg(img, **params)
+
+
+def test_schema_gives_the_defaults():
+    import inspect
+
+    m = physeg.api.get_method("dynaseg")
+    signature = inspect.signature(ds.segment_dynaseg).parameters
+    assert {name: signature[name].default for name in m.defaults()} == m.defaults()
+    assert signature["k_min"].default == 3  # Python-only parameter, not in the schema
+
+
+def test_error_rules_between_parameters_and_python_only_ones():
+    img = np.zeros((16, 16))
     with pytest.raises(ValueError, match="weights= is only used by backbone='resnet18'"):
         ds.segment_dynaseg(img, weights="x.pth")
-    with pytest.raises(ValueError, match=r"merge must be a number in \[0, 1000\]"):
-        ds.segment_dynaseg(img, merge=-1.0)
-    with pytest.raises(ValueError, match="Did you mean 'regions'"):
-        ds.segment_dynaseg(img, preset="region")
-    with pytest.raises(ValueError, match="Did you mean 'hierarchical'"):
-        ds.segment_dynaseg(img, merge_mode="hierarchic")
-    with pytest.raises(ValueError, match=r"runs must be an integer in \[1, 64\]"):
-        ds.segment_dynaseg(img, runs=0)
-    with pytest.raises(ValueError, match="superpixels must be a number in"):
-        ds.segment_dynaseg(img, superpixels=-5.0)
-    with pytest.raises(ValueError, match="edge_weight must be a number in"):
-        ds.segment_dynaseg(img, edge_weight=-1.0)
+    with pytest.raises(ValueError, match="alpha must be > 0 with variant='fsf'"):
+        ds.segment_dynaseg(img, alpha=0.0)
     with pytest.raises(ValueError, match="k_max .* must be >= k_min"):
         ds.segment_dynaseg(img, k_min=6, k_max=4)
+    with pytest.raises(ValueError, match=r"k_min must be an integer in \[2, 50\]"):
+        ds.segment_dynaseg(img, k_min=1)
+    with pytest.raises(ValueError, match=r"lr must be a number in \(0, 10\]"):
+        ds.segment_dynaseg(img, lr=0.0)
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\]"):
+        ds.segment_dynaseg(img, momentum=2.0)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             ds.segment_dynaseg(img, device="cuda")
