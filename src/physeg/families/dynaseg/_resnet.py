@@ -11,7 +11,7 @@ channels, strides 4..32) to ``fpn_ch`` channels; top-down pathway adds the neare
 coarser level; a 3x3 convolution smooths P2; P2 is bilinearly upsampled to the input size,
 then ReLU -> BatchNorm, the 1x1 classifier to ``q`` channels and the response BatchNorm, as
 in the CNN backbone. The official code's different head (stem + layer1 only) is not
-reproduced; see the spec (§2.2 B).
+reproduced: the paper's text describes the FPN on Conv5_x.
 """
 
 from __future__ import annotations
