@@ -22,6 +22,30 @@ RESULTS = REPO / "benchmarks" / "results"
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_thread() -> None:
+    """Limit BLAS / OpenMP to one thread (``THREAD_VARIABLES`` set to 1 unless already set).
+
+    Call it before numpy is imported: the libraries read these variables when they load."""
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, "1")
+
+
+def command(script: str, argv: list[str] | None = None) -> str:
+    """The command line that ran ``benchmarks/<script>``: ``python benchmarks/<script> ARGS``
+    (``argv`` default: ``sys.argv[1:]``)."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *args])
+
+
+def with_regenerate(md: str, cmd: str, note: str = "") -> str:
+    """``md`` with a ``Regenerate: `cmd` note`` paragraph after its first line (the title)."""
+    head, _, rest = md.partition("\n")
+    line = f"Regenerate: `{cmd}`" + (f" {note}" if note else "")
+    return f"{head}\n\n{line}\n" + (rest if rest.startswith("\n") else "\n" + rest)
+
 
 def default_data(name: str | None = None) -> Path:
     """Dataset folder ``name`` from ``$PHYSEG_DATA`` (see :func:`physeg.data.datasets.data_root`);
@@ -52,10 +76,17 @@ def environment() -> dict[str, Any]:
             "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def write_results(stem: str, data: Any, md: str, out: Path = RESULTS) -> tuple[Path, Path]:
-    """Write ``out/<stem>.json`` (indented; numpy scalars as float) and ``out/<stem>.md``."""
+def write_results(stem: str, data: Any, md: str, out: Path = RESULTS,
+                  regenerate: str | None = None) -> tuple[Path, Path]:
+    """Write ``out/<stem>.json`` (indented; numpy scalars as float) and ``out/<stem>.md``.
+
+    ``regenerate``: the command that produced them, written as a ``Regenerate:`` line under
+    the Markdown title (:func:`with_regenerate`)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pj, pm = out / f"{stem}.json", out / f"{stem}.md"
-    pj.write_text(json.dumps(data, indent=2, default=float))
+    pj.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    if regenerate:
+        md = with_regenerate(md, regenerate)
     pm.write_text(md if md.endswith("\n") else md + "\n")
     return pj, pm

@@ -1,10 +1,10 @@
 """Throughput of ``physeg segment`` over a folder of images: serial, ``--jobs 2``, dask.
 
-Usage::
+Regenerate::
 
-    python benchmarks/batch_throughput.py [--limit N] [--method heat] [--size 256]
+    python benchmarks/batch_throughput.py --limit 200 --size 256   # [--method heat] [--no-dask]
 
-Writes N (default 200) synthetic noisy shape images (uint8 PNG, ``--size``², seeded), then
+Measures: writes N (default 200) synthetic noisy shape images (uint8 PNG, ``--size``², seeded), then
 times the real command line end to end (a fresh process each time, as a user runs it):
 
 1. ``physeg segment IN -o OUT --method M`` (serial),
@@ -15,8 +15,10 @@ times the real command line end to end (a fresh process each time, as a user run
 
 All runs must give identical labels (checked). Speed-ups are ratios against the serial run of
 the same session. The machine's CPUs are shared with other work, so the absolute times are
-noisy; the ratio is the number to read. Results: ``benchmarks/results/batch_throughput.json``
-and ``.md``.
+noisy; the ratio is the number to read. The images live in a temporary folder, deleted at
+the end.
+
+Results: ``benchmarks/results/batch_throughput.json`` and ``batch_throughput.md``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def make_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
@@ -114,13 +117,11 @@ def main() -> None:
             r["speedup_vs_serial"] = serial_s / r["seconds"]
         result = {
             "benchmark": "batch_throughput",
-            "command": "python benchmarks/batch_throughput.py " + " ".join(sys.argv[1:]),
+            "command": _common.command(__file__),
             "images": args.limit, "size": args.size, "method": args.method,
             "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(),
             "runs": rows, "identical_labels": same, "resume_skipped": skipped,
         }
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "batch_throughput.json").write_text(json.dumps(result, indent=2))
         md = [
             "# physeg segment throughput",
             "",
@@ -138,7 +139,8 @@ def main() -> None:
         md += ["", "Identical labels to the serial run: "
                + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in same.items())
                + f". The resume run skipped {skipped} of {args.limit} files (nothing recomputed)."]
-        (RESULTS / "batch_throughput.md").write_text("\n".join(md) + "\n")
+        _common.write_results("batch_throughput", result, "\n".join(md),
+                              regenerate=result["command"])
         print("\n".join(md))
     finally:
         shutil.rmtree(work, ignore_errors=True)

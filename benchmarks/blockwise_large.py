@@ -1,9 +1,14 @@
 """Blockwise ``heat`` on a synthetic image larger than comfortable memory (20000 x 20000).
 
-Usage::
+Regenerate::
 
-    python benchmarks/blockwise_large.py [--size 20000] [--chunks 2048] [--workers 2]
-                                         [--limit N] [--check 3000] [--workdir /tmp/...]
+    python benchmarks/blockwise_large.py --size 20000 --chunks 2048 --workers 2 --check 2000 \
+        --workdir SCRATCH      # [--limit N] [--keep]
+
+``--workdir`` is a scratch folder for the zarr arrays (a few GB; default: a fresh folder in
+the temporary directory, deleted at the end unless ``--keep``).
+
+Measures:
 
 1. Writes a float32 zarr image (size²; 1.6 GB at 20000²) chunk by chunk, never whole in memory:
    bright discs (0.75) on a dark background (0.25), one disc per 500-px cell with a seeded
@@ -16,8 +21,9 @@ Usage::
    :func:`physeg.families.heat.blockwise.heat_fixed_means` in memory with the same means: differing pixels,
    with the in-memory run's time and peak memory (another child process) for comparison.
 
-``--limit N`` caps the size at N (quick runs). Results: ``benchmarks/results/blockwise_large.json``
-and ``.md``.
+``--limit N`` caps the size at N (quick runs).
+
+Results: ``benchmarks/results/blockwise_large.json`` and ``blockwise_large.md``.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 CELL = 500
 
 
@@ -106,6 +115,8 @@ def _run_child(argv: list[str]) -> dict:
 
 
 def score(label_path: Path, size: int, chunk: int, seed: int = 0) -> dict:
+    # Not physeg.metrics.dice: neither the labels nor the truth fit in memory, so the
+    # counts are summed chunk by chunk (same definition, 2TP / (2TP + FP + FN), label 1).
     import zarr
 
     radius, off = _disc_table(size, seed)
@@ -145,7 +156,8 @@ def main() -> None:
         return child_inmemory(args)
 
     size = min(args.size, args.limit) if args.limit else args.size
-    work = Path(args.workdir or f"/tmp/physeg-blockwise-bench-{os.getpid()}")
+    scratch = Path(tempfile.gettempdir()) / f"physeg-blockwise-bench-{os.getpid()}"
+    work = Path(args.workdir or scratch)
     work.mkdir(parents=True, exist_ok=True)
     img_path, lab_path = work / "image.zarr", work / "labels.zarr"
     print(f"writing {size}x{size} float32 ({size * size * 4 / 2**30:.2f} GiB) to {img_path}",
@@ -188,13 +200,11 @@ def main() -> None:
 
     result = {
         "benchmark": "blockwise_large",
-        "command": "python benchmarks/blockwise_large.py " + " ".join(sys.argv[1:]),
+        "command": _common.command(__file__),
         "size": size, "image_gib": size * size * 4 / 2**30, "chunks": args.chunks,
         "workers": args.workers, "cpu_count": os.cpu_count(),
         "write_input_s": t_write, "segment": info, "accuracy": acc, "equivalence_check": check,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "blockwise_large.json").write_text(json.dumps(result, indent=2))
     s = info["seconds"]
     md = [
         "# Blockwise heat on a large synthetic image",
@@ -222,7 +232,8 @@ def main() -> None:
             f"{check['in_memory_s']:.1f} s, peak RSS {check['in_memory_peak_rss_mb']:.0f} MiB "
             f"(blockwise {check['blockwise_s']:.1f} s).",
         ]
-    (RESULTS / "blockwise_large.md").write_text("\n".join(md) + "\n")
+    _common.write_results("blockwise_large", result, "\n".join(md),
+                          regenerate=result["command"])
     print("\n".join(md))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ leaves numbers; rerunning with the same tag skips (image, variant, setting) trip
 done. ``--report`` only re-renders the Markdown. The BSDS500 folder is ``--data`` (default
 ``$PHYSEG_DATA/bsds500``).
 
-Usage::
+Regenerate (the exact command of every kept run is listed in ``dynaseg_summary.md``)::
 
     python benchmarks/dynaseg_bsds.py --limit 5 --variants fsf --settings fast
     python benchmarks/dynaseg_bsds.py --variants fixed,fsf,scf --settings fast --tag fast50
@@ -48,6 +48,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common  # noqa: E402
 
@@ -210,12 +211,12 @@ def load(data: Path, row: dict) -> tuple[np.ndarray, list[np.ndarray]]:
 def _kmeans_labels(img: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k-means of the pixel colours in [0, 1]: centres fitted on 3000 random pixels
     (k-means++ seeding, Lloyd), every pixel assigned to its nearest centre."""
-    from physeg.families.dynaseg import kmeans
+    from physeg._kmeans import kmeans  # the former physeg.families.dynaseg.kmeans (same labels)
 
     x = img.reshape(-1, img.shape[-1]).astype(np.float64) / 255.0
     gen = np.random.default_rng(seed)
     sub = x[gen.choice(len(x), min(3000, len(x)), replace=False)]
-    lab = kmeans(sub, k, rng=seed)
+    lab, _ = kmeans(sub, k, rng=seed)
     cent = np.stack([sub[lab == j].mean(0) for j in range(k) if (lab == j).any()])
     d2 = (x * x).sum(1)[:, None] - 2 * x @ cent.T + (cent * cent).sum(1)[None]
     return d2.argmin(1).reshape(img.shape[:2]).astype(np.int32)
@@ -409,10 +410,10 @@ def main(argv: list[str] | None = None) -> int:
                     if var == "felz200_colourmerge":
                         from physeg._validate import to_float01
                         from physeg.families.dynaseg._merge import merge_hierarchical
-                        from physeg.families.dynaseg import _colour_features
+                        from physeg.families.dynaseg._regions import colour_features
 
                         labels = merge_hierarchical(
-                            labels, _colour_features(to_float01(img)), threshold=5.0)
+                            labels, colour_features(to_float01(img)), threshold=5.0)
                     info = {"iterations": 0, "stop_reason": "-", "k_star": None,
                             "n_labels": []}
                 else:

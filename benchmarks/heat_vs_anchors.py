@@ -1,9 +1,12 @@
 """physeg ``heat`` against heatdiff 0.1.3 and scikit-image Chan–Vese, all in one run.
 
-Usage::
+Regenerate::
 
     pip install -e '.[bench]'          # heatdiff==0.1.3
-    python benchmarks/heat_vs_anchors.py [--data DIR] [--limit N] [--sizes 256,512]
+    python benchmarks/heat_vs_anchors.py      # [--data DIR] [--limit N] [--sizes 256,512]
+
+``--data`` is the datasets folder (default ``$PHYSEG_DATA``, see
+:func:`physeg.data.datasets.data_root`).
 
 What it runs (``specs/heat.md`` §4):
 
@@ -35,27 +38,30 @@ What it runs (``specs/heat.md`` §4):
   (median), Chan–Vese once. Peak memory: ``tracemalloc`` peak of one extra, untimed call on the
   circle at each size (σ = 0.1) and on the first real image of each set.
 
-Writes ``benchmarks/results/heat_vs_anchors.{json,md}`` and ``heat_vs_anchors_grid.png``.
+Results: ``benchmarks/results/heat_vs_anchors.json``, ``heat_vs_anchors.md`` and
+``heat_vs_anchors_grid.png``.
 """
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+_common.single_thread()  # before numpy loads
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 import types  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -281,8 +287,9 @@ def tune_heatdiff(limit_shapes=None) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_data = os.environ.get("PHYSEG_DATA", str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--data", default=default_data)
+    ap.add_argument("--data", default=str(_common.default_data()),
+                    help="datasets folder (default: $PHYSEG_DATA, see "
+                         "physeg.data.datasets.data_root)")
     ap.add_argument("--limit", type=int, default=None, help="real images per dataset")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--shapes", default=",".join(SHAPES))
@@ -336,7 +343,8 @@ def main(argv=None) -> int:
             "memory_peak_mib": memory,
             "records": records,
             "wall_s": time.perf_counter() - t_start,
-            "argv": sys.argv[1:],
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "tag": args.tag,
         }
         (out / f"{args.tag}.json").write_text(json.dumps(result, indent=1))
         (out / f"{args.tag}.md").write_text(markdown(result))
@@ -421,7 +429,9 @@ def _fmt(x, nd=3):
 def markdown(res: dict) -> str:
     recs = res["records"]
     methods = res["methods"]
-    lines = ["# physeg `heat` vs heatdiff 0.1.3 and scikit-image Chan–Vese", ""]
+    cmd = _common.command("heat_vs_anchors.py", res.get("argv", []))
+    lines = ["# physeg `heat` vs heatdiff 0.1.3 and scikit-image Chan–Vese", "",
+             f"Regenerate: `{cmd}` (figure: `{res.get('tag', 'heat_vs_anchors')}_grid.png`)", ""]
     if not res.get("complete", True):
         lines.append("**Partial results (checkpoint of a run that had not finished).**")
         lines.append("")

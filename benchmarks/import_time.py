@@ -1,23 +1,21 @@
 """Start-up time of ``import physeg`` and ``physeg --help`` (target: import < 0.5 s).
 
-Each command runs ``--repeats`` times in a fresh subprocess; the median wall time is reported
-together with the median of ``python -c pass`` measured in the same run (the interpreter's own
-start-up, an anchor that makes numbers from a busy machine comparable). The "net" column
-subtracts that anchor. Writes ``benchmarks/results/import_time.json`` and ``.md``.
+Measures: each command runs ``--repeats`` times in a fresh subprocess; the median wall time
+is reported together with the median of ``python -c pass`` measured in the same run (the
+interpreter's own start-up, an anchor that makes numbers from a busy machine comparable).
+The "net" column subtracts that anchor.
 
-Usage::
+Regenerate::
 
-    python benchmarks/import_time.py [--repeats 7] [--limit N]
+    python benchmarks/import_time.py --repeats 7     # [--limit N]: alias of --repeats
 
-``--limit`` is an alias of ``--repeats`` (the common benchmark flag).
+Results: ``benchmarks/results/import_time.json`` and ``import_time.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -25,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 TARGET_S = 0.5
 
 
@@ -80,13 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
         "import_physeg_net_s": imp["net_s"],
         "import_physeg_meets_target": imp["median_s"] < TARGET_S,
         "rows": rows,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{k: v for k, v in _common.environment().items() if k != "load_average"},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "import_time.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         "# Start-up time",
         "",
@@ -102,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{r['net_s']:.3f} | {r['ratio_to_anchor']:.2f} |")
     lines += ["", f"Target: `import physeg` under {TARGET_S} s — "
               + ("met" if doc["import_physeg_meets_target"] else "NOT met") + "."]
-    (RESULTS / "import_time.md").write_text("\n".join(lines) + "\n")
+    _common.write_results("import_time", doc, "\n".join(lines),
+                          regenerate=_common.command(__file__, argv))
     print("\n".join(lines))
     return doc
 

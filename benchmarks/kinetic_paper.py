@@ -1,8 +1,11 @@
 """Reproduce seed 000 (kinetic consensus segmentation): Tests 1-4, the quality grid, K = 3.
 
-Usage::
+Regenerate::
 
-    python benchmarks/kinetic_paper.py [--limit N] [--only test1,test2,...] [--wbc DIR]
+    python benchmarks/kinetic_paper.py      # [--limit N] [--only test1,test2,...] [--wbc DIR]
+
+``--wbc`` is the white-blood-cell dataset folder (default ``$PHYSEG_DATA/wbc``, see
+:func:`physeg.data.datasets.data_root`), used by ``multiclass`` only.
 
 Results: ``benchmarks/results/kinetic_paper.json`` and ``kinetic_paper.md``, one part per
 section (running some sections with ``--only`` rewrites their parts and keeps the others);
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import physeg  # noqa: E402
 from physeg import metrics  # noqa: E402

@@ -1,11 +1,11 @@
 """Speed of the kinetic method: DSMC per step vs N, macroscopic loss evaluation, CBO fit.
 
-Usage::
+Regenerate::
 
-    python benchmarks/kinetic_speed.py [--limit N]
+    python benchmarks/kinetic_speed.py        # [--limit N]: a quick, smaller run
 
-Writes ``benchmarks/results/kinetic_speed.json`` and ``.md``. Single-threaded BLAS/FFT
-(``OMP_NUM_THREADS=1`` etc. are set before numpy is imported), so the numbers are one-core
+Results: ``benchmarks/results/kinetic_speed.json`` and ``kinetic_speed.md``. Single-threaded
+BLAS/FFT (``OMP_NUM_THREADS=1`` etc. are set before numpy is imported), so the numbers are one-core
 numbers; the machine is shared, so every comparison is a ratio measured in the same run.
 
 Measured:
@@ -25,15 +25,16 @@ Measured:
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+_common.single_thread()  # before numpy loads
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -44,7 +45,6 @@ import physeg  # noqa: E402
 from physeg.families.kinetic import _dsmc, _macro  # noqa: E402
 from physeg.data.noise import noisy_shape  # noqa: E402
 
-RES = ROOT / "benchmarks" / "results"
 
 
 WALL: dict[str, float] = {}
@@ -221,9 +221,7 @@ def main() -> None:
         md.append(f"| {loss} | {12 if not args.limit else 4} x {12 if not args.limit else 2} | "
                   f"{f['n_evals']} | {f['seconds']:.1f} | {f['loss_value']:.4f} |")
     md.append("")
-    RES.mkdir(parents=True, exist_ok=True)
-    (RES / "kinetic_speed.json").write_text(json.dumps(out, indent=2, default=float))
-    (RES / "kinetic_speed.md").write_text("\n".join(md))
+    _common.write_results("kinetic_speed", out, "\n".join(md), regenerate=_common.command(__file__))
     print("\n".join(md))
 
 

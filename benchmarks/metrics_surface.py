@@ -11,32 +11,31 @@ as in ``docs/ecosystem.md`` §4) are scored three ways, interleaved in the same 
 
 The HD values of all three must agree (checked; a mismatch aborts), HD95 of physeg and
 uncropped must agree exactly. Timings are medians of ``--limit`` repeats; the machine is
-shared, so read the ratios, not the seconds. Writes ``benchmarks/results/metrics_surface.json``
-and ``.md``.
+shared, so read the ratios, not the seconds.
 
-Usage::
+Regenerate::
 
-    python benchmarks/metrics_surface.py [--limit 3]
+    python benchmarks/metrics_surface.py --limit 3
+
+Results: ``benchmarks/results/metrics_surface.json`` and ``metrics_surface.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
+import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from physeg import metrics
-from physeg.metrics._surface import surface
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from physeg import metrics  # noqa: E402
+from physeg.metrics._surface import surface  # noqa: E402
 
 
 def ball(shape, center, radius):
@@ -128,21 +127,20 @@ def main(argv: list[str] | None = None) -> dict:
             "repeats": repeats,
         })
         print(rows[-1], flush=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    env = _common.environment()
+    stamp = env["date_utc"]
     doc = {
         "benchmark": "metrics_surface",
         "date": stamp,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
+        "python": env["python"],
+        "cpus": env["cpus"],
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "metrics_surface.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         "# Surface-distance metrics: cropped EDT vs uncropped vs scikit-image",
         "",
-        f"Median of {repeats} interleaved repeats, {stamp}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs (shared, noisy: read the ratios).",
+        f"Median of {repeats} interleaved repeats, {stamp}, Python {env['python']}, "
+        f"{env['cpus']} CPUs (shared, noisy: read the ratios).",
         "`physeg` = `metrics.hausdorff95` (crop + EDT); `uncropped` = same surfaces and EDTs "
         "on the full array; `skimage` = `hausdorff_distance` on inner boundaries (HD only, "
         "isotropic cases). HD agreed to 1e-9 between all three, HD95 exactly between physeg "
@@ -160,7 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['physeg_s']:.4f} | {r['uncropped_s']:.4f} | {sk} | "
             f"{r['speedup_vs_uncropped']} | {sx} |"
         )
-    (RESULTS / "metrics_surface.md").write_text("\n".join(lines) + "\n")
+    _common.write_results("metrics_surface", doc, "\n".join(lines),
+                          regenerate=_common.command(__file__, argv))
     return doc
 
 

@@ -1,31 +1,32 @@
 """3D MSNet on synthetic volumes: ellipsoids + Gaussian noise + a smooth multiplicative bias field.
 
-Usage::
+Regenerate::
 
-    python benchmarks/msnet_3d.py [--iterations 200] [--shape 16,32,32] [--limit N]
+    python benchmarks/msnet_3d.py --iterations 200 --shape 16,32,32 --n-train 3 --limit 2 \
+        --seed 0
 
-Volumes come from :func:`physeg.data.synthetic.ellipsoids_volume` (6 ellipsoids, exact labels),
+Measures: volumes come from :func:`physeg.data.synthetic.ellipsoids_volume` (6 ellipsoids, exact labels),
 otherwise from an equivalent local generator. Each volume is corrupted by a multiplicative
 bias field ``b(z, y, x) = 1 + 0.3 (a·x̂)`` (a random linear ramp over the volume, ±30 %) and
 additive Gaussian noise σ = 0.2 (foreground 1, background 0), so a global threshold is no
 longer exact. MSNet-3D (widths 4, 8, 16; anisotropic first stride (1, 2, 2)) is trained
 with the shared trainer (Dice + CE, Adam 3e-3, batch 2) on ``n_train`` volumes and the
-foreground Dice is measured on ``n_test`` other volumes. Writes
-``benchmarks/results/msnet_3d.json`` and ``.md``.
+foreground Dice is measured on ``n_test`` (``--limit``) other volumes.
+
+Results: ``benchmarks/results/msnet_3d.json`` and ``msnet_3d.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def _volume(shape, rng):
@@ -90,13 +91,11 @@ def main() -> None:
     args = ap.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     res = run(args.iterations, args.n_train, args.limit, shape, args.seed)
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "msnet_3d.json").write_text(json.dumps(res, indent=2))
+    cmd = (f"python benchmarks/msnet_3d.py --iterations {args.iterations} --shape "
+           f"{args.shape} --n-train {args.n_train} --limit {args.limit} --seed {args.seed}")
     md = [
         "# MSNet-3D on synthetic ellipsoid volumes (noise σ = 0.2, ±30 % bias field)", "",
-        f"Command: `python benchmarks/msnet_3d.py --iterations {args.iterations} --shape "
-        f"{args.shape} --n-train {args.n_train} --limit {args.limit} --seed {args.seed}`", "",
+        f"Command: `{cmd}`", "",
         "| volumes (train/test) | shape | params | iterations | train s | Dice per test volume "
         "| mean Dice |",
         "|---|---|---|---|---|---|---|",
@@ -104,7 +103,7 @@ def main() -> None:
         f"{res['parameters']:,} | {res['iterations']} | {res['train_seconds']:.0f} | "
         f"{', '.join(f'{d:.4f}' for d in res['dice'])} | {res['dice_mean']:.4f} |",
     ]
-    (out / "msnet_3d.md").write_text("\n".join(md) + "\n")
+    _common.write_results("msnet_3d", res, "\n".join(md), regenerate=cmd)
     print("\n".join(md))
 
 

@@ -1,10 +1,15 @@
 """MSNet vs U-Net on WBC Dataset 1 (the MSNet paper's Table 2 protocol, our data split).
 
-Usage::
+Measures test mIoU / mDSC / mAcc / mASD (and training time) of MSNet and U-Net trained on
+S = 10, 30, 60 labelled images. Regenerate::
 
-    python benchmarks/msnet_wbc.py [--data $PHYSEG_DATA/wbc] [--sizes 10,30,60]
-        [--methods msnet,unet] [--max-cpu-time 1150] [--limit N] [--threads 1] [--holdout N]
-        [--merge tag1,tag2 --tag msnet_wbc]   # merge result parts into one table
+    python benchmarks/msnet_wbc.py [--data DIR] [--sizes 10,30,60] [--methods msnet,unet]
+        [--max-cpu-time 1150] [--limit N] [--threads 1] [--holdout N] [--tag TAG]
+    python benchmarks/msnet_wbc.py --merge TAG1,TAG2 \
+        --notes benchmarks/results/msnet_wbc_notes.md
+
+(the second merges result parts, one per row group, into one table, ``--tag`` default
+``msnet_wbc``). The exact commands of the kept table are its ``Regenerate:`` line.
 
 Protocol (seed paper §6.4, adapted to the development part of the data we have):
 
@@ -26,10 +31,10 @@ Protocol (seed paper §6.4, adapted to the development part of the data we have)
   iterations with patience 30, at most 3000 iterations and a budget of ``--max-cpu-time``
   1150 CPU seconds of one torch thread (the "< 20 min on this CPU" target stated as CPU time,
   so that it does not depend on the load of the shared machine). The first version of this
-  table ("v1", ``msnet_wbc_v1.md``) used the paper's soft Dice loss alone, 96² crops,
+  table ("v1", section ``msnet_wbc_v1`` under "Other runs" in ``msnet_wbc.md``) used the paper's soft Dice loss alone, 96² crops,
   dataset statistics, intensity 0.1 and no colour / zoom augmentation, with a wall-clock
   budget: reproduce it with ``--loss dice --patch 96 --input-norm dataset --intensity 0.1
-  --colour 0 --zoom 0 --max-cpu-time 0`` plus the flags listed in that file.
+  --colour 0 --zoom 0 --max-cpu-time 0`` plus the flags listed in that section.
 * Recipe selection used ``--holdout 10``: 20 of the S = 30 training images for fitting and
   10 held-out training images for the metrics; the test split is not touched by it.
 * Metrics per test image, then averaged over images (paper: "average values for the test
@@ -43,7 +48,11 @@ Protocol (seed paper §6.4, adapted to the development part of the data we have)
   accuracy are recorded too.
 * The S = 30 MSNet checkpoint is written to ``models/msnet_wbc_s30.pt`` (our own weights).
 
-Outputs: ``benchmarks/results/msnet_wbc.json`` and ``msnet_wbc.md``.
+Results (``--out``, default ``benchmarks/results``): ``msnet_wbc.json`` and ``msnet_wbc.md``
+(``<tag>.json`` / ``.md`` for another ``--tag``). Rewriting them keeps what the files hold
+besides this run's own entry: the json's ``other_runs`` and the Markdown's "## Other runs"
+section (earlier runs merged by hand). ``msnet_wbc_notes.md`` is hand-written text appended
+by ``--notes``.
 """
 
 from __future__ import annotations
@@ -57,20 +66,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _common  # noqa: E402
 
-from physeg.families.nets.train import (  # noqa: E402
-    count_parameters,
-    fit_network,
-    keep_largest_object,
-    load_folder,
-    split_indices,
-)
+from physeg.data.datasets import FolderDataset, load_pairs, split  # noqa: E402
+from physeg.families.nets._arch import count_parameters  # noqa: E402
+from physeg.families.nets._model import keep_largest_object  # noqa: E402
+from physeg.families.nets.train import fit_network  # noqa: E402
+
+PATH_FLAGS = ("--out", "--model-out", "--save-all")
+OTHER_RUNS = "\n## Other runs"  # the hand-merged section of msnet_wbc.md, kept on rewrite
 
 PAPER = {  # seed Table 2 (WBC, 20 test images): U-Net, MSNet
     10: {"unet": (0.9147, 0.7199, 0.8056, 2.6567), "msnet": (0.9509, 0.8188, 0.8850, 0.7974)},
@@ -202,7 +211,7 @@ def main() -> None:
     if args.merge:
         runs, metas = [], []
         for tag in args.merge.split(","):
-            d = json.loads((Path(args.out) / f"{tag}.json").read_text())
+            d = _load_part(Path(args.out), tag, args.tag)
             for r in d["runs"]:  # older parts kept these in their meta only
                 for key in ("batch_size", "patch", "lr"):
                     r.setdefault(key, d["meta"].get(key))
@@ -217,7 +226,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)  # inference too: extra threads only wait on a busy CPU
-    ids, images, masks = load_folder(args.data)
+    # images and masks paired by id, in manifest (else sorted-id) order; the same arrays and
+    # order as the former nets.train.load_folder on the shared wbc folder
+    ids, images, masks = load_pairs(FolderDataset(args.data))
     n = len(ids)
     sizes = [int(s) for s in args.sizes.split(",")]
     methods = args.methods.split(",")
@@ -225,9 +236,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for S in sizes:
-        tr, _, te = split_indices(n, S, rng=args.seed)
+        # one seeded permutation's prefix (sorted): the former split_indices(n, S, rng=seed)
+        tr, te = (np.asarray(x, dtype=int) for x in split(range(n), S, rng=args.seed))
         if args.holdout:  # selection protocol: the test split is not touched
-            a, b, _ = split_indices(S, S - args.holdout, n_val=args.holdout, rng=args.seed + 1)
+            a, b = (np.asarray(x, dtype=int)
+                    for x in split(range(S), S - args.holdout, rng=args.seed + 1))
             tr, te = tr[a], tr[b]
         if args.limit:
             te = te[: args.limit]
@@ -319,11 +332,46 @@ def _write(out: Path, args, runs, merged=None) -> None:
     _write_files(out, args, runs, meta)
 
 
+def _load_part(out: Path, tag: str, into: str) -> dict:
+    """Result part ``tag`` for ``--merge``: ``<out>/<tag>.json``, else the entry ``tag`` of
+    ``other_runs`` in ``<out>/<into>.json`` (where merged parts are kept)."""
+    path = out / f"{tag}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    merged = out / f"{into}.json"
+    other = json.loads(merged.read_text()).get("other_runs", {}) if merged.exists() else {}
+    if tag not in other:
+        raise SystemExit(f"no result part {tag!r}: neither {path} nor other_runs of {merged}")
+    return other[tag]
+
+
+def _regenerate(meta) -> str:
+    """The ``Regenerate:`` line: the run's command, or each part's command and the merge."""
+    def cmd(argv: list[str]) -> str:  # without the output paths of the time (--out etc.)
+        keep = [a for i, a in enumerate(argv) if a not in PATH_FLAGS
+                and (i == 0 or argv[i - 1] not in PATH_FLAGS)]
+        return "`" + " ".join(["python benchmarks/msnet_wbc.py", *keep]) + "`"
+
+    if "merged_from" not in meta:
+        return f"Regenerate: {cmd(meta.get('argv', '').split())}"
+    return ("Regenerate: one command per row group ("
+            + "; ".join(cmd(m.get("argv", "").split()) for m in meta["merged_from"])
+            + f"), then {cmd(sys.argv[1:])} merges them (output paths --out / --model-out / "
+            "--save-all of the time left out)")
+
+
 def _write_files(out: Path, args, runs, meta) -> None:
-    (out / f"{args.tag}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
+    pj, pm = out / f"{args.tag}.json", out / f"{args.tag}.md"
+    # keep what the files hold besides this run's entry (other_runs, the "Other runs" section)
+    kept = json.loads(pj.read_text()) if pj.exists() else {}
+    kept.update(meta=meta, runs=runs)
+    pj.write_text(json.dumps(kept, indent=2))
+    old_md = pm.read_text() if pm.exists() else ""
+    other = old_md[old_md.index(OTHER_RUNS) + 1:] if OTHER_RUNS in old_md else ""
     m0 = meta.get("merged_from", [meta])[0]
     lines = [
         "# MSNet vs U-Net on WBC Dataset 1 (dev set, our split)", "",
+        _regenerate(meta), "",
         "Commands: " + "; ".join(
             f"`python benchmarks/msnet_wbc.py {m.get('argv', '')}`"
             for m in meta.get("merged_from", [meta])), "",
@@ -386,7 +434,9 @@ def _write_files(out: Path, args, runs, meta) -> None:
               "classes: its per-class rows average exactly to them)."]
     if getattr(args, "notes", None):
         lines += ["", Path(args.notes).read_text().strip()]
-    (out / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
+    if other:
+        lines += ["", other.rstrip()]
+    pm.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

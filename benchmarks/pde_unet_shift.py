@@ -39,11 +39,17 @@ Parallelism: ``--workers`` processes (default 2 = the 2 cores), torch with one t
 Timings: wall time and the sum of the workers' CPU seconds; the idle 2-core estimate is
 CPU / 2.
 
-Usage::
+Regenerate::
 
     python benchmarks/pde_unet_shift.py                 # default setting (full table)
     python benchmarks/pde_unet_shift.py --limit 5 --quick   # smoke test
     python benchmarks/pde_unet_shift.py --render-only       # re-render the table (+ note)
+
+The dataset folder is ``--data`` (default ``$PHYSEG_DATA``, see
+:func:`physeg.data.datasets.data_root`). Results (``--out``, default ``benchmarks/results``):
+``pde_unet_shift.json`` and ``pde_unet_shift.md`` (the table; ``pde_unet_shift_note.md``, kept
+by hand, is appended to it), ``pde_unet_shift_cells.jsonl`` (per-cell records) and
+``pde_unet_shift.png`` (figure).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+import _common  # noqa: E402
 
 METRICS = ("dice", "iou", "bf1", "hd95")
 MAIN = {"plain": {"lambda_rd": 0.0, "lambda_pf": 0.0}, "pde": {"preset": "allen-cahn"}}
@@ -259,11 +267,15 @@ def summarise(cells: list[dict]) -> tuple[dict, list[str]]:
     return summary, lines
 
 
-def markdown(summary: dict, meta: dict) -> str:
+def markdown(summary: dict, meta: dict, tag: str = "pde_unet_shift") -> str:
     rows = summary.get("rows", [])
     split_name = {"in": "in domain", "out": "unseen domain"}
     out = [
         "# PDE-regularised U-Net vs plain U-Net (seed 001): low-sample regimes and domain shift",
+        "",
+        f"Regenerate: `{meta['command'].strip()}` (per-cell records: `{tag}_cells.jsonl`; "
+        f"figure: `{tag}.png`; `--render-only` re-renders this file from them and "
+        f"`{tag}_note.md`)",
         "",
         f"Command: `{meta['command']}`  ",
         f"Seeds {meta['seeds']}; iterations {meta['iterations']} (stage I {meta['iterations'] // 2}"
@@ -358,8 +370,9 @@ def figure(cells: list[dict], data_root: Path, n_test, path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=os.environ.get("PHYSEG_DATA",
-                                                    str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--data", default=str(_common.default_data()),
+                    help="datasets folder (default: $PHYSEG_DATA, see "
+                         "physeg.data.datasets.data_root)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--limit", type=int, default=40,
                     help="at most N test images per test set (default 40; 0 = all)")
@@ -430,7 +443,7 @@ def main(argv=None) -> None:
             meta["note"] = note_path.read_text()
         summary, _ = summarise(saved["cells"])
         path.write_text(json.dumps({**saved, "meta": meta, "summary": summary}, indent=1))
-        (Path(args.out) / f"{args.tag}.md").write_text(markdown(summary, meta))
+        (Path(args.out) / f"{args.tag}.md").write_text(markdown(summary, meta, args.tag))
         return
     n_test = args.n_test if args.n_test is not None else args.limit
     n_test = None if n_test == 0 else n_test
@@ -520,7 +533,7 @@ def main(argv=None) -> None:
     per_cell = [{k: v for k, v in c.items() if k != "figure"} for c in cells]
     (out_dir / f"{args.tag}.json").write_text(json.dumps(
         {"meta": meta, "summary": summary, "cells": per_cell}, indent=1))
-    (out_dir / f"{args.tag}.md").write_text(markdown(summary, meta))
+    (out_dir / f"{args.tag}.md").write_text(markdown(summary, meta, args.tag))
     figure(cells, data, n_test, out_dir / f"{args.tag}.png")
     note(f"done: wall {wall / 60:.1f} min, CPU {cpu / 60:.1f} min")
 
