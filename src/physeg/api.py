@@ -34,6 +34,7 @@ from .families._registry import (
     methods,
     register,
     run_method,
+    run_validated,
 )
 
 __all__ = [
@@ -46,22 +47,9 @@ __all__ = [
     "segment",
     "fit",
     "load",
-    "check_segments_without_model",
+    "run_validated",
 ]
 
-
-def check_segments_without_model(method: Method) -> None:
-    """Raise ``ValueError`` (with the fix) when ``method`` only segments with a fitted model.
-
-    The one "needs a fitted model" check of the interfaces (batch, CLI, bench); call it where
-    a method is chosen, before any work.
-    """
-    if method.func is None:
-        raise ValueError(
-            f"method {method.name!r} needs a fitted model: fit one (`physeg fit --method "
-            f"{method.name} ...` or physeg.fit({method.name!r}, images, masks)) and pass it "
-            "(--model FILE, model=FILE, or physeg.load(FILE).predict(image))."
-        )
 
 def segment(
     image: Any,

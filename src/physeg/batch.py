@@ -51,7 +51,7 @@ import numpy as np
 from . import io as pio
 from ._runner import as_executor, run_tasks, versions
 from ._validate import channels_last, parse_channel_axis, prepare_colour
-from .api import check_segments_without_model, get_method, load, segment
+from .api import get_method, load, run_validated
 from .overlay import write_overlay
 
 __all__ = [
@@ -244,7 +244,7 @@ def segment_file(job: Job) -> dict[str, Any]:
                 kwargs["rng"] = job.seed
             labels = model.predict(arr, channel_axis=cax, **kwargs)
         else:
-            labels = segment(arr, method=m.name, channel_axis=cax, rng=job.seed, **job.params)
+            labels = run_validated(m, arr, channel_axis=cax, rng=job.seed, params=job.params)
         rec["channel_axis"] = cax
         timing["segment"] = time.perf_counter() - t
         labels = np.asarray(labels)
@@ -429,7 +429,7 @@ def plan_batch(
         m = get_method(fitted_for)
     else:
         m = get_method(method or "otsu")
-        check_segments_without_model(m)
+        m.check_segments_without_model()
     params = m.validate(dict(params or {}))  # the one validation: workers get these values
     channel_axis = parse_channel_axis(channel_axis)
     suffix = suffix if suffix.startswith(".") else "." + suffix

@@ -29,6 +29,7 @@ from .._validate import check_image, look_up_option
 
 __all__ = [
     "Param", "Method", "Model", "register", "defaults_from", "methods", "get_method", "run_method",
+    "run_validated",
 ]
 
 # Modules that call ``register`` when imported. Order = order shown by ``physeg methods``.
@@ -170,6 +171,19 @@ class Method:
         # calls the unchecked function because run_method has validated them already
         self.func = getattr(self.func, "unchecked", self.func)
         self.fit_func = getattr(self.fit_func, "unchecked", self.fit_func)
+
+    def check_segments_without_model(self) -> None:
+        """Raise ``ValueError`` (with the fix) when this method only segments with a fitted model.
+
+        The one "needs a fitted model" check: :func:`run_method` calls it, and the interfaces
+        (batch, CLI, bench) call it where a method is chosen, before any work.
+        """
+        if self.func is None:
+            raise ValueError(
+                f"method {self.name!r} needs training: fit a model (`physeg fit --method "
+                f"{self.name} ...` or physeg.fit({self.name!r}, images, masks)) and use it "
+                "(--model FILE, model=FILE, or physeg.load(FILE).predict(image))."
+            )
 
     def param(self, name: str) -> Param:
         for p in self.params + self.fit_params:
@@ -372,18 +386,32 @@ def run_method(
     rng: Any = None,
     **params: Any,
 ) -> np.ndarray:
-    """Validate ``image`` and ``params`` once, run ``method``, check the labels' shape.
+    """Validate ``params`` against the method's schema, then :func:`run_validated`.
 
     The body of :func:`physeg.api.segment` and of :meth:`Model.predict`; see
     ``physeg.segment`` for the parameters.
     """
     m = get_method(method)
+    return run_validated(m, image, channel_axis=channel_axis, spacing=spacing, rng=rng,
+                         params=m.validate(params))
+
+
+def run_validated(
+    m: Method,
+    image: Any,
+    *,
+    channel_axis: int | None = None,
+    spacing: Sequence[float] | None = None,
+    rng: Any = None,
+    params: dict[str, Any],
+) -> np.ndarray:
+    """Check ``image`` and run method ``m`` with ``params`` already validated by ``m.validate``.
+
+    For callers that validated once up front (a batch validates before its first file);
+    everything else goes through :func:`run_method`. Missing parameters take their defaults.
+    """
     _check_requires(m)
-    if m.func is None:
-        raise ValueError(
-            f"method {m.name!r} needs training: use physeg.fit({m.name!r}, images, masks) "
-            "and model.predict(image), or physeg.load(model_path)."
-        )
+    m.check_segments_without_model()
     arr = check_image(
         image,
         channel_axis=channel_axis,
@@ -398,13 +426,12 @@ def run_method(
                 f"spacing must give one positive size per spatial axis ({spatial_ndim}); "
                 f"got {spacing}."
             )
-    kwargs = {**m.defaults(), **m.validate(params)}
     labels = m.func(
         arr,
         channel_axis=-1 if channel_axis is not None else None,
         spacing=spacing,
         rng=rng,
-        **kwargs,
+        **{**m.defaults(), **params},
     )
     labels = np.asarray(labels)
     expected = arr.shape[:-1] if channel_axis is not None else arr.shape

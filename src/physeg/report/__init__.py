@@ -57,7 +57,7 @@ import numpy as np
 from .. import io as pio
 from .._runner import as_executor, run_tasks, versions
 from .._validate import channels_last, prepare_colour
-from ..api import check_segments_without_model, get_method, segment
+from ..api import get_method, run_validated, segment
 from ..overlay import shrink, write_overlay
 from ._render import (
     error_rgb,
@@ -175,8 +175,9 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
         tracemalloc.start()
         try:
             t = time.perf_counter()
-            pred = np.asarray(segment(arr, method=m.name, channel_axis=cax, rng=task.seed,
-                                      **task.params))
+            # task.params were validated once, when the bench was planned
+            pred = np.asarray(run_validated(m, arr, channel_axis=cax, rng=task.seed,
+                                            params=task.params))
             rec["seconds"] = time.perf_counter() - t
             rec["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         finally:
@@ -307,7 +308,7 @@ def run_bench(
     meths = []
     for name in methods:
         m = get_method(name)
-        check_segments_without_model(m)
+        m.check_segments_without_model()
         meths.append(m)
     for k in params:
         if k not in [m.name for m in meths]:
