@@ -313,16 +313,16 @@ def test_overlay_errors():
 @pytest.mark.torch
 def test_segment_with_a_network_model_takes_prediction_params(images, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from physeg.families.nets import train as T
+    from physeg.families.nets import _model
 
     seen = []
-    original = T.NetworkModel.predict
+    original = _model.NetworkModel.predict
 
     def spy(self, image, **kwargs):
         seen.append({k: v for k, v in kwargs.items() if k in ("tta", "keep_largest")})
         return original(self, image, **kwargs)
 
-    monkeypatch.setattr(T.NetworkModel, "predict", spy)
+    monkeypatch.setattr(_model.NetworkModel, "predict", spy)
     src, gt, truth = images
     (src / "c.png").unlink()  # grey only
     (gt / "c.png").unlink()

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .._validate import as_rng
+from .._validate import as_rng, channel_axis_from_mask
 from ..io import _spatial_shape, is_image_file, read_image, read_mask
 
 __all__ = [
@@ -77,7 +77,7 @@ def check_pair(
     The image may carry a trailing colour axis (3 or 4 channels) that the mask lacks.
     """
     img_shape = tuple(image.shape)
-    spatial = img_shape[:-1] if image.ndim == mask.ndim + 1 else img_shape
+    spatial = img_shape[:-1] if channel_axis_from_mask(image, mask) is not None else img_shape
     if tuple(mask.shape) != spatial:
         where = f" ({image_path} vs {mask_path})" if image_path is not None else ""
         raise ValueError(

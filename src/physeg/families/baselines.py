@@ -15,16 +15,28 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._validate import to_float01, to_grey
-from ._registry import Method, Param, register
+from ._registry import Method, Param, defaults_from, register
 
-__all__ = ["segment_otsu", "segment_chan_vese"]
+__all__ = ["segment_otsu", "segment_chan_vese", "OTSU_PARAMS", "CHAN_VESE_PARAMS"]
 
 
+OTSU_PARAMS = (
+    Param("classes", "int", 2, "number of classes K; K-1 thresholds", low=2, high=8),
+    Param("invert", "bool", False, "label the darkest class 1 instead of the brightest"),
+)
+CHAN_VESE_PARAMS = (
+    Param("mu", "float", 0.25, "edge-length weight; higher = smoother", low=0.0, high=10.0),
+    Param("max_iter", "int", 500, "iteration cap", low=1, high=100000),
+    Param("tol", "float", 1e-3, "stopping tolerance", low=0.0, high=1.0),
+)
+
+
+@defaults_from(OTSU_PARAMS)
 def segment_otsu(
     image: np.ndarray,
     *,
-    classes: int = 2,
-    invert: bool = False,
+    classes: int,
+    invert: bool,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -78,12 +90,13 @@ def segment_otsu(
     return labels
 
 
+@defaults_from(CHAN_VESE_PARAMS)
 def segment_chan_vese(
     image: np.ndarray,
     *,
-    mu: float = 0.25,
-    max_iter: int = 500,
-    tol: float = 1e-3,
+    mu: float,
+    max_iter: int,
+    tol: float,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -120,10 +133,7 @@ register(
     Method(
         name="otsu",
         func=segment_otsu,
-        params=(
-            Param("classes", "int", 2, "number of classes K; K-1 thresholds", low=2, high=8),
-            Param("invert", "bool", False, "label the darkest class 1 instead of the brightest"),
-        ),
+        params=OTSU_PARAMS,
         summary="multi-Otsu thresholding (scikit-image); classical baseline",
         supports_3d=True,
         supports_multichannel=True,
@@ -134,11 +144,7 @@ register(
     Method(
         name="chan-vese",
         func=segment_chan_vese,
-        params=(
-            Param("mu", "float", 0.25, "edge-length weight; higher = smoother", low=0.0, high=10.0),
-            Param("max_iter", "int", 500, "iteration cap", low=1, high=100000),
-            Param("tol", "float", 1e-3, "stopping tolerance", low=0.0, high=1.0),
-        ),
+        params=CHAN_VESE_PARAMS,
         summary="two-phase Chan-Vese level set (scikit-image); classical baseline",
         supports_3d=False,
         supports_multichannel=True,

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..._kmeans import assign, kmeans
+from ..._kmeans import assign, first_principal_component, kmeans
 
 __all__ = [
     "heat_multiplier",
@@ -102,24 +102,12 @@ def heat_step(
                       overwrite_x=True).astype(np.float32, copy=False)
 
 
-def _first_component(feats: np.ndarray) -> np.ndarray:
-    """Projection of (N, C) centred features on their first principal axis (sign: brighter +)."""
-    if feats.shape[1] == 1:
-        return feats[:, 0]
-    cov = np.cov(feats, rowvar=False)
-    _, vecs = np.linalg.eigh(cov)
-    v = vecs[:, -1]
-    if v.sum() < 0:  # orient towards "brighter" (larger channel sum)
-        v = -v
-    return feats @ v.astype(feats.dtype)
-
-
 def otsu_labels(feats: np.ndarray, classes: int) -> np.ndarray:
     """Multi-Otsu thresholds of the first principal component into ``classes`` groups.
 
     Returns int labels 0..K-1 in increasing order of the component (0 = darkest).
     """
-    z = _first_component(feats)
+    z = first_principal_component(feats)
     if float(z.max()) == float(z.min()):
         raise ValueError("the (smoothed) image is constant; there is nothing to threshold.")
     thr = otsu_threshold_1d(z, classes)
