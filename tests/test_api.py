@@ -86,7 +86,7 @@ def test_load_errors(tmp_path):
         physeg.load(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="not a physeg JSON model"):
+    with pytest.raises(ValueError, match="not a physeg model file: .*malformed JSON"):
         physeg.load(bad)
 
 

@@ -124,27 +124,118 @@ def fit(
     return m.fit_func(list(images), None if masks is None else list(masks), **kwargs)
 
 
+_TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
 def load(path: str | os.PathLike) -> Model:
-    """Load a model written by ``Model.save`` (JSON) or a torch checkpoint (``.pt``)."""
+    """Load a model written by ``Model.save`` (JSON) or a network checkpoint (``.pt``).
+
+    A model file never runs code: checkpoints are read with ``torch.load(weights_only=True)``,
+    which accepts tensors, numbers, strings, lists, tuples and dicts and refuses any other
+    Python object, so a pickle built to execute something is refused before it can.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.pt``, ``.pth`` or ``.ckpt``: a torch checkpoint (``NetworkModel.save``); any other
+        name: a JSON model.
+
+    Returns
+    -------
+    Model
+        The fitted model; ``model.predict(image)`` segments.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    ValueError
+        ``"not a physeg model file: <path> (<reason>)"`` for anything that is not a model
+        physeg wrote: empty, truncated, random bytes, another format, an object that is not
+        plain data, a wrong structure or weights that do not fit the network.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist.")
-    if path.suffix.lower() in (".pt", ".pth", ".ckpt"):
-        from ._optional import require
-
-        torch = require("torch", feature="loading a .pt model")
-        data = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(data, dict) or "method" not in data:
-            raise ValueError(f"{path} is not a physeg checkpoint (no 'method' entry).")
-    else:
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path} is not a physeg JSON model: {exc}") from None
-        if not isinstance(data, dict) or "physeg_model" not in data or "method" not in data:
-            raise ValueError(f"{path} is not a physeg model file (missing 'physeg_model').")
-    m = get_method(data["method"])
+    if path.stat().st_size == 0:
+        raise _not_a_model(path, "the file is empty")
+    torch_file = path.suffix.lower() in _TORCH_SUFFIXES
+    data = _read_checkpoint(path) if torch_file else _read_json(path)
+    if not isinstance(data, dict):
+        raise _not_a_model(path, f"it holds a {type(data).__name__}, not a physeg model dict")
+    if not torch_file and "physeg_model" not in data:
+        raise _not_a_model(path, "no 'physeg_model' entry")
+    version = data.get("physeg_model", Model.format_version)
+    if not isinstance(version, int) or version > Model.format_version:
+        raise _not_a_model(path, f"format {version!r}; this physeg reads format "
+                                 f"{Model.format_version} (a newer physeg wrote it?)")
+    name = data.get("method")
+    if not isinstance(name, str):
+        raise _not_a_model(path, "no 'method' entry naming the method")
+    for key in ("params", "info"):
+        if not isinstance(data.get(key, {}), dict):
+            raise _not_a_model(path, f"its {key!r} entry is not a dict")
+    try:
+        m = get_method(name)
+    except ValueError as exc:
+        raise _not_a_model(path, str(exc)) from None
     _check_requires(m)
-    if m.load_func is not None:
+    if m.load_func is None:
+        return Model(name, data.get("params", {}), data.get("info", {}))
+    try:
         return m.load_func(data, path)
-    return Model(data["method"], data.get("params", {}), data.get("info", {}))
+    except (ValueError, TypeError, KeyError) as exc:  # a wrong structure, said by the family
+        raise _not_a_model(path, _one_line(exc)) from None
+
+
+def _not_a_model(path: Path, reason: str) -> ValueError:
+    return ValueError(f"not a physeg model file: {path} ({reason})")
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: plain data and tensors only, never code."""
+    import re
+    import warnings
+
+    from ._optional import require
+
+    torch = require("torch", feature="loading a .pt model")
+    try:
+        with warnings.catch_warnings():  # about non-torch pickles, which are refused anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol",
+                                    category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: every failure means "not a model"
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        text = str(exc)
+        refused = re.search(r"GLOBAL ([\w.]+)", text)
+        if refused:
+            reason = (f"it holds a Python object ({refused.group(1)}) where a model file "
+                      "holds only tensors and plain data; physeg never runs code from a file")
+        elif head.lstrip()[:1] in (b"{", b"["):
+            reason = "it is JSON, not a torch checkpoint; physeg JSON models end in .json"
+        elif head == b"PK\x03\x04":  # torch.save writes a zip archive
+            reason = ("a damaged or truncated torch checkpoint: "
+                      f"{_one_line(exc).split('. ')[0]}")
+        elif head[:1] == b"\x80":  # a pickle (protocol >= 2), as old torch.save wrote
+            reason = "a pickle holding Python objects other than tensors and plain data"
+        else:
+            reason = "not a torch checkpoint (neither a zip archive nor a pickle)"
+        raise _not_a_model(path, reason) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _not_a_model(path, "not a JSON text file (a torch checkpoint needs a .pt "
+                                 "name)") from None
+    except json.JSONDecodeError as exc:
+        raise _not_a_model(path, f"malformed JSON: {exc}") from None

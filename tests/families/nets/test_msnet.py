@@ -234,7 +234,7 @@ def test_fit_predict_save_load_round_trip(torch_det, tmp_path):
     assert lab.shape == images[0].shape[:2] and lab.dtype == np.uint8
     assert set(np.unique(lab)) <= {0, 100, 200}
     path = model.save(tmp_path / "m.pt")
-    data = torch_det.load(path, weights_only=False)
+    data = torch_det.load(path, weights_only=True)  # plain data only
     for key in ("method", "config", "state_dict", "preprocessing", "train", "info"):
         assert key in data
     assert data["method"] == "msnet" and data["preprocessing"]["classes"] == [0, 100, 200]
@@ -264,7 +264,7 @@ def test_recipe_options_round_trip(torch_det, tmp_path):
     again = physeg.load(path)
     assert again.preprocessing.norm == "image"
     np.testing.assert_array_equal(again.predict(images[1]), model.predict(images[1]))
-    data = torch_det.load(path, weights_only=False)
+    data = torch_det.load(path, weights_only=True)  # plain data only
     del data["preprocessing"]["norm"]
     old = physeg.families.nets._model.load_network(data)
     assert old.preprocessing.norm == "dataset"

@@ -11,7 +11,9 @@ Inference is the argmax of the logits; ``tta=True`` averages the class probabili
 8 flips / 90° turns of the (row, col) plane (8x the cost). A checkpoint is a ``torch.save``
 dict with ``method``, ``arch``, ``config`` (the network class's full keywords),
 ``state_dict``, ``preprocessing``, ``train`` (training parameters) and ``info`` (history,
-timing, parameter count); :func:`physeg.load` hands it to :func:`load_network`.
+timing, parameter count), holding only tensors and plain Python data, so that
+:func:`physeg.load` reads it with ``torch.load(weights_only=True)`` (a model file never runs
+code) and hands it to :func:`load_network`.
 """
 
 from __future__ import annotations
@@ -227,11 +229,11 @@ class NetworkModel(Model):
             "format": "physeg-torch",
             "method": self.method,
             "arch": self.arch,
-            "config": self.config,
+            "config": _plain(self.config, "config"),
             "state_dict": state,
-            "preprocessing": dataclasses.asdict(self.preprocessing),
-            "train": self.params,
-            "info": self.info,
+            "preprocessing": _plain(dataclasses.asdict(self.preprocessing), "preprocessing"),
+            "train": _plain(self.params, "train"),
+            "info": _plain(self.info, "info"),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -247,15 +249,61 @@ class NetworkModel(Model):
                 f"classes={self.preprocessing.classes})")
 
 
+def _plain(obj: Any, where: str) -> Any:
+    """``obj`` with numpy scalars / arrays and paths made plain Python; other objects refused.
+
+    A checkpoint holds only what ``torch.load(weights_only=True)`` reads back (tensors, None,
+    bool, int, float, str, list, tuple, dict), so loading it never needs to run code.
+    """
+    if isinstance(obj, (np.ndarray, np.generic)):  # before float: np.float64 is a float
+        return obj.tolist()
+    for kind in (bool, int, float, str):  # subclasses (enums, np.float64) as the base type
+        if isinstance(obj, kind):
+            return kind(obj)
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, f"{where}/{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"checkpoint entry {where} is a {type(obj).__name__}; a model file holds "
+                    "only numbers, strings, lists, tuples and dicts (and the weights).")
+
+
 def load_network(data: dict[str, Any], path: Any = None) -> NetworkModel:
-    """Rebuild a :class:`NetworkModel` from a checkpoint dict (``physeg.load`` calls this)."""
+    """Rebuild a :class:`NetworkModel` from a checkpoint dict (``physeg.load`` calls this).
+
+    Raises ``ValueError`` naming what is wrong when the dict is not a network checkpoint:
+    a missing entry, a config the architecture does not take, or weights that do not fit.
+    """
+    import torch
+
     for key in ("method", "arch", "config", "state_dict", "preprocessing"):
         if key not in data:
             raise ValueError(f"{path or 'checkpoint'} is not a physeg network checkpoint "
                              f"(missing {key!r}).")
-    net = build_network(data["arch"], **data["config"])
-    net.load_state_dict(data["state_dict"])
+    for key in ("config", "state_dict", "preprocessing"):
+        if not isinstance(data[key], dict):
+            raise ValueError(f"its {key!r} entry is a {type(data[key]).__name__}, not a dict.")
+    if not all(isinstance(v, torch.Tensor) for v in data["state_dict"].values()):
+        raise ValueError("its 'state_dict' holds entries that are not tensors.")
+    try:
+        net = build_network(data["arch"], **data["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"its config does not build a {data['arch']!r} network: {exc}") from None
+    try:
+        net.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        raise ValueError(f"its weights do not fit the {data['arch']!r} network of its config: "
+                         f"{detail[:300]}") from None
     net.eval()
-    pre = Preprocessing(**data["preprocessing"])
+    try:
+        pre = Preprocessing(**data["preprocessing"])
+    except TypeError as exc:
+        raise ValueError(f"its 'preprocessing' entry is not valid: {exc}") from None
     return NetworkModel(data["method"], data["arch"], data["config"], net, pre,
                         data.get("train", {}), data.get("info", {}))
