@@ -274,3 +274,27 @@ def test_fit_picks_tau_lam_and_model_roundtrips(tmp_path):
     np.testing.assert_array_equal(again.predict(images[0]), labels)
     with pytest.raises(ValueError, match="needs masks"):
         physeg.fit("heat", images, None)
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), ("abc", TypeError), (1.5, TypeError)])
+def test_bad_rng_is_refused_whatever_the_init(bad, error):
+    """The one rng rule (physeg._validate.as_rng), as in kinetic and dynaseg: otsu and mask
+    initialisations use no random numbers, but a bad seed is still an error, not ignored."""
+    img = _noisy(_disc((24, 24), (12, 12), 6), 0.1)
+    with pytest.raises(error, match="rng"):
+        segment_heat(img, init="otsu", rng=bad)
+    with pytest.raises(error, match="rng"):
+        physeg.segment(img, method="heat", rng=bad)
+    assert segment_heat(img, init="otsu", rng=0).shape == img.shape
+
+
+def test_fit_names_the_pair_whose_mask_has_another_size():
+    masks = [_disc((32, 32), (16, 16), 8), _disc((32, 32), (14, 16), 8)]
+    images = [_noisy(m, 0.1, seed=i) for i, m in enumerate(masks)]
+    masks[1] = masks[1][:, :30]
+    with pytest.raises(ValueError, match=r"masks\[1\] shape \(32, 30\) does not match the "
+                                         r"image's spatial shape \(32, 32\)"):
+        physeg.fit("heat", images, masks, init="otsu")
+    rgb = np.repeat(images[0][..., None], 3, axis=-1)
+    with pytest.raises(ValueError, match=r"masks\[0\] shape \(32, 30\) .* \(32, 32\)"):
+        physeg.fit("heat", [rgb], [masks[1]], init="otsu")

@@ -233,6 +233,7 @@ def segment_heat(
     (True, True)
     """
     arr = check_image(image, channel_axis=channel_axis, allow_3d=True, allow_channels=True)
+    gen = as_rng(rng)  # checked whatever the init, as every method does (refuses -1, "abc")
     has_channels = channel_axis is not None
     spatial = arr.shape[:-1] if has_channels else arr.shape
     ndim = len(spatial)
@@ -294,7 +295,7 @@ def segment_heat(
         if init == "otsu":
             labels_flat = otsu_labels(s_flat, classes)
         else:
-            labels_flat = kmeans_labels(s_flat, classes, as_rng(rng))
+            labels_flat = kmeans_labels(s_flat, classes, gen)
 
     # ---- threshold dynamics ---------------------------------------------------------
     mult = heat_multiplier(spatial, tau, spacing)
@@ -364,14 +365,17 @@ def fit_heat(
         raise ValueError("fitting 'heat' needs masks: physeg.fit('heat', images, masks).")
     fixed = {k: v for k, v in fixed.items() if k not in ("tau", "lam")}
     classes = fixed.get("classes") or _DEFAULTS["classes"]
+    pairs = []  # checked once, before the grid: a mask of another size names its pair
+    for i, (img, msk) in enumerate(zip(images, masks, strict=True)):
+        img = np.asarray(img)
+        ca = channel_axis_from_mask(img, msk)
+        spatial = img.shape[:-1] if ca is not None else img.shape
+        pairs.append((img, check_labels_like(msk, spatial, name=f"masks[{i}]"), ca))
     grid = []
     for t in taus:
         for lm in lams:
             vals = []
-            for img, msk in zip(images, masks, strict=True):
-                img = np.asarray(img)
-                msk = np.asarray(msk)
-                ca = channel_axis_from_mask(img, msk)
+            for img, msk, ca in pairs:
                 lab = segment_heat(img, tau=float(t), lam=float(lm), channel_axis=ca, **fixed)
                 if classes == 2:
                     a, b = lab == 1, msk > 0
