@@ -19,9 +19,6 @@ MAX_LINES = 600
 LONG_MODULES: dict[str, str] = {
     "physeg/families/heat/blockwise.py": "one pipeline: lazy open, streaming normalisation, "
     "fixed-means map_overlap iteration with change tracking, blockwise output",
-    "physeg/io.py": "every file physeg reads or writes: the per-format rules (suffix -> library, "
-    "what dtype and shape each format holds exactly) are shared by the readers and the one "
-    "atomic no-clobber writer",
 }
 
 

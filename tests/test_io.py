@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -373,7 +374,7 @@ def test_failed_write_leaves_existing_output_untouched(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(pio.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="simulated"):
         write_labels(path, np.zeros((3, 3), np.uint8), overwrite=True)
     assert path.read_bytes() == original
@@ -384,7 +385,7 @@ def test_failed_encoding_leaves_nothing(tmp_path, monkeypatch):
     def broken_encode(*args, **kwargs):
         raise RuntimeError("encoder crashed (simulated)")
 
-    monkeypatch.setattr(pio, "_encode", broken_encode)
+    monkeypatch.setattr(pio._write, "_encode", broken_encode)
     with pytest.raises(RuntimeError, match="simulated"):
         write_labels(tmp_path / "x.png", np.zeros((3, 3), np.uint8))
     assert _files(tmp_path) == []
@@ -392,15 +393,15 @@ def test_failed_encoding_leaves_nothing(tmp_path, monkeypatch):
 
 def test_no_clobber_when_file_appears_during_write(tmp_path, monkeypatch):
     target = tmp_path / "race.bin"
-    real_open_temp = pio._open_temp
+    real_open_temp = pio._write._open_temp
 
     def open_temp_then_someone_writes(folder, name):
         out = real_open_temp(folder, name)
         target.write_bytes(b"theirs")
         return out
 
-    monkeypatch.setattr(pio, "_open_temp", open_temp_then_someone_writes)
-    with pytest.raises(FileExistsError, match="already exists"):
+    monkeypatch.setattr(pio._write, "_open_temp", open_temp_then_someone_writes)
+    with pytest.raises(FileExistsError, match="appeared meanwhile"):
         atomic_write_bytes(target, b"mine", overwrite=False)
     assert target.read_bytes() == b"theirs"
     assert _files(tmp_path) == ["race.bin"]
@@ -463,9 +464,227 @@ def test_reads_real_masks(shared_data):
     assert image.shape == mask.shape + (3,)
 
 
-def test_stale_temporary_files_are_removed_and_finished_files_kept(tmp_path):
+def _dead_pid() -> int:
+    """The id of a process of this host that has exited (reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_dead_writers_temporary_files_are_removed(tmp_path):
+    # Another running batch's temporary file (a live writer: this process) must survive the
+    # start-up sweep of a second run; a killed writer's is removed; finished files are kept.
     pio.write_labels(tmp_path / "a.png", np.ones((4, 4), np.uint8))
-    (tmp_path / f".a.png.1a2b3c{pio.TEMP_SUFFIX}").write_bytes(b"torn")
-    pio.remove_stale_temps(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    host = pio._write._host_tag()
+    live = tmp_path / f".b.png.{host}-{os.getpid()}-{'0' * 12}{pio.TEMP_SUFFIX}"
+    dead = tmp_path / f".c.png.{host}-{_dead_pid()}-{'1' * 12}{pio.TEMP_SUFFIX}"
+    other_host = tmp_path / f".d.png.{'f' * 8}-{_dead_pid()}-{'2' * 12}{pio.TEMP_SUFFIX}"
+    for p in (live, dead, other_host):
+        p.write_bytes(b"half written")
+    removed = pio.remove_stale_temps(tmp_path)
+    assert removed == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a.png", live.name, other_host.name])
     assert pio.same_file(tmp_path / "a.png", tmp_path / "." / "a.png")
+
+
+def test_temporary_files_name_their_writer(tmp_path, monkeypatch):
+    seen = []
+    real_open_temp = pio._write._open_temp
+
+    def spy(folder, name):
+        fd, tmp = real_open_temp(folder, name)
+        seen.append(tmp.name)
+        return fd, tmp
+
+    monkeypatch.setattr(pio._write, "_open_temp", spy)
+    write_labels(tmp_path / "x.png", np.ones((3, 3), np.uint8))
+    assert pio._write._TEMP_NAME.match(seen[0])
+    assert f"-{os.getpid()}-" in seen[0]
+    assert _files(tmp_path) == ["x.png"]
+
+
+def test_no_clobber_without_hard_links(tmp_path, monkeypatch):
+    # A file system without hard links: the commit must still never replace a file another
+    # writer created (exclusively) at the last moment.
+    target = tmp_path / "race.bin"
+    real_replace = os.replace
+    competitor = {}
+
+    def no_links(src, dst, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    def replace_after_a_competitor(src, dst):
+        try:  # the other writer claims the name the only safe way: exclusively
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            competitor["won"] = False
+        else:
+            os.write(fd, b"theirs")
+            os.close(fd)
+            competitor["won"] = True
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", replace_after_a_competitor)
+    try:
+        atomic_write_bytes(target, b"mine", overwrite=False)
+        raised = False
+    except FileExistsError:
+        raised = True
+    if competitor.get("won"):
+        assert raised and target.read_bytes() == b"theirs"  # reported, not replaced
+    else:
+        assert not raised and target.read_bytes() == b"mine"
+    assert _files(tmp_path) == ["race.bin"]
+
+
+def _png_declaring(rows: int, cols: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _tiff_declaring(rows: int, cols: int) -> bytes:
+    """A little-endian baseline TIFF whose tags declare rows x cols uint8 (one tiny strip)."""
+    strip = zlib.compress(b"\0" * 64)
+    tags = [(256, 4, cols), (257, 4, rows), (258, 3, 8), (259, 3, 8), (262, 3, 1),
+            (273, 4, 0), (277, 3, 1), (278, 4, rows), (279, 4, len(strip))]
+    ifd_at = 8 + len(strip)
+    ifd = struct.pack("<H", len(tags))
+    for tag, typ, value in tags:
+        if tag == 273:
+            value = 8
+        ifd += struct.pack("<HHI", tag, typ, 1) + (
+            struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value))
+    ifd += struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", ifd_at) + strip + ifd
+
+
+@pytest.mark.parametrize("name,make", [("huge.png", _png_declaring),
+                                       ("huge.tif", _tiff_declaring)])
+def test_oversized_images_are_too_large_not_corrupt(tmp_path, name, make):
+    path = tmp_path / name
+    path.write_bytes(make(100_000, 100_000))
+    with pytest.raises(pio.ImageTooLargeError,
+                       match=r"too large: 10000000000 pixels \(100000 x 100000\) > limit "
+                       r"100000000; raise --max-pixels .*physeg\.families\.heat\.blockwise"):
+        read_image(path)
+    with pytest.raises(pio.ImageTooLargeError, match="too large"):
+        read_mask(path)
+    assert issubclass(pio.ImageTooLargeError, ValueError)
+
+
+def test_max_pixels_is_the_documented_limit(tmp_path):
+    write_image(tmp_path / "a.png", np.zeros((20, 30), np.uint8))
+    write_image(tmp_path / "v.tif", np.zeros((3, 20, 30), np.uint8))
+    with pytest.raises(pio.ImageTooLargeError, match="600 pixels .* > limit 599"):
+        read_image(tmp_path / "a.png", max_pixels=599)
+    with pytest.raises(pio.ImageTooLargeError, match=r"1800 pixels \(3 x 20 x 30\)"):
+        read_image(tmp_path / "v.tif", max_pixels=1000)
+    assert read_image(tmp_path / "a.png", max_pixels=600).shape == (20, 30)
+    assert read_image(tmp_path / "v.tif", max_pixels=None).shape == (3, 20, 30)
+    assert pio.DEFAULT_MAX_PIXELS == 100_000_000
+    with pytest.raises(ValueError, match="positive whole number"):
+        read_image(tmp_path / "a.png", max_pixels=0)
+
+
+def test_channels_are_reported_as_stored(tmp_path):
+    # grey+alpha PNG and a 2D TIFF with 5 samples per pixel hold channels, not planes
+    la = np.stack([np.full((8, 9), 100, np.uint8), np.full((8, 9), 255, np.uint8)], -1)
+    write_image(tmp_path / "la.tif", la)  # written as a 2-plane volume by default ...
+    from PIL import Image
+
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((8, 9, 5), np.uint8),
+                     photometric="minisblack", planarconfig="contig")
+    img, axis = pio.read_image_and_axis(tmp_path / "la.png")
+    assert img.shape == (8, 9, 2) and axis == -1
+    img, axis = pio.read_image_and_axis(tmp_path / "five.tif")
+    assert img.shape == (8, 9, 5) and axis == -1
+    img, axis = pio.read_image_and_axis(tmp_path / "la.tif")  # ... and read as one
+    assert img.shape == (8, 9, 2) and axis is None
+    assert pio.read_image_and_axis(tmp_path / "five.tif", max_pixels=72)[1] == -1
+
+
+def test_symlink_loop_at_the_output_is_a_clear_error(tmp_path):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    with pytest.raises(FileExistsError, match="link loop; remove it"):
+        write_labels(loop, np.ones((3, 3), np.uint8))
+    assert not pio.same_file(loop, tmp_path / "other.png")
+    write_labels(loop, np.ones((3, 3), np.uint8), overwrite=True)  # replaces the link itself
+    assert not loop.is_symlink() and read_mask(loop).shape == (3, 3)
+
+
+def test_os_failures_are_one_line_output_errors(tmp_path, monkeypatch):
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(pio.OutputError, match="a part of the path is a file, not a folder"):
+        write_labels(tmp_path / "file" / "a.png", np.ones((3, 3), np.uint8))
+    with pytest.raises(pio.OutputError, match="it is a file, not a folder"):
+        pio.prepare_folder(tmp_path / "file")
+
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(pio.DiskFullError, match="no space left on the device") as info:
+        write_labels(tmp_path / "b.png", np.ones((3, 3), np.uint8))
+    assert info.value.errno == 28 and pio.is_disk_full(info.value)
+    monkeypatch.undo()
+    assert _files(tmp_path) == ["file"]
+
+
+# ----------------------------------------------------------------------------- the log
+
+
+def test_append_log_is_never_an_input_and_never_clobbers(tmp_path):
+    src = write_image(tmp_path / "in.png", np.zeros((4, 4), np.uint8))
+    original = src.read_bytes()
+    with pytest.raises(ProtectedPathError, match="never writes over an input"):
+        pio.AppendLog(src, protect=[src])
+    link = tmp_path / "link.log"
+    link.symlink_to(src)
+    with pytest.raises(ProtectedPathError):
+        pio.AppendLog(link, protect=[src], overwrite=True)
+    with pytest.raises(IsADirectoryError, match="name a file"):
+        pio.AppendLog(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(FileExistsError, match="not a physeg log.*--overwrite"):
+        pio.AppendLog(notes)
+    assert notes.read_text() == "my notes\n" and src.read_bytes() == original
+    with pio.AppendLog(tmp_path / "run.jsonl") as log:
+        log.write({"event": "run", "n": 1})
+    with pio.AppendLog(tmp_path / "run.jsonl") as log:  # a physeg log is appended to
+        log.write({"event": "summary", "n": 2})
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    assert [json.loads(x)["event"] for x in lines] == ["run", "summary"]
+
+
+def test_append_log_never_leaves_a_torn_line(tmp_path, monkeypatch):
+    log = pio.AppendLog(tmp_path / "run.jsonl")
+    log.write({"event": "run"})
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        if len(data) > 10:
+            real_write(fd, bytes(data[:10]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(pio.DiskFullError, match="cannot write the log"):
+        log.write({"event": "file", "input": "x" * 50})
+    monkeypatch.undo()
+    log.write({"event": "summary"})
+    log.close()
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    assert [json.loads(x)["event"] for x in lines] == ["run", "summary"]

@@ -76,9 +76,8 @@ from ._common import (
     resolve,
 )
 from ._log import AppendLog
+from ._read import _spatial_shape as _spatial_shape  # for physeg.data.datasets
 from ._read import (
-    _spatial_shape,
-    _tiff_info,
     check_max_pixels,
     file_sha256,
     is_image_file,
@@ -127,5 +126,3 @@ __all__ = [
     "output_path_for",
 ]
 
-# for physeg.data.datasets (shape checks without decoding pixels)
-_ = (_spatial_shape, _tiff_info)

@@ -30,6 +30,7 @@ from typing import Any, Collection
 import numpy as np
 
 from ._common import (
+    FORMAT_NAME,
     LABEL_SUFFIXES,
     O_BINARY,
     PILLOW_EXT,
@@ -37,7 +38,6 @@ from ._common import (
     SUPPORTED_SUFFIXES,
     TEMP_SUFFIX,
     TIFF,
-    FORMAT_NAME,
     OutputError,
     PathLike,
     ProtectedPathError,
@@ -409,12 +409,12 @@ def write_labels(
         if lab.ndim == 3:
             raise ValueError(
                 f"cannot write 3D labels (shape {lab.shape}) to PNG {p}; PNG holds one 2D "
-                f"image. Use a .tif suffix instead ({p.withsuffix_of('.tif').name})."
+                f"image. Use a .tif suffix instead ({p.with_suffix('.tif').name})."
             )
         if hi > 65535:
             raise ValueError(
                 f"labels for {p} go up to {hi}, more than 16-bit PNG holds (65535); use a "
-                f".tif suffix instead ({p.withsuffix_of('.tif').name})."
+                f".tif suffix instead ({p.with_suffix('.tif').name})."
             )
     if hi > np.iinfo(np.uint32).max:
         raise ValueError(f"labels for {p} go up to {hi}; at most 2**32 - 1 labels are supported.")
