@@ -7,6 +7,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,11 @@ def test_resume_after_simulated_crash(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         batch.segment_many(tmp_path / "in", out, method="otsu", progress=crash_after_three)
-    (out / ".img03_rhombus.png.999.physeg-tmp").write_bytes(b"\x89PNG torn")
+    # a torn temporary file of a writer that was killed (a process that no longer runs)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    torn = f".img03_rhombus.png.{pio._write._host_tag()}-{dead.pid}-{'a' * 12}{pio.TEMP_SUFFIX}"
+    (out / torn).write_bytes(b"\x89PNG torn")
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert len(first) == 3
     log = batch.read_log(out / batch.LOG_NAME)
@@ -246,7 +252,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pio.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         pio.write_labels(tmp_path / "x.png", np.ones((4, 4), np.uint8), provenance={"key": "k"})
     assert list(tmp_path.iterdir()) == []

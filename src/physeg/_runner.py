@@ -14,15 +14,24 @@ Choices
   input order.
 * **Interrupt.** On any exception in the callback (e.g. ``KeyboardInterrupt``), the futures not
   yet started are cancelled; the executor itself belongs to the caller and is not shut down.
+* **Process pools** (:func:`process_pool`): ``spawn`` workers, at most the usable cores
+  (:func:`usable_cores`; more only adds memory and switching). Each worker ignores SIGINT
+  (Ctrl-C stops the parent, which lets running files finish) and exits as soon as its parent
+  is gone (a thread watches ``os.getppid()``), so ``kill -9`` of the parent leaves no
+  orphaned worker, and with them the resource tracker exits too.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import platform
+import signal
+import threading
+import time
 from typing import Any, Callable, Sequence, TypeVar
 
-__all__ = ["as_executor", "run_tasks", "versions"]
+__all__ = ["as_executor", "process_pool", "run_tasks", "usable_cores", "versions"]
 
 Task = TypeVar("Task")
 
@@ -37,6 +46,37 @@ def as_executor(executor: Any) -> cf.Executor | None:
         "executor must be None (serial), a concurrent.futures.Executor (e.g. "
         f"ProcessPoolExecutor) or a distributed.Client; got {type(executor).__name__}."
     )
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def process_pool(jobs: int) -> cf.ProcessPoolExecutor:
+    """A ``spawn`` process pool of ``jobs`` workers that never outlive this process.
+
+    ``jobs`` is used as given; callers cap it at :func:`usable_cores` and say so.
+    """
+    import multiprocessing as mp
+
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                  initializer=_worker_start, initargs=(os.getpid(),))
+
+
+def _worker_start(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                     name="physeg-parent-watch").start()
+
+
+def _exit_with_parent(parent: int, every: float = 0.2) -> None:
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)  # the parent is gone: nobody waits for this worker's results
 
 
 def run_tasks(

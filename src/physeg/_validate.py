@@ -6,16 +6,20 @@ to fix it.
 
 Colour policy (every layer asks these functions, none decides on its own)
 -------------------------------------------------------------------------
-* **Which axis is colour** (:func:`colour_axis`). ``"auto"`` (files): the last axis of a 3D
-  array with 3 or 4 entries (RGB, RGBA), or of any 4D array (a colour volume); ``None``: grey
-  or a plain volume; an integer names the axis. :func:`parse_channel_axis` turns the CLI's
-  ``--channel-axis`` text into one of these. Against a mask, an image with one more axis than
-  the mask has colour last (:func:`channel_axis_from_mask`).
+* **Which axis is colour** (:func:`colour_axis`). ``"auto"`` (files): what the file says
+  (:func:`physeg.io.read_image_and_axis`: a 2D file with channels has channels last, whatever
+  their number, so a grey+alpha PNG or a 5-sample TIFF is never a volume); for an array of
+  unknown origin, the last axis of a 3D array with 3 or 4 entries (RGB, RGBA) or of any 4D
+  array (a colour volume). ``None`` ("the user says volume"): grey or a plain volume; an
+  integer names the axis. :func:`parse_channel_axis` turns the CLI's ``--channel-axis`` text
+  into one of these. Against a mask, an image with one more axis than the mask has colour
+  last (:func:`channel_axis_from_mask`).
 * **Colour for a method** (:func:`prepare_colour`). Colour goes last and alpha is dropped (it
-  carries no intensity). A method that declares ``supports_multichannel`` gets the colour
-  image; any other gets the grey mean of R, G, B of the intensities mapped to [0, 1] by the
-  dtype's range (uint8 / 255, uint16 / 65535; floats unchanged): a fixed, data-independent
-  scale, equal weights (no assumption that the channels are sRGB).
+  carries no intensity): the last of 2 channels (grey+alpha = grey) or of 4 (RGBA), the rule
+  :func:`physeg.io.read_mask` uses too. A method that declares ``supports_multichannel`` gets
+  the channels; any other gets their equal-weight mean of the intensities mapped to [0, 1] by
+  the dtype's range (uint8 / 255, uint16 / 65535; floats unchanged): a fixed,
+  data-independent scale, equal weights (no assumption that the channels are sRGB).
 * **Grey inside a method** (:func:`to_grey`): the same equal-weight mean, on the values given.
 * **Display** (:func:`channels_last`, then :func:`display_rgb`): RGB in [0, 1] for viewing
   only (integers by their dtype range, floats by their own finite minimum and maximum, a
@@ -144,7 +148,8 @@ def check_image(
     max_nd = 3 if allow_3d else 2
     if not 2 <= len(spatial) <= max_nd:
         hint = (
-            " If the last axis holds colour channels, pass channel_axis=-1."
+            " If the last axis holds colour channels, pass channel_axis=-1 (on the command "
+            "line: --channel-axis -1)."
             if channel_axis is None and arr.ndim == 3 and arr.shape[-1] in (3, 4)
             else ""
         )
@@ -237,12 +242,18 @@ def parse_channel_axis(value: Any) -> int | str | None:
         ) from None
 
 
-def colour_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
+def colour_axis(image: np.ndarray, channel_axis: int | str | None,
+                stored_axis: int | None | str = "unknown") -> int | None:
     """Which axis of a read image holds colour (None = grey or plain volume).
 
-    ``"auto"``: the last axis of a 3D array with 3 or 4 entries, or of any 4D array.
+    ``"auto"``: ``stored_axis`` when the reader says how the file stores channels
+    (:func:`physeg.io.read_image_and_axis`: -1 or None); for an array of unknown origin
+    (``stored_axis="unknown"``), the last axis of a 3D array with 3 or 4 entries, or of any
+    4D array. None and an integer are the user's word and win over the file.
     """
     if channel_axis == "auto":
+        if stored_axis != "unknown":
+            return None if stored_axis is None else int(stored_axis) % image.ndim
         if (image.ndim == 3 and image.shape[-1] in (3, 4)) or image.ndim == 4:
             return image.ndim - 1
         return None
@@ -255,9 +266,10 @@ def colour_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None
     return int(channel_axis) % image.ndim
 
 
-def channels_last(image: np.ndarray, channel_axis: int | str | None = "auto") -> np.ndarray:
+def channels_last(image: np.ndarray, channel_axis: int | str | None = "auto",
+                  stored_axis: int | None | str = "unknown") -> np.ndarray:
     """The image with its colour axis (:func:`colour_axis`) last, alpha kept: for display."""
-    axis = colour_axis(image, channel_axis)
+    axis = colour_axis(image, channel_axis, stored_axis)
     return image if axis is None else np.moveaxis(image, axis, -1)
 
 
@@ -285,27 +297,32 @@ def to_grey(image: np.ndarray, channel_axis: int | None, *,
 
 
 def prepare_colour(image: np.ndarray, supports_colour: bool,
-                   channel_axis: int | str | None = "auto") -> tuple[np.ndarray, int | None]:
+                   channel_axis: int | str | None = "auto",
+                   stored_axis: int | None | str = "unknown") -> tuple[np.ndarray, int | None]:
     """Return ``(array, channel_axis)`` ready for ``physeg.segment``.
 
-    Colour goes last and alpha is dropped; a method that ``supports_colour`` gets the colour
-    image (``channel_axis=-1``), any other the grey mean on the dtype's range
-    (:func:`to_grey` with ``dtype_range=True``, ``channel_axis=None``). A grey image is
-    returned unchanged.
+    Colour goes last and alpha is dropped (the last of 2 or 4 channels); one channel left
+    (grey+alpha) is a grey image; a method that ``supports_colour`` gets the channels
+    (``channel_axis=-1``), any other their mean on the dtype's range (:func:`to_grey` with
+    ``dtype_range=True``, ``channel_axis=None``). A grey image is returned unchanged.
+    ``stored_axis`` is the reader's word on the file (:func:`colour_axis`).
     """
-    axis = colour_axis(image, channel_axis)
+    axis = colour_axis(image, channel_axis, stored_axis)
     if axis is None:
         return image, None
-    if not supports_colour:
-        return to_grey(image, axis, dtype_range=True), None
     arr = np.moveaxis(image, axis, -1)
-    if arr.shape[-1] == 4:
-        arr = arr[..., :3]
+    if arr.shape[-1] in (2, 4):  # alpha carries no intensity
+        arr = arr[..., :-1]
+    if arr.shape[-1] == 1:
+        return arr[..., 0], None
+    if not supports_colour:
+        return to_grey(arr, -1, dtype_range=True), None
     return arr, -1
 
 
 def display_rgb(image: np.ndarray) -> np.ndarray:
-    """RGB float image in [0, 1] for viewing: grey, (..., 1|3|4) colour last; alpha dropped."""
+    """RGB float image in [0, 1] for viewing: grey, or channels last (alpha, the last of 2 or
+    4, dropped; counts other than 1, 3 shown as the grey mean)."""
     img = np.asarray(image)
     if img.dtype == bool:
         img = img.astype(np.float32)
@@ -321,8 +338,10 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
         f = (f - lo) / (hi - lo) if hi > lo else np.full_like(f, 0.5)
     if f.ndim == 2:
         f = np.repeat(f[..., None], 3, axis=-1)
-    elif f.shape[-1] == 4:
-        f = f[..., :3]
+    elif f.shape[-1] in (2, 4):  # alpha dropped
+        f = display_rgb(img[..., :-1])
     elif f.shape[-1] == 1:
         f = np.repeat(f, 3, axis=-1)
+    elif f.shape[-1] != 3:  # other channel counts: their mean, in grey
+        f = np.repeat(f.mean(axis=-1, keepdims=True), 3, axis=-1)
     return np.clip(f, 0.0, 1.0)

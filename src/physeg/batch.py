@@ -25,10 +25,20 @@ Choices made where the issue left room
   contributes one draw; ``rng=None`` draws fresh entropy per file.
 * **Output names.** ``<stem>.png`` (``suffix=".tif"`` for TIFF; volumes always ``.tif``); a
   second input with the same stem is reported as failed. Overlays go to ``overlays/<stem>.png``.
-* **Colour** follows the one policy of :mod:`physeg._validate` (:func:`prepare_colour`).
-* **Log records** (one JSON object per line, flushed per file): ``run`` (versions, executor,
-  parameters), one ``file`` record per input (status ``done`` / ``skipped`` / ``failed``,
-  input SHA-256, shape, dtype, label count, timings, worker, error) and ``summary``.
+* **Colour** follows the one policy of :mod:`physeg._validate` (:func:`prepare_colour`),
+  told by the reader how the file stores channels (:func:`physeg.io.read_image_and_axis`).
+* **Concurrent runs** into one folder: an output is created no-clobber at write time
+  (:mod:`physeg.io`), so the run that loses reports the file ``failed`` ("appeared
+  meanwhile"), or ``skipped`` when the winner wrote the same result (same provenance key).
+* **Disk full** (``ENOSPC``) stops the run: no partial file is left, the log ends in whole
+  lines, and :attr:`BatchResult.stopped` says why; a re-run resumes.
+* **Size limit.** Inputs declaring more than ``max_pixels`` pixels fail before decoding
+  (:data:`physeg.io.DEFAULT_MAX_PIXELS`).
+* **Log records** (one JSON object per line, written whole and fsynced per file by
+  :class:`physeg.io.AppendLog`; the log is never an input and never an existing non-log file
+  without ``overwrite``): ``run`` (versions, executor, parameters), one ``file`` record per
+  input (status ``done`` / ``skipped`` / ``failed``, input SHA-256, shape, dtype, label count,
+  timings, worker, error) and ``summary``.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from . import io as pio
 from ._runner import as_executor, run_tasks, versions
 from ._validate import channels_last, parse_channel_axis, prepare_colour
 from .api import get_method, load, run_validated
+from .io import read_log
 from .overlay import write_overlay
 
 __all__ = [
@@ -84,8 +95,7 @@ def expand_inputs(inputs: Any) -> list[Path]:
 
 
 def overlay_path_for(input_path: str | os.PathLike, outdir: str | os.PathLike) -> Path:
-    """Overlay PNG for one input: ``outdir/overlays/<stem>.png`` (a sub-folder, so that
-    ``physeg evaluate OUTDIR GT`` pairs only label files)."""
+    """``outdir/overlays/<stem>.png`` (a sub-folder: ``physeg evaluate OUTDIR GT`` pairs labels)."""
     return Path(outdir) / "overlays" / (Path(input_path).stem + ".png")
 
 
@@ -107,10 +117,8 @@ class Job:
     seed : int or None
         ``rng`` passed to the method (the same for every file, so the labels do not depend on
         the order or the executor); None draws fresh entropy.
-    model : str or None
-        Path of a saved model (``physeg.load``); its SHA-256 is part of the provenance.
-    model_sha256 : str or None
-        Digest of the model file.
+    model, model_sha256 : str or None
+        Path of a saved model (``physeg.load``) and its SHA-256 (part of the provenance).
     overwrite : bool
         Replace an existing output whose provenance does not match.
     channel_axis : int, None or "auto"
@@ -118,8 +126,9 @@ class Job:
     overlay : str or None
         Also write an RGB overlay (:func:`physeg.overlay.write_overlay`) to this path.
     protect : tuple of str
-        Files that must never be written (the inputs of the batch); the input itself is
-        always protected.
+        Inputs of the batch the outputs would hit (never written); the input itself always.
+    max_pixels : int or None
+        Largest input read (:func:`physeg.io.read_image`); None reads any size.
     """
 
     input: str
@@ -133,21 +142,14 @@ class Job:
     channel_axis: int | str | None = "auto"
     overlay: str | None = None
     protect: tuple[str, ...] = ()
+    max_pixels: int | None = pio.DEFAULT_MAX_PIXELS
 
     def key(self, input_sha256: str) -> str:
         """Digest identifying (input bytes, method, parameters, model, seed, colour handling)."""
-        blob = json.dumps(
-            {
-                "input_sha256": input_sha256,
-                "method": self.method,
-                "params": self.params,
-                "model_sha256": self.model_sha256,
-                "seed": self.seed,
-                "channel_axis": self.channel_axis,
-            },
-            sort_keys=True,
-            default=str,
-        )
+        blob = json.dumps({"input_sha256": input_sha256, "method": self.method,
+                           "params": self.params, "model_sha256": self.model_sha256,
+                           "seed": self.seed, "channel_axis": self.channel_axis},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -165,24 +167,21 @@ def _accepts_rng(func: Callable[..., Any]) -> bool:
     import inspect
 
     try:
-        sig = inspect.signature(func)
+        params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
         return False
-    return "rng" in sig.parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
-    )
+    return any(p.name == "rng" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def segment_file(job: Job) -> dict[str, Any]:
     """Read, segment, write one file; return its log record. Never raises for a bad file.
 
-    Steps: hash the input; if ``job.output`` exists and its provenance matches, return
-    ``status="skipped"``; otherwise read the image (:func:`physeg.io.read_image`), prepare
-    its colour (:func:`physeg._validate.prepare_colour`), segment it (``physeg.segment`` or
-    the model's ``predict``), write the labels atomically with provenance (and the overlay
-    when asked), and return ``status="done"``. Any exception (unreadable file, invalid image,
-    method error, an output that exists without ``overwrite``, an output that is an input)
-    gives ``status="failed"`` with the error's type and message, and writes nothing.
+    Steps: hash the input; an output whose provenance matches is ``skipped``; otherwise read
+    (:func:`physeg.io.read_image_and_axis`), prepare the colour, segment, write the labels
+    no-clobber with provenance (and the overlay), ``done``. Any exception (unreadable or too
+    large file, invalid image, method error, an output that exists or appeared meanwhile
+    without ``overwrite``, an output that is an input, disk full) gives ``failed`` with the
+    error's type, message and errno, and leaves no partial file.
 
     Returns
     -------
@@ -190,85 +189,100 @@ def segment_file(job: Job) -> dict[str, Any]:
         JSON-able record (see the module notes for the fields).
     """
     t0 = time.perf_counter()
-    rec: dict[str, Any] = {
-        "event": "file",
-        "input": job.input,
-        "output": job.output,
-        "overlay": None,
-        "method": job.method,
-        "params": job.params,
-        "seed": job.seed,
-        "model": job.model,
-        "status": "failed",
-        "error": None,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-    }
+    rec: dict[str, Any] = {"event": "file", "input": job.input, "output": job.output,
+                           "overlay": None, "method": job.method, "params": job.params,
+                           "seed": job.seed, "model": job.model, "status": "failed",
+                           "error": None, "worker": f"{socket.gethostname()}:{os.getpid()}"}
     timing = {"read": 0.0, "segment": 0.0, "write": 0.0}
     try:
         sha = pio.file_sha256(job.input)
         rec["input_sha256"] = sha
         key = job.key(sha)
         out = Path(job.output)
-        targets = [out] + ([Path(job.overlay)] if job.overlay else [])
+        ov = Path(job.overlay) if job.overlay else None
         protect = (job.input,) + tuple(job.protect)
-        for target in targets:  # before any work: an input is never a target
+        for target in [out] + ([ov] if ov else []):  # before any work: never an input
             pio.check_writable(target, overwrite=True, protect=protect)
-        if out.exists():
-            prov = pio.read_provenance(out)
-            ov_ok = job.overlay is None or Path(job.overlay).exists()
-            if prov is not None and prov.get("key") == key and ov_ok:
-                rec.update(status="skipped", labels=prov.get("labels"), shape=prov.get("shape"),
-                           overlay=job.overlay)
-                return rec
-        for target in targets:
+        prov = pio.read_provenance(out) if out.exists() else None
+        labels_done = prov is not None and prov.get("key") == key
+        if labels_done and (ov is None or ov.exists()):
+            rec.update(status="skipped", labels=prov.get("labels"), shape=prov.get("shape"),
+                       overlay=job.overlay)
+            return rec
+        for target in ([] if labels_done else [out]) + ([ov] if ov else []):
             if target.exists() and not job.overwrite:
-                prov = pio.read_provenance(target) if target == out else None
-                why = ("; it was written for another input or other parameters" if prov
-                       else "")
+                why = ("; it was written for another input or other parameters"
+                       if target == out and prov else "")
                 raise FileExistsError(
                     f"output {target} already exists{why}; use --overwrite "
                     "(overwrite=True) to replace it, or choose another output folder."
                 )
+            pio.check_writable(target, overwrite=job.overwrite, protect=protect)
         t = time.perf_counter()
-        image = pio.read_image(job.input)
+        image, stored_axis = pio.read_image_and_axis(job.input, max_pixels=job.max_pixels)
         timing["read"] = time.perf_counter() - t
         rec["shape"] = list(image.shape)
         rec["dtype"] = str(image.dtype)
         t = time.perf_counter()
-        m = get_method(job.method)
-        arr, cax = prepare_colour(image, m.supports_multichannel, job.channel_axis)
-        if job.model is not None:
-            model = _load_model(job.model, job.model_sha256)
-            kwargs = dict(job.params)
-            if job.seed is not None and _accepts_rng(model.predict):
-                kwargs["rng"] = job.seed
-            labels = model.predict(arr, channel_axis=cax, **kwargs)
+        if labels_done:  # a run stopped between the labels and the overlay: reuse them
+            labels = pio.read_mask(out, max_pixels=None)
         else:
-            labels = run_validated(m, arr, channel_axis=cax, rng=job.seed, params=job.params)
-        rec["channel_axis"] = cax
+            labels = _segment(job, image, stored_axis, rec)
         timing["segment"] = time.perf_counter() - t
         labels = np.asarray(labels)
         rec["labels"] = int(np.unique(labels).size)
         t = time.perf_counter()
-        pio.write_labels(out, labels, overwrite=job.overwrite, protect=protect,
-                         provenance={"key": key, "input_sha256": sha, "input": job.input,
-                                     "method": rec["method"], "params": job.params,
-                                     "seed": job.seed, "labels": rec["labels"],
-                                     "shape": list(labels.shape)})
-        if job.overlay:
-            write_overlay(job.overlay, channels_last(image, job.channel_axis), labels,
+        if not labels_done:
+            _write_labels(job, out, labels, key, sha, rec, protect)
+        if ov is not None:
+            write_overlay(ov, channels_last(image, job.channel_axis, stored_axis), labels,
                           overwrite=job.overwrite, protect=protect)
             rec["overlay"] = job.overlay
         timing["write"] = time.perf_counter() - t
-        rec["status"] = "done"
+        rec["status"] = rec.get("status_if_ok", "done")
+        rec.pop("status_if_ok", None)
     except Exception as exc:  # noqa: BLE001 - one bad file is reported, never fatal
+        rec.pop("status_if_ok", None)
         rec["error"] = {"type": type(exc).__name__, "message": str(exc),
+                        "errno": getattr(exc, "errno", None),
                         "where": traceback.format_exc(limit=3).strip().splitlines()[-3:]}
     finally:
         timing["total"] = time.perf_counter() - t0
         rec["seconds"] = {k: round(v, 6) for k, v in timing.items()}
         rec["time"] = _now()
     return rec
+
+
+def _segment(job: Job, image: np.ndarray, stored_axis: int | None,
+             rec: dict[str, Any]) -> np.ndarray:
+    m = get_method(job.method)
+    arr, cax = prepare_colour(image, m.supports_multichannel, job.channel_axis, stored_axis)
+    rec["channel_axis"] = cax
+    if job.model is not None:
+        model = _load_model(job.model, job.model_sha256)
+        kwargs = dict(job.params)
+        if job.seed is not None and _accepts_rng(model.predict):
+            kwargs["rng"] = job.seed
+        return model.predict(arr, channel_axis=cax, **kwargs)
+    return run_validated(m, arr, channel_axis=cax, rng=job.seed, params=job.params)
+
+
+def _write_labels(job: Job, out: Path, labels: np.ndarray, key: str, sha: str,
+                  rec: dict[str, Any], protect: tuple[str, ...]) -> None:
+    """Write the labels no-clobber; an output that appeared meanwhile with the same
+    provenance key (a concurrent run, same input and parameters) makes the file skipped."""
+    try:
+        pio.write_labels(out, labels, overwrite=job.overwrite, protect=protect,
+                         provenance={"key": key, "input_sha256": sha, "input": job.input,
+                                     "method": rec["method"], "params": job.params,
+                                     "seed": job.seed, "labels": rec["labels"],
+                                     "shape": list(labels.shape)})
+    except FileExistsError:
+        prov = pio.read_provenance(out)
+        if prov is None or prov.get("key") != key:
+            raise
+        rec["status_if_ok"] = "skipped"
+        rec["note"] = "written meanwhile by another run with the same input and parameters"
 
 
 # --------------------------------------------------------------------------- many files
@@ -281,6 +295,10 @@ class BatchResult:
     records: list[dict[str, Any]]
     log: Path | None
     seconds: float
+    #: Why the run stopped before the end (disk full), else None.
+    stopped: str | None = None
+    #: False when the last records (the summary) could not be logged.
+    log_complete: bool = True
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.records)
@@ -295,9 +313,12 @@ class BatchResult:
         return [r for r in self.records if r["status"] == "failed"]
 
     def summary(self) -> dict[str, Any]:
-        return {"event": "summary", "files": len(self.records), "done": self.count("done"),
-                "skipped": self.count("skipped"), "failed": self.count("failed"),
-                "seconds": round(self.seconds, 4), "time": _now()}
+        out = {"event": "summary", "files": len(self.records), "done": self.count("done"),
+               "skipped": self.count("skipped"), "failed": self.count("failed"),
+               "seconds": round(self.seconds, 4), "time": _now()}
+        if self.stopped:
+            out["stopped"] = self.stopped
+        return out
 
 
 def _seed(rng: Any) -> int | None:
@@ -313,59 +334,8 @@ def _seed(rng: Any) -> int | None:
     )
 
 
-def _protect_map(files: list[Path]) -> tuple[dict[str, str], dict[tuple[int, int], str]]:
-    """Inputs by resolved path and by (device, inode), to protect them from any write."""
-    resolved: dict[str, str] = {}
-    by_inode: dict[tuple[int, int], str] = {}
-    for f in files:
-        try:
-            resolved[str(f.resolve())] = str(f)
-            st = f.stat()
-            by_inode[(st.st_dev, st.st_ino)] = str(f)
-        except OSError:
-            continue
-    return resolved, by_inode
-
-
-def _protect_for(target: Path, resolved: dict[str, str],
-                 by_inode: dict[tuple[int, int], str]) -> list[str]:
-    """The inputs that ``target`` would hit (same resolved path or same inode)."""
-    out = []
-    try:
-        key = str(target.resolve())
-    except OSError:
-        return out
-    if key in resolved:
-        out.append(resolved[key])
-    try:
-        st = target.stat()
-    except OSError:
-        return out
-    if (st.st_dev, st.st_ino) in by_inode:
-        out.append(by_inode[(st.st_dev, st.st_ino)])
-    return out
-
-
-class _Log:
-    """Append-only JSON-lines log; one line per record, flushed (and fsynced) at once."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self._fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._fh is None:
-            return
-        self._fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+class _Stop(Exception):  # raised by the result callback to end a run (disk full)
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -385,6 +355,8 @@ class Plan:
     model: str | None
     seed: int | None
     log: Path | None
+    overwrite: bool = False
+    log_protect: tuple[str, ...] = ()
 
 
 def plan_batch(
@@ -400,6 +372,7 @@ def plan_batch(
     log: str | os.PathLike | None | bool = True,
     suffix: str = ".png",
     channel_axis: int | str | None = "auto",
+    max_pixels: int | None = pio.DEFAULT_MAX_PIXELS,
 ) -> Plan:
     """Validate a batch once and name its outputs; nothing is read, written or created.
 
@@ -410,10 +383,19 @@ def plan_batch(
     ------
     ValueError, FileNotFoundError, TypeError
         Unknown method, a method that needs a model, ``method`` conflicting with the model,
-        invalid parameters, a bad suffix or channel axis, no inputs.
+        invalid parameters, a bad suffix, channel axis or ``max_pixels``, no inputs.
+    NotADirectoryError, IsADirectoryError, FileExistsError, ProtectedPathError
+        ``outdir`` is a file; the log is a folder, an input, an output, or an existing file
+        that is not a physeg log (without ``overwrite``).
     """
     paths = expand_inputs(inputs)
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise NotADirectoryError(
+            f"output folder {outdir} is an existing file; name a folder (--out DIR, created "
+            "when missing)."
+        )
+    max_pixels = pio.check_max_pixels(max_pixels)
     model_sha = None
     if model is not None:
         model = str(model)
@@ -436,7 +418,7 @@ def plan_batch(
     if suffix.lower() not in pio.LABEL_SUFFIXES:
         raise ValueError(f"suffix must be one of {', '.join(pio.LABEL_SUFFIXES)}; got {suffix!r}.")
     seed = _seed(rng)
-    resolved, by_inode = _protect_map(paths)
+    guard = pio.InputSet(paths)
     jobs: list[Job | None] = []
     early: dict[int, dict[str, Any]] = {}
     taken: dict[str, str] = {}
@@ -445,7 +427,7 @@ def plan_batch(
             out = pio.output_path_for(p, outdir, suffix)
         except Exception:  # noqa: BLE001 - unreadable TIFF header: the worker reports it
             out = outdir / (p.stem + suffix)
-        key = str(out.resolve())
+        key = str(pio.resolve(out))
         if key in taken:
             jobs.append(None)
             early[i] = {"event": "file", "input": str(p), "output": None, "method": m.name,
@@ -456,15 +438,21 @@ def plan_batch(
             continue
         taken[key] = str(p)
         ov = overlay_path_for(p, outdir) if overlay else None
-        protect = _protect_for(out, resolved, by_inode)
-        if ov is not None:
-            protect += _protect_for(ov, resolved, by_inode)
+        protect = guard.hits(out) + (guard.hits(ov) if ov is not None else [])
         jobs.append(Job(input=str(p), output=str(out), method=m.name, params=params,
                         seed=seed, model=model, model_sha256=model_sha, overwrite=overwrite,
                         channel_axis=channel_axis, overlay=None if ov is None else str(ov),
-                        protect=tuple(protect)))
+                        protect=tuple(protect), max_pixels=max_pixels))
     log_path = (outdir / LOG_NAME) if log is True else (Path(log) if log else None)
-    return Plan(jobs, early, outdir, m.name, params, model, seed, log_path)
+    log_protect: list[str] = []
+    if log_path is not None:
+        log_protect = guard.hits(log_path)
+        pio.check_log(log_path, overwrite=overwrite, protect=log_protect)
+        if str(pio.resolve(log_path)) in taken:
+            raise ValueError(f"the log {log_path} would be the output of "
+                             f"{taken[str(pio.resolve(log_path))]}; choose another --log file.")
+    return Plan(jobs, early, outdir, m.name, params, model, seed, log_path, overwrite,
+                tuple(log_protect))
 
 
 def run_plan(plan: Plan, *, executor: Any = None,
@@ -474,23 +462,32 @@ def run_plan(plan: Plan, *, executor: Any = None,
     ``executor`` and ``progress`` as in :func:`segment_many`; creates the output folder.
     """
     ex = as_executor(executor)
-    plan.outdir.mkdir(parents=True, exist_ok=True)
-    pio.remove_stale_temps(plan.outdir)
-    pio.remove_stale_temps(plan.outdir / "overlays")
-    logger = _Log(plan.log)
-    logger.write({"event": "run", "time": _now(), "method": plan.method,
-                  "params": plan.params, "model": plan.model, "seed": plan.seed,
-                  "files": len(plan.jobs), "outdir": str(plan.outdir),
-                  "executor": type(ex).__name__ if ex is not None else "serial",
-                  "argv": sys.argv, "versions": versions()})
+    pio.prepare_folder(plan.outdir)
+    for folder in (plan.outdir, plan.outdir / "overlays"):
+        pio.remove_stale_temps(folder)  # only those of writers that have exited
+    logger = None if plan.log is None else pio.AppendLog(
+        plan.log, overwrite=plan.overwrite, protect=plan.log_protect)
     t0 = time.perf_counter()
     records: dict[int, dict[str, Any]] = {}
+    stopped: list[str] = []
+
+    def log(rec: dict[str, Any]) -> None:
+        if logger is not None:
+            try:
+                logger.write(rec)
+            except pio.DiskFullError as exc:
+                stopped.append(str(exc))
+                raise _Stop from None
 
     def accept(i: int, rec: dict[str, Any]) -> None:
         records[i] = rec
-        logger.write(rec)
         if progress is not None:
             progress(rec)
+        log(rec)
+        error = rec.get("error") or {}
+        if rec["status"] == "failed" and pio.is_disk_full(OSError(error.get("errno"), "")):
+            stopped.append(error["message"])
+            raise _Stop
 
     def crashed(job: Job, exc: BaseException) -> dict[str, Any]:
         return {"event": "file", "input": job.input, "output": job.output,
@@ -499,19 +496,31 @@ def run_plan(plan: Plan, *, executor: Any = None,
                 "error": {"type": type(exc).__name__, "message": str(exc)}}
 
     try:
-        for i, rec in plan.early.items():
-            accept(i, rec)
-        todo = [(i, job) for i, job in enumerate(plan.jobs) if job is not None]
-        run_tasks(segment_file, todo, ex, accept, crashed)
+        try:
+            log({"event": "run", "time": _now(), "method": plan.method,
+                 "params": plan.params, "model": plan.model, "seed": plan.seed,
+                 "files": len(plan.jobs), "outdir": str(plan.outdir),
+                 "executor": type(ex).__name__ if ex is not None else "serial",
+                 "argv": sys.argv, "versions": versions()})
+            for i, rec in plan.early.items():
+                accept(i, rec)
+            todo = [(i, job) for i, job in enumerate(plan.jobs) if job is not None]
+            run_tasks(segment_file, todo, ex, accept, crashed)
+        except _Stop:
+            pass
     finally:
         result = BatchResult([records[i] for i in sorted(records)], plan.log,
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, stopped[0] if stopped else None)
         summary = result.summary()
         if len(records) < len(plan.jobs):
             summary["interrupted"] = True
             summary["not_finished"] = len(plan.jobs) - len(records)
-        logger.write(summary)
-        logger.close()
+        if logger is not None:
+            try:
+                logger.write(summary)
+            except OSError:
+                result.log_complete = False
+            logger.close()
     return result
 
 
@@ -529,6 +538,7 @@ def segment_many(
     log: str | os.PathLike | None | bool = True,
     suffix: str = ".png",
     channel_axis: int | str | None = "auto",
+    max_pixels: int | None = pio.DEFAULT_MAX_PIXELS,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchResult:
     """Segment every input file into ``outdir``; resumable and logged.
@@ -566,35 +576,25 @@ def segment_many(
         Label file type for 2D results.
     channel_axis : int, None, "auto" or the CLI's text
         Colour axis of the inputs (:func:`physeg._validate.colour_axis`).
+    max_pixels : int or None, default physeg.io.DEFAULT_MAX_PIXELS (100 million)
+        An input declaring more pixels fails (before decoding); None reads any size.
     progress : callable, optional
         Called with each record as it arrives (the CLI's progress bar).
 
     Returns
     -------
     BatchResult
-        Records in input order, with counts; ``result.ok`` is False when any file failed.
+        Records in input order, with counts; ``result.ok`` is False when any file failed;
+        ``result.stopped`` says why a run ended early (disk full).
 
     Raises
     ------
     ValueError, FileNotFoundError, TypeError
         Unknown method or invalid parameters, no inputs, a bad executor: before any work.
+    physeg.io.OutputError
+        The output folder or the log cannot be written (one line: why, how to fix it).
     """
     plan = plan_batch(inputs, outdir, method=method, params=params, model=model, rng=rng,
                       overwrite=overwrite, overlay=overlay, log=log, suffix=suffix,
-                      channel_axis=channel_axis)
+                      channel_axis=channel_axis, max_pixels=max_pixels)
     return run_plan(plan, executor=executor, progress=progress)
-
-
-def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a JSON-lines log; a torn last line (killed writer) is ignored."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out

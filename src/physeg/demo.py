@@ -98,7 +98,7 @@ def run_demo(
     if console is None:
         from rich.console import Console
 
-        console = Console(highlight=False)
+        console = Console(highlight=False, markup=False)  # the folder name prints as given
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(methods) if methods is not None else demo_methods()

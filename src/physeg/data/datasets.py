@@ -190,6 +190,11 @@ def pair_folders(images_dir: Any, masks_dir: Any, *, strict: bool = True) -> lis
         else:
             orphan_masks.append(p.name)
     no_mask = [images[s].name for s in sorted(images) if s not in found]
+    if not found and not orphan_masks:  # nothing to pair: skipping unmatched files won't help
+        raise ValueError(
+            f"no mask files ({', '.join(_suffixes())}) in {msk_dir}; a mask must be named like "
+            "its image (<stem>.png or <stem>_<k>.png). Check the masks folder."
+        )
     if strict and (no_mask or orphan_masks):
         parts = []
         if no_mask:

@@ -75,7 +75,7 @@ from ._common import (
     is_disk_full,
     resolve,
 )
-from ._log import AppendLog
+from ._log import AppendLog, check_log, read_log
 from ._read import _spatial_shape as _spatial_shape  # for physeg.data.datasets
 from ._read import (
     check_max_pixels,
@@ -88,6 +88,7 @@ from ._read import (
     read_provenance,
 )
 from ._write import (
+    InputSet,
     atomic_write_bytes,
     check_writable,
     prepare_folder,
@@ -107,6 +108,9 @@ __all__ = [
     "DiskFullError",
     "ImageTooLargeError",
     "AppendLog",
+    "InputSet",
+    "check_log",
+    "read_log",
     "is_image_file",
     "is_disk_full",
     "check_max_pixels",

@@ -28,6 +28,41 @@ def _is_log(p: Path) -> bool:
     return isinstance(rec, dict) and "event" in rec
 
 
+def check_log(path: PathLike, *, overwrite: bool = False,
+              protect: Collection[PathLike] = ()) -> tuple[Path, bool]:
+    """The checks :class:`AppendLog` makes before opening ``path``, usable before any work.
+
+    Returns ``(path, replace)``: ``replace`` is True for an existing file that is not a physeg
+    log and ``overwrite`` allows replacing. Raises :class:`ProtectedPathError` (an input),
+    ``IsADirectoryError``, ``FileExistsError`` (a broken link, or not a log without
+    ``overwrite``).
+    """
+    p = Path(path)
+    for q in [protect] if isinstance(protect, (str, os.PathLike)) else protect:
+        if same_file(p, q):
+            raise ProtectedPathError(
+                f"refusing to write the log to {p}: it is one of the input files ({q}); "
+                "physeg never writes over an input. Choose another --log file."
+            )
+    if p.is_dir():
+        raise IsADirectoryError(
+            f"cannot write the log to {p}: it is a folder; name a file (--log FILE)."
+        )
+    if _is_broken_link(p):
+        raise FileExistsError(
+            f"log file {p} is a broken symbolic link or a link loop; remove it or choose "
+            "another --log file."
+        )
+    if p.is_file() and not _is_log(p):
+        if not overwrite:
+            raise FileExistsError(
+                f"log file {p} exists and is not a physeg log; choose another --log file, "
+                "or use --overwrite to replace it."
+            )
+        return p, True
+    return p, False
+
+
 class AppendLog:
     """Append JSON records to a JSON-lines file, each as one whole line, fsynced at once.
 
@@ -49,30 +84,8 @@ class AppendLog:
 
     def __init__(self, path: PathLike, *, overwrite: bool = False,
                  protect: Collection[PathLike] = ()):
-        p = Path(path)
-        for q in [protect] if isinstance(protect, (str, os.PathLike)) else protect:
-            if same_file(p, q):
-                raise ProtectedPathError(
-                    f"refusing to write the log to {p}: it is one of the input files ({q}); "
-                    "physeg never writes over an input. Choose another --log file."
-                )
-        if p.is_dir():
-            raise IsADirectoryError(
-                f"cannot write the log to {p}: it is a folder; name a file (--log FILE)."
-            )
-        if _is_broken_link(p):
-            raise FileExistsError(
-                f"log file {p} is a broken symbolic link or a link loop; remove it or choose "
-                "another --log file."
-            )
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_BINARY
-        if p.is_file() and not _is_log(p):
-            if not overwrite:
-                raise FileExistsError(
-                    f"log file {p} exists and is not a physeg log; choose another --log file, "
-                    "or use --overwrite to replace it."
-                )
-            flags |= os.O_TRUNC
+        p, truncate = check_log(path, overwrite=overwrite, protect=protect)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_BINARY | (os.O_TRUNC if truncate else 0)
         try:
             _make_folder(p.parent)
             self._fd: int | None = os.open(p, flags, 0o666)
@@ -130,3 +143,18 @@ def _fsync_file(fd: int) -> None:
     except OSError as err:
         if err.errno not in (errno.EINVAL, errno.ENOTSUP):  # not a regular file (/dev/null)
             raise
+
+
+def read_log(path: PathLike) -> list[dict[str, Any]]:
+    """Read a JSON-lines log; a torn last line (a writer killed mid-line) is ignored."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out

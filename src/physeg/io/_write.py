@@ -106,6 +106,37 @@ def check_writable(path: PathLike, *, overwrite: bool, protect: Collection[PathL
     return p
 
 
+class InputSet:
+    """The inputs of a run, indexed once by resolved path and by (device, inode), so that
+    :meth:`hits` tells cheaply which of them an output path would write over."""
+
+    def __init__(self, paths: Collection[PathLike]):
+        self._by_path: dict[Path, str] = {}
+        self._by_inode: dict[tuple[int, int], str] = {}
+        for f in paths:
+            self._by_path[resolve(f)] = str(f)
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            self._by_inode[(st.st_dev, st.st_ino)] = str(f)
+
+    def hits(self, target: PathLike) -> list[str]:
+        """The inputs ``target`` names (same resolved path, or the same file by a link)."""
+        out = []
+        key = resolve(target)
+        if key in self._by_path:
+            out.append(self._by_path[key])
+        try:
+            st = os.stat(target)
+        except OSError:
+            return out
+        hit = self._by_inode.get((st.st_dev, st.st_ino))
+        if hit is not None and hit not in out:
+            out.append(hit)
+        return out
+
+
 # --------------------------------------------------------------------------- temporary files
 
 

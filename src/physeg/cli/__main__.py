@@ -1,0 +1,5 @@
+"""``python -m physeg.cli``: the ``physeg`` command."""
+
+from . import main
+
+main()
