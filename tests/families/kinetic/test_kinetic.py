@@ -383,3 +383,60 @@ def test_macro_disk_filter_equals_direct_zero_padded_convolution():
         for j in range(2):
             want = convolve2d(fields[a, 0, j], disk, mode="same")
             np.testing.assert_allclose(got[a, 0, j], want, rtol=1e-5, atol=1e-5 * want.max())
+
+
+# ---------------------------------------------------------------- cost on elongated images
+
+
+def _disk_sums_reference(avg, x, c):
+    """chat on the cells, pair by pair with the disk's own integer test (O(N^2))."""
+    cells = avg.cells(x)
+    rc, cc = np.divmod(cells, avg.g)
+    d2 = (rc[:, None] - rc[None]) ** 2 + (cc[:, None] - cc[None]) ** 2
+    w = (d2 <= (avg._rc2)).astype(float)
+    return (w @ c) / w.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("where, route", [
+    ("square", "fft"),          # the whole grid, as before
+    ("band", "fft"),            # a 2 x 256 image at its pixels: the FFT over its box
+    ("spread", "pairs"),        # few particles spread over Omega: the occupied-cell pairs
+])
+def test_local_average_routes_equal_the_disk_sums(where, route):
+    rng = np.random.default_rng(5)
+    if where == "square":
+        p = _dsmc.make_particles(rng.random((24, 24, 1)))
+        x, r = p.x, 0.2
+    elif where == "band":
+        p = _dsmc.make_particles(rng.random((2, 256, 1)))
+        x, r = p.x, 0.06
+    else:
+        p = _dsmc.make_particles(rng.random((2, 256, 1)))
+        x, r = p.x[:300] * [1.0, 0.0] + rng.uniform(-0.5, 0.5, (300, 2)) * [0.0, 1.0], 0.05
+    c = rng.random((len(x), 2))
+    avg = _dsmc.LocalAverager(p.h, r)
+    got = avg(x, c)
+    assert avg.routes[route] == 1
+    np.testing.assert_allclose(got, _disk_sums_reference(avg, x, c), atol=1e-9)
+
+
+def test_thin_image_local_average_grid_follows_the_pixel_count(monkeypatch):
+    """Issue 14 item 9: the disk sums of a 2 x 2048 image used an FFT over the whole
+    2048 x 2048 grid of Omega (1000x its pixel count); now over the pixels' box."""
+    from scipy import fft as sfft
+
+    sizes = []
+    real = sfft.rfft2
+
+    def recording(a, s=None, *args, **kwargs):
+        sizes.append(int(np.prod(s if s is not None else np.shape(a)[-2:])))
+        return real(a, s, *args, **kwargs)
+
+    for shape in ((64, 64), (2, 2048), (4, 1024)):
+        p = _dsmc.make_particles(np.random.default_rng(0).random((*shape, 1)))
+        avg = _dsmc.LocalAverager(p.h, 0.06)
+        sizes.clear()
+        monkeypatch.setattr(sfft, "rfft2", recording)
+        avg(p.x, p.c)
+        monkeypatch.setattr(sfft, "rfft2", real)
+        assert max(sizes) <= 8 * shape[0] * shape[1], (shape, max(sizes))
