@@ -114,6 +114,7 @@ def segment(
     )
     executor = client = None
     try:
+        pio.prepare_folder(plan.outdir)  # before the progress bar: a bad folder is one line
         if scheduler is not None:
             from .._optional import require
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Collection
 
-from ._common import O_BINARY, PathLike, ProtectedPathError, output_error
+from ._common import O_BINARY, SUPPORTED_SUFFIXES, PathLike, ProtectedPathError, output_error
 from ._write import _is_broken_link, _make_folder, _write_all, same_file
 
 
@@ -34,7 +34,8 @@ def check_log(path: PathLike, *, overwrite: bool = False,
 
     Returns ``(path, replace)``: ``replace`` is True for an existing file that is not a physeg
     log and ``overwrite`` allows replacing. Raises :class:`ProtectedPathError` (an input),
-    ``IsADirectoryError``, ``FileExistsError`` (a broken link, or not a log without
+    ``IsADirectoryError``, ``ValueError`` (an image's name: ``.png``, ``.tif``, ..., even
+    with ``overwrite``), ``FileExistsError`` (a broken link, or not a log without
     ``overwrite``).
     """
     p = Path(path)
@@ -47,6 +48,11 @@ def check_log(path: PathLike, *, overwrite: bool = False,
     if p.is_dir():
         raise IsADirectoryError(
             f"cannot write the log to {p}: it is a folder; name a file (--log FILE)."
+        )
+    if p.suffix.lower() in SUPPORTED_SUFFIXES:  # surely an image: never replaced by a log
+        raise ValueError(
+            f"refusing to write the log to {p}: a {p.suffix} name is an image's; name the log "
+            "file .jsonl (e.g. --log run.jsonl)."
         )
     if _is_broken_link(p):
         raise FileExistsError(
