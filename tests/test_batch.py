@@ -350,3 +350,66 @@ def test_cli_scheduler_option(tmp_path):
     res = CliRunner().invoke(app, ["segment", str(tmp_path / "in"), "-o", str(tmp_path / "o2"),
                                    "--scheduler", "tcp://x:1", "--jobs", "2"])
     assert res.exit_code == 2 and "alternatives" in res.output
+
+
+def test_files_with_channels_are_never_volumes(tmp_path):
+    # grey+alpha PNG = grey; a 2D TIFF with 5 samples per pixel = 5 channels (issue 14 item 8)
+    import tifffile
+
+    grey = np.zeros((24, 20), np.uint8)
+    grey[6:18, 5:15] = 200
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.stack([grey, np.full_like(grey, 255)], -1), mode="LA").save(
+        tmp_path / "in" / "la.png")
+    five = np.repeat(grey[..., None], 5, axis=-1)
+    tifffile.imwrite(tmp_path / "in" / "five.tif", five, photometric="minisblack",
+                     planarconfig="contig")
+    res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="otsu", overlay=True)
+    assert res.ok, res.failed
+    for name in ("la", "five"):
+        np.testing.assert_array_equal(pio.read_mask(tmp_path / "out" / f"{name}.png"),
+                                      (grey > 0).astype(np.uint8))
+        assert pio.read_image(tmp_path / "out" / "overlays" / f"{name}.png").shape == (24, 20, 3)
+    # ... unless the user says volume
+    vol = batch.segment_many(tmp_path / "in" / "five.tif", tmp_path / "vol", method="otsu",
+                             channel_axis="none", suffix=".tif")
+    assert vol.ok and pio.read_mask(tmp_path / "vol" / "five.tif").shape == (24, 20, 5)
+
+
+def test_an_output_that_appears_meanwhile_is_reported_not_replaced(tmp_path, monkeypatch):
+    _make_inputs(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    real_read = pio.read_image_and_axis
+    theirs = np.full((64, 64), 7, np.uint8)
+
+    def read_then_another_run_writes(path, **kwargs):
+        got = real_read(path, **kwargs)
+        target = out / (Path(path).stem + ".png")
+        pio.write_labels(target, theirs, provenance={"key": "another run"})
+        return got
+
+    monkeypatch.setattr(pio, "read_image_and_axis", read_then_another_run_writes)
+    res = batch.segment_many(tmp_path / "in", out, method="otsu")
+    assert res.count("failed") == 2
+    assert all("appeared meanwhile" in r["error"]["message"] for r in res.records)
+    for p in out.glob("*.png"):
+        np.testing.assert_array_equal(pio.read_mask(p), theirs)
+
+
+def test_a_concurrent_run_with_the_same_parameters_makes_the_file_skipped(tmp_path,
+                                                                          monkeypatch):
+    _make_inputs(tmp_path / "in", n=2)
+    first = batch.segment_many(tmp_path / "in", tmp_path / "done", method="otsu", log=None)
+    real_read = pio.read_image_and_axis
+
+    def read_then_the_twin_run_writes(path, **kwargs):
+        got = real_read(path, **kwargs)
+        name = Path(path).stem + ".png"
+        (tmp_path / "out").mkdir(exist_ok=True)
+        os.link(tmp_path / "done" / name, tmp_path / "out" / name)  # same bytes, same key
+        return got
+
+    monkeypatch.setattr(pio, "read_image_and_axis", read_then_the_twin_run_writes)
+    res = batch.segment_many(tmp_path / "in", tmp_path / "out", method="otsu")
+    assert first.ok and res.ok and res.count("skipped") == 2
+    assert all("written meanwhile" in r["note"] for r in res.records)

@@ -279,7 +279,7 @@ def test_two_concurrent_runs_never_replace_each_others_outputs(tmp_path, params)
     inputs = _inputs(tmp_path / "in", 12)
     runs = [_start(tmp_path, "in", "-o", "out", "-m", "otsu", "-p", p) for p in params]
     results = [r.communicate(timeout=120) for r in runs]
-    for (_, stderr), run in zip(results, runs):
+    for (_, stderr), run in zip(results, runs, strict=True):
         assert "Traceback" not in stderr
         assert run.returncode in (0, 1), stderr
     written = _check_outputs(tmp_path / "out", inputs, tmp_path / "in")

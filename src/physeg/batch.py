@@ -277,10 +277,10 @@ def _write_labels(job: Job, out: Path, labels: np.ndarray, key: str, sha: str,
                                      "method": rec["method"], "params": job.params,
                                      "seed": job.seed, "labels": rec["labels"],
                                      "shape": list(labels.shape)})
-    except FileExistsError:
-        prov = pio.read_provenance(out)
-        if prov is None or prov.get("key") != key:
-            raise
+    except FileExistsError:  # it did not exist before segmenting: another run wrote it
+        if (pio.read_provenance(out) or {}).get("key") != key:
+            raise FileExistsError(f"output {out} appeared meanwhile (another run writing there?)"
+                                  "; it was not replaced.") from None
         rec["status_if_ok"] = "skipped"
         rec["note"] = "written meanwhile by another run with the same input and parameters"
 

@@ -57,7 +57,8 @@ def overlay(
     Parameters
     ----------
     image : array_like
-        (rows, cols) grey, (rows, cols, 3|4) colour, or a volume (planes, rows, cols[, C])
+        (rows, cols) grey, (rows, cols, C) channels (RGB, RGBA, grey+alpha; other counts are
+        shown as their grey mean), or a volume (planes, rows, cols[, C])
         matching a 3D ``labels``. Any numeric dtype; scaled to [0, 1] for display only.
     labels : array_like of int
         (rows, cols) or (planes, rows, cols); 0 = background (not tinted).
@@ -95,9 +96,7 @@ def overlay(
         img = img[k]
     elif lab.ndim != 2:
         raise ValueError(f"labels must be 2D or 3D; got shape {lab.shape}.")
-    if img.shape[:2] != lab.shape or not (
-        img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (1, 3, 4))
-    ):
+    if img.shape[:2] != lab.shape or img.ndim not in (2, 3):  # any channels: display_rgb
         raise ValueError(
             f"image shape {np.shape(image)} does not match labels shape {np.shape(labels)}; "
             "expected the same spatial shape (colour channels last)."
