@@ -173,3 +173,13 @@ def test_page_renders_in_a_real_browser(bench_report, tmp_path):
                       if "CONSOLE" in ln or "Uncaught" in ln or "Failed to load resource" in ln
                       or "net::ERR" in ln]
     assert console_errors == []
+
+
+def test_report_pictures_never_replace_an_input(tmp_path):
+    from physeg.report._render import write_png
+
+    src = pio.write_image(tmp_path / "img" / "a_truth.png", np.zeros((4, 4), np.uint8))
+    before = src.read_bytes()
+    with pytest.raises(pio.ProtectedPathError, match="never writes over an input"):
+        write_png(src, np.zeros((4, 4, 3), np.uint8), (src,))
+    assert src.read_bytes() == before

@@ -404,11 +404,12 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[
                               "score": r["metrics"].get(primary), "panels": []})
                 continue
             spatial = gt.ndim
+            inputs = (sample.image_path, *sample.mask_paths)  # a picture never replaces them
             if base not in done_pictures:
                 write_png(outdir / f"{base}_image.png",
-                          shrink(middle_plane(image_rgb(shown), spatial), THUMB))
+                          shrink(middle_plane(image_rgb(shown), spatial), THUMB), inputs)
                 write_png(outdir / f"{base}_truth.png",
-                          shrink(label_rgb(middle_plane(gt, spatial)), THUMB))
+                          shrink(label_rgb(middle_plane(gt, spatial)), THUMB), inputs)
                 done_pictures.add(base)
             panels += [{"caption": "image", "src": f"{base}_image.png"},
                        {"caption": "truth", "src": f"{base}_truth.png"}]
@@ -416,9 +417,9 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[
                 pred = _match(pio.read_mask(r["labels"]), gt)
                 mb = f"{base}_{_safe(meth)}"
                 write_png(outdir / f"{mb}_pred.png",
-                          shrink(label_rgb(middle_plane(pred, spatial)), THUMB))
+                          shrink(label_rgb(middle_plane(pred, spatial)), THUMB), inputs)
                 write_overlay(outdir / f"{mb}_overlay.png", middle_plane(shown, spatial),
-                              middle_plane(pred, spatial), max_side=THUMB)
+                              middle_plane(pred, spatial), max_side=THUMB, protect=inputs)
                 panels += [{"caption": "prediction", "src": f"{mb}_pred.png"},
                            {"caption": "overlay", "src": f"{mb}_overlay.png"}]
             items.append({"id": r["id"], "status": r["status"], "error": r.get("error"),
@@ -469,14 +470,15 @@ def evaluation_report(
         pred, gt = pio.read_mask(r["pred"]), pio.read_mask(r["gt"][0])
         spatial = gt.ndim
         base = f"img/{_safe(rec['id'])}"
+        inputs = (r["pred"], *r["gt"])  # a picture never replaces a scored file
         write_png(outdir / f"{base}_truth.png",
-                  shrink(label_rgb(middle_plane(gt, spatial)), THUMB))
+                  shrink(label_rgb(middle_plane(gt, spatial)), THUMB), inputs)
         write_png(outdir / f"{base}_pred.png",
-                  shrink(label_rgb(middle_plane(pred, spatial)), THUMB))
+                  shrink(label_rgb(middle_plane(pred, spatial)), THUMB), inputs)
         write_png(outdir / f"{base}_errors.png",
                   shrink(error_rgb(middle_plane(pred, spatial) > 0 if int(gt.max()) <= 1
                                    else middle_plane(pred, spatial),
-                                   middle_plane(gt, spatial)), THUMB))
+                                   middle_plane(gt, spatial)), THUMB), inputs)
         items.append({"id": rec["id"], "status": "done", "error": None,
                       "score": rec["metrics"][metrics[0]],
                       "panels": [{"caption": "truth", "src": f"{base}_truth.png"},

@@ -31,9 +31,10 @@ __all__ = ["render", "write_png", "image_rgb", "label_rgb", "error_rgb", "middle
 # --------------------------------------------------------------------------- pictures
 
 
-def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write a uint8 picture atomically (replacing an older one: reports are re-rendered)."""
-    return atomic_write_bytes(path, png_bytes(rgb), overwrite=True)
+def write_png(path: str | os.PathLike, rgb: np.ndarray, protect: Any = ()) -> Path:
+    """Write a uint8 picture atomically (replacing an older one: reports are re-rendered),
+    never over one of the ``protect`` inputs (:class:`physeg.io.ProtectedPathError`)."""
+    return atomic_write_bytes(path, png_bytes(rgb), overwrite=True, protect=protect)
 
 
 def middle_plane(arr: np.ndarray, spatial_ndim: int) -> np.ndarray:
