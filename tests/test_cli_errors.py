@@ -85,6 +85,10 @@ def _link_loop_at_output(root):
     (root / "out" / "a.png").symlink_to("a.png")
 
 
+def _out_is_a_link_loop(root):
+    (root / "loop").symlink_to("loop")
+
+
 def _out_below_a_file(root):
     (root / "file").write_text("x")
 
@@ -128,6 +132,8 @@ CASES = [
      ["segment", "in", "-o", "out.txt"], 2, "is an existing file; name a folder"),
     ("out-below-a-file", _out_below_a_file,
      ["segment", "in", "-o", "file/sub"], 2, "a part of the path is a file"),
+    ("out-is-a-link-loop", _out_is_a_link_loop,
+     ["segment", "in", "-o", "loop"], 2, "a symbolic link loops back on itself"),
     ("log-is-a-folder", _log_is_a_folder,
      ["segment", "in", "-o", "out", "--log", "logs"], 2, "it is a folder; name a file"),
     ("link-loop-at-an-output", _link_loop_at_output,

@@ -161,8 +161,8 @@ def segment(
         + ("" if result.log_complete else " (its summary line could not be written)")
     )
     if result.stopped:
-        err.print(_tagged("stopped:", "red", f"{result.stopped} {n_files - n_ok} of {n_files} "
-                          "file(s) not done; re-run the same command to resume."))
+        err.print(_tagged("stopped:", "red", f"{result.stopped.rstrip('.')}; {n_files - n_ok} "
+                          f"of {n_files} file(s) not done; re-run the same command to resume."))
     if n_fail or result.stopped:
         raise typer.Exit(code=1)
 

@@ -83,7 +83,7 @@ _HINTS = {
     errno.EISDIR: "it is a folder; name a file",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.ENAMETOOLONG: "the name is too long; choose a shorter one",
-    errno.ENOSPC: "no space left on the device; free some space, then re-run",
+    errno.ENOSPC: "no space left on the device; free some space",
 }
 
 

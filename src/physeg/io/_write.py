@@ -212,9 +212,9 @@ def prepare_folder(folder: PathLike, what: str = "output folder") -> Path:
 def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file stands where a folder should be
-        err = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        raise err from None
+    except FileExistsError:  # a file (or a broken link) stands where a folder should be
+        code = errno.ELOOP if _is_broken_link(folder) else errno.ENOTDIR
+        raise OSError(code, os.strerror(code)) from None
 
 
 def _fsync_dir(folder: Path) -> None:
