@@ -114,3 +114,21 @@ def test_fit_rejects_bad_refresh_interval(bad):
     img[4:12, 4:12] = 1.0
     with pytest.raises(ValueError, match="refresh must be a positive number"):
         _fit.fit([img], [img.astype(np.uint8)], loss="l2", refresh=bad)
+
+
+def test_fit_on_non_square_images_keeps_their_rectangle():
+    """A 30 x 60 and a 50 x 20 training image are resized to <= fit_size per side with their
+    aspect ratio, and both losses (particle model and macroscopic model) run on their
+    rectangles Omega; the fitted model segments a non-square image."""
+    from physeg.data.noise import noisy_shape
+
+    pairs = [noisy_shape("ellipse", (30, 60), "gaussian", 2, rng=0),
+             noisy_shape("circle", (50, 20), "gaussian", 2, rng=1)]
+    feats, labs = _fit.prepare([p[0] for p in pairs], [p[1] for p in pairs], 2, 24)
+    assert [f.shape[:2] for f in feats] == [(12, 24), (24, 10)]
+    model = physeg.fit("kinetic", [p[0] for p in pairs], [p[1] for p in pairs], loss="mixed",
+                       n_agents=4, max_iter=2, fit_size=24, rng=0, t_final=2.0)
+    assert np.isfinite(model.info["loss_value"])
+    test_img, test_m = noisy_shape("ellipse", (40, 80), "gaussian", 2, rng=2)
+    lab = model.predict(test_img, rng=0)
+    assert lab.shape == test_m.shape and _dice(lab, test_m) >= 0.9

@@ -1,14 +1,15 @@
 """Kinetic consensus segmentation (seed 000): particle model, macroscopic model, CBO fitting.
 
-Every pixel is a particle with a position ``x`` in Omega = [-1, 1]^2 and a feature ``c`` in
-[0, 1]^d (grey d = 1, RGB d = 3). Positions aggregate between pixels of similar feature
-(bounded confidence, threshold Delta) with diffusion sigma; features are transported towards
-the local average over a ball of radius r and binarised by a double-well potential with
-barrier cbar (or K wells for ``classes=K``). The final feature of each particle, written at its
-original pixel, is the label. See :mod:`._dsmc` for the particle model and its DSMC solver,
-:mod:`._equilibrium` for the Beta quasi-equilibrium, :mod:`._macro` for the macroscopic
-finite-volume model, :mod:`._fit` for the CBO parameter identification and :mod:`._multiwell`
-for the potentials.
+Every pixel is a particle with a position ``x`` in Omega, the image's own rectangle (square
+pixels, the long side spanning [-1, 1]: ``[-1, 1] x [-rows/cols, rows/cols]`` for a wide image,
+[-1, 1]^2 for a square one), and a feature ``c`` in [0, 1]^d (grey d = 1, RGB d = 3).
+Positions aggregate between pixels of similar feature (bounded confidence, threshold Delta)
+with diffusion sigma; features are transported towards the local average over a ball of
+radius r and binarised by a double-well potential with barrier cbar (or K wells for
+``classes=K``). The final feature of each particle, written at its original pixel, is the
+label. See :mod:`._dsmc` for the particle model and its DSMC solver, :mod:`._equilibrium` for
+the Beta quasi-equilibrium, :mod:`._macro` for the macroscopic finite-volume model,
+:mod:`._fit` for the CBO parameter identification and :mod:`._multiwell` for the potentials.
 
 Usage::
 
@@ -180,7 +181,9 @@ def segment_kinetic(
         c_i' = c_i + lambda_T dt c_i (1 - c_i) (chat_i - c_i)
         c_i'' = c_i' - lambda_B dt K(cbar) c_i' (c_i' - cbar) (c_i' - 1)
 
-    with chat_i the mean feature in the ball B_r(x_i), D(x) = diag(sqrt(1 - x_k^2)).
+    with chat_i the mean feature in the ball B_r(x_i), D(x) = diag(sqrt(a_k^2 - x_k^2)) on
+    Omega = [-a_1, a_1] x [-a_2, a_2], a_1 = cols / max(rows, cols), a_2 = rows / max(rows,
+    cols). The cost follows the pixel count whatever the aspect ratio.
 
     Examples
     --------

@@ -1,13 +1,13 @@
 """Particle model and its DSMC solver (Nanbu-Babovsky, Algorithm 1).
 
-One particle per pixel: position ``x_i`` in Omega = [-1, 1]^2 and feature ``c_i`` in [0, 1]^d.
-One time step of length ``dt`` applies, in this order (time splitting):
+One particle per pixel: position ``x_i`` in the image's rectangle Omega (below) and feature
+``c_i`` in [0, 1]^d. One time step of length ``dt`` applies, in this order (time splitting):
 
 (a) space, rate ``space_rate`` (lambda_x): ``n_p = Sround(lambda_x N dt / (2 eps))`` disjoint
     random pairs interact by the binary rule (9)::
 
         x_i' = x_i + eps P(c_i, c_j) (x_j - x_i) + sqrt(2 eps sigma^2) D(x_i) eta_i,
-        P = 1{|c_i - c_j| <= Delta},   D(x) = diag(sqrt(1 - x_1^2), sqrt(1 - x_2^2)),
+        P = 1{|c_i - c_j| <= Delta},   D(x) = diag(sqrt(a_1^2 - x_1^2), sqrt(a_2^2 - x_2^2)),
 
     eta ~ N(0, I_2); a post-interaction position outside Omega is rejected (the particle keeps
     its pre-interaction position), so Omega is invariant.
@@ -19,6 +19,10 @@ One time step of length ``dt`` applies, in this order (time splitting):
 (c) binarisation, rate ``binarise_rate`` (lambda_B): ``c_i -= lambda_B dt V'(c_i)`` (double or
     K-well potential, :mod:`._multiwell`), admissible for ``lambda_B dt L <= 1``.
 
+Geometry: square pixels of side ``h = 2 / max(rows, cols)``, and Omega is exactly their union,
+``[-a_1, a_1] x [-a_2, a_2]`` with ``a_1 = cols / max(rows, cols)``, ``a_2 = rows / max(rows,
+cols)`` (the long side spans 2, so r keeps its meaning; a square image gives [-1, 1]^2).
+
 Choices where the paper left room (and why):
 
 - Feature updates (b), (c) default to the *mean-field* form above (every particle, weight
@@ -26,12 +30,24 @@ Choices where the paper left room (and why):
   probability ``lambda dt / eps`` and jump by ``eps``". ``feature_update="nanbu"``
   gives the literal Nanbu rule. ``dt`` is reduced automatically to satisfy the admissibility
   bounds, and ``lambda_x dt <= eps`` (interaction probability <= 1) for the spatial step.
-- The local average (2) is O(N) per step: particles are deposited (count and features) on a
-  grid of the image's pixel size covering Omega, the two fields are convolved with the disk of
-  radius ``r`` by FFT (kernel transform computed once), and each particle reads the ratio in
-  its cell. With positions at pixel centres this is exactly the disk mean over pixels.
-- Pixel geometry: square pixels of side ``h = 2 / max(rows, cols)``, image centred in Omega
-  (an isotropic affine map; the paper allows any fixed one).
+- Omega is the image's rectangle, not [-1, 1]^2 around it: in the square, the particles of a
+  thin image diffused out of their band into the empty rest, and the local average needed a
+  max(rows, cols)^2 grid (2 x 5000: 25 million cells for 10 000 particles). The diffusion
+  ``D_k = sqrt(a_k^2 - x_k^2)`` vanishes at the rectangle's edges as sqrt(1 - x_k^2) does at
+  +-1 (for a_k = 1 it is that one, so square images are unchanged), and it makes the motion
+  along axis k the image of the square model's under ``x_k = a_k z_k`` (the drift is
+  linear): the rejection rate is the square's, and the Beta quasi-equilibrium (28) holds per
+  axis for ``(1 + x_k / a_k) / 2`` with mean ``M_k / B`` and the square's concentration (what
+  :mod:`._macro` uses). The price is anisotropy in pixel units: the noise along a short axis
+  is a_k times that along the long one. ``sqrt(1 - (x_k / a_k)^2)`` would keep the centre
+  isotropic, but its steps along a short axis are as long as along the long one, so on a thin
+  image most moves would leave the rectangle and be rejected whole (freezing the long axis
+  too). The bounds on dt do not involve D (the drift is a convex combination, eps <= 1, and
+  Omega is convex), so they are unchanged.
+- The local average (2) is O(N log N) per step: particles are deposited (count and features)
+  on the rows x cols pixel grid, which tiles Omega, the two fields are convolved with the disk
+  of radius ``r`` by FFT (kernel transform computed once), and each particle reads the ratio
+  in its cell. With positions at pixel centres this is exactly the disk mean over pixels.
 - Default rates: the spatial aggregation is *slow* by default (``space_rate = 0.05``). The
   paper orders the rates space >> transport >> binarisation for its macroscopic limit, but
   fast aggregation moves similar-feature pixels to a common centre, so the ball of radius r no
@@ -76,7 +92,7 @@ class KineticParams:
     sigma : float
         Spatial diffusion sigma (0..); larger = positions spread more.
     radius : float
-        Radius r of the local-average ball, in Omega units (width 2); larger = stronger
+        Radius r of the local-average ball, in Omega units (long side 2); larger = stronger
         denoising, rounder corners.
     barriers : ndarray (d, K-1) or None
         Double/K-well barriers cbar per channel; ``None`` = multi-Otsu thresholds of the
@@ -109,13 +125,18 @@ class KineticParams:
 
 @dataclasses.dataclass
 class Particles:
-    """State of the particle system: positions (N, 2), features (N, d), grid geometry."""
+    """State of the particle system: positions (N, 2), features (N, d), grid geometry.
+
+    ``extent`` = (a_1, a_2): Omega = [-a_1, a_1] x [-a_2, a_2] (x_1 along the columns, x_2 up
+    the rows); the default is the square [-1, 1]^2.
+    """
 
     x: np.ndarray
     c: np.ndarray
     shape: tuple[int, int]
     h: float  # pixel / grid cell size in Omega units
     x0: np.ndarray  # initial positions (pixel centres)
+    extent: tuple[float, float] = (1.0, 1.0)
 
 
 def image_features(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
@@ -136,155 +157,80 @@ def image_features(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
 
 
 def make_particles(features: np.ndarray) -> Particles:
-    """One particle per pixel at its centre (square pixels, image centred in Omega)."""
+    """One particle per pixel at its centre; Omega is the pixels' union (module notes)."""
     n1, n2 = features.shape[:2]
-    h = 2.0 / max(n1, n2)
+    long_side = max(n1, n2)
+    h = 2.0 / long_side
     rows, cols = np.mgrid[0:n1, 0:n2]
     x = np.stack(
         [(cols.ravel() + 0.5 - n2 / 2.0) * h, (n1 / 2.0 - rows.ravel() - 0.5) * h], axis=1
     )
     c = features.reshape(n1 * n2, -1).astype(np.float64, copy=True)
-    return Particles(x=x, c=c, shape=(n1, n2), h=h, x0=x.copy())
+    return Particles(x=x, c=c, shape=(n1, n2), h=h, x0=x.copy(),
+                     extent=(n2 / long_side, n1 / long_side))
 
 
 class LocalAverager:
-    """chat_i of eq. (2) at a cost that follows the particle count, not the image's shape.
+    """chat_i of eq. (2) in O(N log N): grid deposit, FFT disk filter, gather.
 
-    Particles are deposited (count and features) on the cells of a grid of the pixel size
-    covering Omega; the two fields are summed over the disk of cells whose centre offset is
-    <= r, and each particle reads the ratio in its cell. The grid of Omega has
-    ``max(rows, cols)^2`` cells, ``rows / cols`` times the particle count of an elongated image
-    (a 2 x 5000 image: 25 million cells for 10 000 particles), so each call sums only where
-    the particles are, by the cheaper of two exact routes:
-
-    - FFT over the particles' bounding box: an axis keeps the whole grid unless the box's FFT
-      length is at most half of it (so a square image computes exactly as on the full grid),
-      and the disk is cropped to the box's extent (offsets beyond it meet no particle);
-    - when that box is still far larger than the particle count (particles spread thinly, as
-      those of a thin image diffusing into the empty part of Omega), the sum over the pairs of
-      occupied cells within the disk (k-d tree on the integer cell coordinates, exact test).
-
-    Both give the same sums as the full-grid FFT, up to its round-off.
+    The grid is the image's own: rows x cols cells of side h = 2 / max(rows, cols), which tile
+    Omega exactly. The disk holds the cells whose centre offset is <= r; along an axis of n
+    cells it is cropped to offsets <= n - 1 (a larger one meets no particle, Omega being
+    invariant), so the zero-padded FFT has at most about (3 rows) x (3 cols) cells whatever r
+    and the aspect ratio, and (rows + 2R) x (cols + 2R) for the usual R = r / h < n.
 
     Parameters
     ----------
-    h : float
-        Grid cell size (the pixel size); the grid covers Omega = [-1, 1]^2.
+    shape : (int, int)
+        Image shape (rows, cols).
     radius : float
-        Ball radius r in Omega units; the disk holds the cells whose centre offset is <= r.
+        Ball radius r in Omega units (the long side spans 2).
     """
 
-    #: the FFT route is kept while its grid has at most this many cells per particle
-    FFT_CELLS_PER_PARTICLE = 8
-    #: cost of one cell pair (tree query + sums) in units of one FFT cell x log2 x field
-    PAIR_COST = 150.0
-
-    def __init__(self, h: float, radius: float):
+    def __init__(self, shape: tuple[int, int], radius: float):
         from scipy import fft as sfft
 
         self._fft = sfft
-        self.g = int(round(2.0 / h))
-        self.h = 2.0 / self.g
+        rows, cols = (int(n) for n in shape)
+        long_side = max(rows, cols)
+        self.shape = (rows, cols)
+        self.h = 2.0 / long_side
+        self.extent = (cols / long_side, rows / long_side)
         rc = radius / self.h
-        self.R = int(np.floor(rc + 1e-9))
-        self._rc2 = rc * rc + 1e-9
-        off = np.arange(-self.R, self.R + 1)
-        self._disk = (off[:, None] ** 2 + off[None, :] ** 2 <= self._rc2).astype(np.float64)
-        n = self.g + 2 * self.R
-        self.nfft = (sfft.next_fast_len(n, real=True), sfft.next_fast_len(n, real=True))
-        self._kernels: dict[tuple[int, ...], np.ndarray] = {}
-        self.kf = self._kernel(self.nfft, self.R, self.R)
-        self.routes: dict[str, int] = {"fft": 0, "pairs": 0}  # calls per route (diagnostics)
-        self.work = 0.0  # summed cost estimate of the calls (FFT cells x log2 x fields, pairs)
-
-    def _kernel(self, nfft: tuple[int, int], r_row: int, r_col: int) -> np.ndarray:
-        """rfft2 of the disk cropped to row / column offsets <= r_row / r_col, cached."""
-        key = (*nfft, r_row, r_col)
-        if key not in self._kernels:
-            R = self.R
-            kern = np.zeros(nfft)
-            kern[: 2 * r_row + 1, : 2 * r_col + 1] = self._disk[R - r_row: R + r_row + 1,
-                                                                R - r_col: R + r_col + 1]
-            if len(self._kernels) >= 8:  # a growing box needs a few sizes: keep the last
-                self._kernels.pop(next(iter(self._kernels)))
-            self._kernels[key] = self._fft.rfft2(kern)
-        return self._kernels[key]
+        R = int(np.floor(rc + 1e-9))
+        self.R = (min(R, rows - 1), min(R, cols - 1))  # rows, columns
+        off_r = np.arange(-self.R[0], self.R[0] + 1)
+        off_c = np.arange(-self.R[1], self.R[1] + 1)
+        disk = (off_r[:, None] ** 2 + off_c[None, :] ** 2 <= rc * rc + 1e-9).astype(np.float64)
+        self.nfft = (sfft.next_fast_len(rows + 2 * self.R[0], real=True),
+                     sfft.next_fast_len(cols + 2 * self.R[1], real=True))
+        kern = np.zeros(self.nfft)
+        kern[: disk.shape[0], : disk.shape[1]] = disk
+        self.kf = sfft.rfft2(kern)
 
     def cells(self, x: np.ndarray) -> np.ndarray:
         """Flat grid index of each position (row from the top, column from the left)."""
-        g = self.g
-        col = np.clip(((x[:, 0] + 1.0) / self.h).astype(np.int64), 0, g - 1)
-        row = np.clip(((1.0 - x[:, 1]) / self.h).astype(np.int64), 0, g - 1)
-        return row * g + col
-
-    def _axis(self, lo: int, hi: int) -> tuple[int, int, int, int]:
-        """(first cell, extent, disk crop, FFT length) of one axis for cells lo..hi."""
-        full = self.nfft[0]
-        n = hi - lo + 1
-        crop = min(self.R, n - 1)
-        length = self._fft.next_fast_len(n + 2 * crop, real=True)
-        if 2 * length > full:  # no real saving: the whole axis, exactly as before
-            return 0, self.g, self.R, full
-        return lo, n, crop, length
+        rows, cols = self.shape
+        a1, a2 = self.extent
+        col = np.clip(((x[:, 0] + a1) / self.h).astype(np.int64), 0, cols - 1)
+        row = np.clip(((a2 - x[:, 1]) / self.h).astype(np.int64), 0, rows - 1)
+        return row * cols + col
 
     def __call__(self, x: np.ndarray, c: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        g = self.g
+        (rows, cols), (r_row, r_col) = self.shape, self.R
         idx = self.cells(x) if cells is None else cells
-        row, col = np.divmod(idx, g)
-        r0, nr, cr, lr = self._axis(int(row.min()), int(row.max()))
-        c0, nc, cc, lc = self._axis(int(col.min()), int(col.max()))
         d = c.shape[1]
-        fft_cells = lr * lc
-        fft_cost = fft_cells * np.log2(max(fft_cells, 2)) * (d + 1)
-        if fft_cells > self.FFT_CELLS_PER_PARTICLE * len(idx):
-            occupied = np.unique(idx)
-            box = float((row.max() - row.min() + 1) * (col.max() - col.min() + 1))
-            u = len(occupied)
-            pairs = 0.5 * u * min(u, self._disk.sum() * u / box)  # uniform-density estimate
-            if self.PAIR_COST * pairs < fft_cost:
-                self.routes["pairs"] += 1
-                self.work += pairs
-                return self._pair_sums(occupied, idx, c)
-        self.routes["fft"] += 1
-        self.work += fft_cost
-        local = (row - r0) * nc + (col - c0)
-        fields = np.empty((d + 1, nr * nc))
-        fields[0] = np.bincount(local, minlength=nr * nc)
+        fields = np.empty((d + 1, rows * cols))
+        fields[0] = np.bincount(idx, minlength=rows * cols)
         for k in range(d):
-            fields[k + 1] = np.bincount(local, weights=c[:, k], minlength=nr * nc)
-        kf = self.kf if (lr, lc, cr, cc) == (*self.nfft, self.R, self.R) else self._kernel(
-            (lr, lc), cr, cc)
+            fields[k + 1] = np.bincount(idx, weights=c[:, k], minlength=rows * cols)
         conv = self._fft.irfft2(
-            self._fft.rfft2(fields.reshape(d + 1, nr, nc), s=(lr, lc)) * kf, s=(lr, lc)
-        )[:, cr: cr + nr, cc: cc + nc].reshape(d + 1, nr * nc)
-        num = conv[1:, local].T
-        den = conv[0, local][:, None]
+            self._fft.rfft2(fields.reshape(d + 1, rows, cols), s=self.nfft) * self.kf,
+            s=self.nfft,
+        )[:, r_row: r_row + rows, r_col: r_col + cols].reshape(d + 1, rows * cols)
+        num = conv[1:, idx].T
+        den = conv[0, idx][:, None]
         # the particle itself is always in its own ball, so den >= 1 up to FFT round-off
-        return np.clip(num / np.maximum(den, 0.5), 0.0, 1.0)
-
-    def _pair_sums(self, occupied: np.ndarray, idx: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """The disk sums at the occupied cells from their pairs within the disk."""
-        from scipy.spatial import cKDTree
-
-        at = np.searchsorted(occupied, idx)
-        u, d = len(occupied), c.shape[1]
-        fields = np.empty((d + 1, u))
-        fields[0] = np.bincount(at, minlength=u)
-        for k in range(d):
-            fields[k + 1] = np.bincount(at, weights=c[:, k], minlength=u)
-        rc_row, rc_col = np.divmod(occupied, self.g)
-        pts = np.stack([rc_row, rc_col], axis=1)
-        pairs = cKDTree(pts).query_pairs(np.sqrt(self._rc2) + 0.5, output_type="ndarray")
-        i, j = pairs[:, 0], pairs[:, 1]
-        off = pts[i] - pts[j]
-        keep = off[:, 0] ** 2 + off[:, 1] ** 2 <= self._rc2  # the disk's own (integer) test
-        i, j = i[keep], j[keep]
-        sums = fields.copy()  # each cell is in its own disk
-        for k in range(d + 1):
-            sums[k] += np.bincount(i, weights=fields[k, j], minlength=u)
-            sums[k] += np.bincount(j, weights=fields[k, i], minlength=u)
-        num = sums[1:, at].T
-        den = sums[0, at][:, None]
         return np.clip(num / np.maximum(den, 0.5), 0.0, 1.0)
 
 
@@ -308,7 +254,8 @@ def space_step(
 
     ``prob`` = lambda_x dt / eps is each particle's interaction probability (<= 1);
     ``n_p = Sround(prob N / 2)`` disjoint pairs are drawn without repetition. Returns n_p.
-    ``diffusion(x, c) -> (N, 2)`` overrides D (default sqrt(1 - x_k^2), D_c = 1).
+    ``diffusion(x, c) -> (N, 2)`` overrides D (default sqrt(a_k^2 - x_k^2) on
+    Omega = [-a_1, a_1] x [-a_2, a_2], ``p.extent``; D_c = 1).
     """
     n = p.x.shape[0]
     n_p = min(sround(prob * n / 2.0, rng), n // 2)
@@ -322,15 +269,16 @@ def space_step(
     P = (dist <= delta)[:, None].astype(np.float64)
     eta = rng.standard_normal((2, n_p, 2))
     amp = np.sqrt(2.0 * eps) * sigma
+    ext = np.asarray(p.extent, dtype=np.float64)
     if diffusion is None:
-        Di = np.sqrt(np.clip(1.0 - xi**2, 0.0, None))
-        Dj = np.sqrt(np.clip(1.0 - xj**2, 0.0, None))
+        Di = np.sqrt(np.clip(ext**2 - xi**2, 0.0, None))
+        Dj = np.sqrt(np.clip(ext**2 - xj**2, 0.0, None))
     else:
         Di, Dj = diffusion(xi, ci), diffusion(xj, cj)
     xi_new = xi + eps * P * (xj - xi) + amp * Di * eta[0]
     xj_new = xj + eps * P * (xi - xj) + amp * Dj * eta[1]
-    ok_i = np.all(np.abs(xi_new) <= 1.0, axis=1)
-    ok_j = np.all(np.abs(xj_new) <= 1.0, axis=1)
+    ok_i = np.all(np.abs(xi_new) <= ext, axis=1)
+    ok_j = np.all(np.abs(xj_new) <= ext, axis=1)
     p.x[i] = np.where(ok_i[:, None], xi_new, xi)
     p.x[j] = np.where(ok_j[:, None], xj_new, xj)
     return n_p
@@ -397,7 +345,7 @@ def simulate(
     dt = stable_dt(params, barriers)
     n_steps = int(np.ceil(params.t_final / dt - 1e-9))
     dt = params.t_final / max(n_steps, 1)
-    avg = LocalAverager(p.h, params.radius) if params.transport_rate > 0 else None
+    avg = LocalAverager(p.shape, params.radius) if params.transport_rate > 0 else None
     cells = avg.cells(p.x) if avg is not None and params.space_rate == 0 else None
     nanbu = params.feature_update == "nanbu"
     # binarisation sub-steps: lambda_B (dt / n_sub) L <= 1 keeps [0, 1]^d invariant

@@ -17,6 +17,11 @@ per axis, a Beta law (28)::
 
 with mean M_k / B and variance (1 - mu_k^2) sigma^2 D_c^2 / (sigma^2 D_c^2 + B).
 
+On the rectangle Omega = [-a_1, a_1] x [-a_2, a_2] of a non-square image (:mod:`._dsmc`),
+D_k = sqrt(a_k^2 - x_k^2): the motion along axis k is the square one's under x_k = a_k z_k,
+so (1 + x_k / a_k) / 2 ~ Beta with M_k replaced by M_k / a_k above (``extent`` below); the
+mean is M_k / B and the variance a_k^2 times that of z_k.
+
 The spatial binary rule (9) gives, in the quasi-invariant limit, the drift
 int P (x* - x) f* = M - B x and the diffusion sigma^2 D^2 (the factor 1/2 of the Fokker-Planck
 second-order term cancels the 2 of sqrt(2 eps sigma^2)); the Beta parameters above follow from
@@ -84,12 +89,17 @@ def conserved_quantities(
 
 
 def beta_parameters(
-    B: np.ndarray, M: np.ndarray, sigma: float | np.ndarray, Dc: float | np.ndarray = 1.0
+    B: np.ndarray, M: np.ndarray, sigma: float | np.ndarray, Dc: float | np.ndarray = 1.0,
+    extent: float | np.ndarray = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """alpha_k, beta_k of the quasi-equilibrium (28); arrays of M's shape (..., 2)."""
+    """alpha_k, beta_k of the quasi-equilibrium (28); arrays of M's shape (..., 2).
+
+    ``extent`` = (a_1, a_2), the half-sides of Omega: the law is that of (1 + x_k / a_k) / 2.
+    """
     s2 = 2.0 * np.asarray(sigma, dtype=float) ** 2 * np.asarray(Dc, dtype=float) ** 2
     B = np.asarray(B, dtype=float)[..., None]
     s2 = np.asarray(s2)[..., None] if np.ndim(s2) else s2
+    M = np.asarray(M, dtype=float) / np.asarray(extent, dtype=float)
     return (B + M) / s2, (B - M) / s2
 
 

@@ -29,8 +29,10 @@ Search box (our box, narrowed where noted): Delta in [0.01, 1] ([0.01, 1.73] for
 sigma in [0.01, 1], r in [0.02, 0.3] (larger radii only round the shapes), each barrier in the
 middle 40% of its gap (cbar in [0.3, 0.7] for K = 2: K(cbar) ~ cbar^-3 makes the wells, and the
 macroscopic CFL step, extremely stiff near the ends). Training images are resized to at most
-``fit_size`` pixels per side (r is in Omega units, so it transfers across sizes). The rates,
-T, eps and dt are fixed (defaults of :func:`physeg.families.kinetic.segment_kinetic`, overridable).
+``fit_size`` pixels per side, aspect ratio kept (r is in Omega units, the long side spanning 2,
+so it transfers across sizes; a non-square image keeps its rectangle Omega, :mod:`._dsmc`).
+The rates, T, eps and dt are fixed (defaults of
+:func:`physeg.families.kinetic.segment_kinetic`, overridable).
 """
 
 from __future__ import annotations

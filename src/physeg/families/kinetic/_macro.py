@@ -23,7 +23,7 @@ cell); the disk filter is an FFT convolution with one kernel per agent.
 
 Choices where the paper left room (and why):
 
-- U, W (the expensive quadratures over the N_x x N_x grid), B and mu = M/B are refreshed
+- U, W (the expensive quadratures over the spatial grid), B and mu = M/B are refreshed
   at most every ``refresh`` time units (default 0.05, the DSMC step), not every CFL step;
   between refreshes V and mu are fixed fields, the Rusanov update costs O(N_c) per agent, and
   the M-increments P dJ are summed and applied at the next refresh (exact for frozen mu, since
@@ -41,10 +41,10 @@ Choices where the paper left room (and why):
   Agents land on the next time any agent is due, so the CFL sub-steps are shared.
 - Cost of a refresh (the quadratures and the FFT run in float32, the state rho, M and the
   velocities in float64; against a float64 refresh the final loss moves by < 1e-7): the
-  Beta weights are laid out (agent, channel, axis,
-  N_x, N_c) so every product is a contiguous BLAS matmul; the log-densities are one matmul
-  with [log(1+x), log(1-x)]; the per-cell normalisations are folded into the cell masses and
-  the quadratures instead of dividing the weights; the mass and c-mass fields are one matmul,
+  Beta weights are laid out (agent, channel, N_x, N_c) per axis so every product is a
+  contiguous BLAS matmul; the log-densities are one matmul per axis with [log(1+z),
+  log(1-z)]; the per-cell normalisations are folded into the cell masses and the quadratures
+  instead of dividing the weights; the mass and c-mass fields are one matmul,
   and U, W_x, W_y two; the disk filter is done axis by axis with FFT period N_x + R (not
   N_x + 2R: the N_x outputs kept are alias-free once the period is >= N_x + R), rows that
   are all zero are not transformed and only the kept rows are inverse-transformed.
@@ -56,7 +56,11 @@ Choices where the paper left room (and why):
   channel's local average and barrier). This is exact when the channels are independent and
   avoids an N_c^3 grid; the loss is the sum of the marginal losses.
 - Initial data from the image histogram (§8.3); positions are the pixel centres of
-  :func:`._dsmc.make_particles`.
+  :func:`._dsmc.make_particles`, in the same Omega: the image's rectangle
+  [-a_1, a_1] x [-a_2, a_2] (long side 2). Along axis k the Beta law is that of
+  z = x_k / a_k with mean M_k / (a_k B) (:mod:`._equilibrium`); the spatial grid has
+  ``n_space`` cells along the long side and ``max(1, round(n_space a_k))`` along the other,
+  so the cells are square up to rounding (the disk filter takes each axis's cell side).
 """
 
 from __future__ import annotations
@@ -73,16 +77,25 @@ __all__ = ["MacroSetup", "macro_setup", "macro_solve", "histogram_loss", "gt_dis
 
 @dataclasses.dataclass
 class MacroSetup:
-    """Initial data of the macroscopic model for one image: rho0 (d, N_c), J0 (d, N_c, 2)."""
+    """Initial data of the macroscopic model for one image: rho0 (d, N_c), J0 (d, N_c, 2).
+
+    ``extent`` = (a_1, a_2): Omega = [-a_1, a_1] x [-a_2, a_2], the image's rectangle of
+    :func:`._dsmc.make_particles` (default the square [-1, 1]^2).
+    """
 
     rho0: np.ndarray
     J0: np.ndarray
     n_bins: int
     n_space: int
+    extent: tuple[float, float] = (1.0, 1.0)
 
 
 def macro_setup(features: np.ndarray, n_bins: int = 50, n_space: int = 32) -> MacroSetup:
-    """Histogram initial data from a feature image (rows, cols, d) in [0, 1]."""
+    """Histogram initial data from a feature image (rows, cols, d) in [0, 1].
+
+    ``n_space`` is the number of spatial cells along the image's long side; the short side
+    gets as many cells of (nearly) the same size, at least one (see :func:`macro_solve`).
+    """
     from ._dsmc import make_particles
 
     p = make_particles(features)
@@ -96,7 +109,7 @@ def macro_setup(features: np.ndarray, n_bins: int = 50, n_space: int = 32) -> Ma
         rho0[k] = np.bincount(j, minlength=n_bins) / (n * dc)
         for ax in (0, 1):
             J0[k, :, ax] = np.bincount(j, weights=p.x[:, ax], minlength=n_bins) / (n * dc)
-    return MacroSetup(rho0=rho0, J0=J0, n_bins=n_bins, n_space=n_space)
+    return MacroSetup(rho0=rho0, J0=J0, n_bins=n_bins, n_space=n_space, extent=p.extent)
 
 
 def gt_distribution(fractions: np.ndarray, n_bins: int) -> np.ndarray:
@@ -121,43 +134,54 @@ def histogram_loss(rho: np.ndarray, rho_gt: np.ndarray, n_bins: int) -> np.ndarr
     return np.sqrt(np.sum(((rho - rho_gt) * dc) ** 2, axis=-1))
 
 
-def _disk_kernels_fft(radius: np.ndarray, h: float, n: int):
-    """FFTs of the disk kernels (one per agent) for a linear convolution on an n x n grid.
+def _disk_kernels_fft(radius: np.ndarray, h: tuple[float, float], n: tuple[int, int]):
+    """FFTs of the disk kernels (one per agent) for a linear convolution on an n_0 x n_1 grid.
 
-    Returns (kernel FFTs (A, nfft, nfft//2 + 1), nfft, R) with R the largest disk radius in
-    cells; the kernel support is (2R + 1)^2. Only the outputs R .. R + n - 1 of the full linear
-    convolution (length n + 2R) are kept, and the circular one of period nfft aliases output
-    i with i +- nfft, which stays outside [0, n + 2R) for those i once nfft >= n + R: so
-    nfft is the smallest 7-smooth size >= n + R (40 instead of 45 for n = 32, R = 5).
+    ``h`` = (h_0, h_1) are the cell sides along the two axes; the disk holds the offsets
+    (i h_0, j h_1) of length <= r. Returns (kernel FFTs (A, nfft_0, nfft_1//2 + 1), nfft, R)
+    with R = (R_0, R_1) the largest disk radius in cells along each axis (at most n_k - 1:
+    larger offsets leave the grid); the kernel support is (2 R_0 + 1) x (2 R_1 + 1). Only the
+    outputs R_k .. R_k + n_k - 1 of the full linear convolution (length n_k + 2 R_k) are
+    kept, and the circular one of period nfft_k aliases output i with i +- nfft_k, which
+    stays outside [0, n_k + 2 R_k) for those i once nfft_k >= n_k + R_k: so nfft_k is the
+    smallest 7-smooth size >= n_k + R_k (40 instead of 45 for n = 32, R = 5).
     """
     from scipy import fft as sfft
 
-    R = int(min(n - 1, np.ceil(np.max(radius) / h + 1e-9)))
-    off = np.arange(-R, R + 1)
-    d2 = off[:, None] ** 2 + off[None, :] ** 2
-    rc = (np.asarray(radius)[:, None, None] / h) ** 2
+    radius = np.asarray(radius, dtype=float)
+    r_max = np.max(radius)
+    R = tuple(int(min(nk - 1, np.ceil(r_max / hk + 1e-9))) for hk, nk in zip(h, n, strict=True))
+    off0 = np.arange(-R[0], R[0] + 1) * (h[0] / h[1])  # in units of h_1
+    off1 = np.arange(-R[1], R[1] + 1)
+    d2 = off0[:, None] ** 2 + off1[None, :] ** 2
+    rc = (radius[:, None, None] / h[1]) ** 2
     disk = (d2[None] <= rc + 1e-9).astype(np.float64)
-    nfft = n + R
-    while not _smooth(nfft):
-        nfft += 1
-    kern = np.zeros((radius.size, nfft, nfft), dtype=np.float32)
-    kern[:, : 2 * R + 1, : 2 * R + 1] = disk
-    return sfft.rfft2(kern), nfft, R
+    nfft = []
+    for nk, rk in zip(n, R, strict=True):
+        m = nk + rk
+        while not _smooth(m):
+            m += 1
+        nfft.append(m)
+    kern = np.zeros((radius.size, *nfft), dtype=np.float32)
+    kern[:, : 2 * R[0] + 1, : 2 * R[1] + 1] = disk
+    return sfft.rfft2(kern), tuple(nfft), R
 
 
-def _disk_filter(fields: np.ndarray, kf: np.ndarray, nfft: int, R: int) -> np.ndarray:
-    """Zero-padded linear convolution of fields (A, ..., n, n) with the agents' disks.
+def _disk_filter(fields: np.ndarray, kf: np.ndarray, nfft: tuple[int, int],
+                 R: tuple[int, int]) -> np.ndarray:
+    """Zero-padded linear convolution of fields (A, ..., n_0, n_1) with the agents' disks.
 
-    ``kf`` from :func:`_disk_kernels_fft`. Axis by axis: the forward pass along the last axis
-    only over the n non-zero rows, the inverse pass along it only over the n rows kept.
+    ``kf``, ``nfft``, ``R`` from :func:`_disk_kernels_fft`. Axis by axis: the forward pass
+    along the last axis only over the n_0 non-zero rows, the inverse pass along it only over
+    the n_0 rows kept.
     """
     from scipy import fft as sfft
 
-    n = fields.shape[-1]
-    spec = sfft.fft(sfft.rfft(fields, n=nfft, axis=-1), n=nfft, axis=-2)
+    n0, n1 = fields.shape[-2:]
+    spec = sfft.fft(sfft.rfft(fields, n=nfft[1], axis=-1), n=nfft[0], axis=-2)
     spec *= kf.reshape(kf.shape[:1] + (1,) * (fields.ndim - 3) + kf.shape[1:])
-    spec = sfft.ifft(spec, axis=-2)[..., R : R + n, :]
-    return sfft.irfft(spec, n=nfft, axis=-1)[..., R : R + n]
+    spec = sfft.ifft(spec, axis=-2)[..., R[0] : R[0] + n0, :]
+    return sfft.irfft(spec, n=nfft[1], axis=-1)[..., R[1] : R[1] + n1]
 
 
 def _smooth(n: int) -> bool:
@@ -242,17 +266,26 @@ def macro_solve(
     barriers = np.broadcast_to(np.asarray(barriers, dtype=float), (A, d, classes - 1))
     centres, dc = feature_bins(nc)
     faces = np.arange(1, nc) * dc  # interior interfaces c_{j+1/2}
-    ns = setup.n_space
-    hx = 2.0 / ns
-    edges = -1.0 + hx * np.arange(ns + 1)
-    xc = edges[:-1] + hx / 2.0
-    log_x = np.stack([np.log1p(xc), np.log1p(-xc)], -1)  # log(1 + x), log(1 - x) at the centres
-    one_x = np.stack([np.ones(ns), xc])  # sums over y of f and of y f
+    # spatial cells: n_space along the long side, as many of (nearly) the same size along the
+    # short one; axis 0 = x (columns), axis 1 = y (rows, y up), Omega = [-a_k, a_k] per axis
+    ext = np.asarray(setup.extent, dtype=np.float64)
+    n_ax, h_ax, xc, log_x = [], [], [], []
+    for a in ext:
+        n_k = max(1, int(round(setup.n_space * a)))
+        h_k = 2.0 * a / n_k
+        x_k = -a + h_k * np.arange(n_k) + h_k / 2.0  # cell centres
+        n_ax.append(n_k)
+        h_ax.append(h_k)
+        xc.append(x_k)
+        # the Beta law of axis k is that of z = x_k / a_k on [-1, 1]: log(1 + z), log(1 - z)
+        log_x.append(np.stack([np.log1p(x_k / a), np.log1p(-x_k / a)], -1))
+    one_x = np.stack([np.ones(n_ax[0]), xc[0]])  # sums over x of f and of x f
     # the refresh quadratures run in float32 (see the module docstring)
-    log_x32, one_x32 = log_x.astype(np.float32), one_x.astype(np.float32)
-    xc32, centres32 = xc.astype(np.float32), centres.astype(np.float32)
+    log_x32 = [v.astype(np.float32) for v in log_x]
+    one_x32 = one_x.astype(np.float32)
+    yc32, centres32 = xc[1].astype(np.float32), centres.astype(np.float32)
 
-    kf, nfft, R = _disk_kernels_fft(radius, hx, ns)  # (A, nfft, nfft//2+1)
+    kf, nfft, R = _disk_kernels_fft(radius, h_ax, n_ax)  # (A, nfft_x, nfft_y//2+1)
     P = interaction_matrix(centres, delta)  # (A, nc, nc)
     H_face = _multiwell.modulation(faces, classes)
     gradV = np.stack([_grad_v_agents(faces, barriers[:, k], classes) for k in range(d)], 1)
@@ -304,40 +337,44 @@ def macro_solve(
             # equals applying P every step while mu is frozen
             flush(M, ia)
             B = (rho[ia, :, None, :] @ P4[ia])[:, :, 0, :] * dc  # (a, d, nc); P symmetric
-            mu = np.clip(M[ia] / np.maximum(B, 1e-300)[..., None], -1 + 1e-6, 1 - 1e-6)
-            # Beta quasi-equilibrium masses per spatial cell and axis, laid out (a, d, 2, ns,
+            # mean position M / B per axis in z = x_k / a_k (the Beta law's variable)
+            mu_z = np.clip(M[ia] / (np.maximum(B, 1e-300)[..., None] * ext), -1 + 1e-6,
+                           1 - 1e-6)
+            mu = mu_z * ext
+            # Beta quasi-equilibrium masses per spatial cell and axis, laid out (a, d, 2, n,
             # nc) so that every matmul below has BLAS-friendly contiguous operands:
-            # log-density at the cell centres (one matmul with [log(1+x), log(1-x)]),
-            # normalised per feature cell (log-sum-exp); the normalisations Z are folded
-            # into the feature-cell masses and the quadratures instead of dividing w
+            # log-density at the cell centres (one matmul per axis with [log(1+z),
+            # log(1-z)]), normalised per feature cell (log-sum-exp); the normalisations Z are
+            # folded into the feature-cell masses and the quadratures instead of dividing w
             Bn = np.maximum(B, 1e-12)[..., None]
-            al = np.maximum(Bn * (1 + mu) / s2[ia, None, None, None], 1e-8)
-            be = np.maximum(Bn * (1 - mu) / s2[ia, None, None, None], 1e-8)
+            al = np.maximum(Bn * (1 + mu_z) / s2[ia, None, None, None], 1e-8)
+            be = np.maximum(Bn * (1 - mu_z) / s2[ia, None, None, None], 1e-8)
             coef = np.stack([np.moveaxis(al, -1, -2) - 1.0, np.moveaxis(be, -1, -2) - 1.0], -2)
-            # (ns, 2) @ (a, d, 2, 2, nc) -> (a, d, 2, ns, nc)
-            logw = log_x32 @ coef.astype(np.float32)
-            logw -= logw.max(-2, keepdims=True)
-            w = np.exp(logw, out=logw)
-            Z = w.sum(-2, dtype=np.float64)  # (a, d, 2, nc)
-            zxy = Z[:, :, 0] * Z[:, :, 1]  # (a, d, nc)
-            wxT, wyT = w[:, :, 0], w[:, :, 1]  # x-axis (columns), y-axis (rows, y up)
+            coef32 = coef.astype(np.float32)
+            w_ax = []
+            for k in (0, 1):  # (n_k, 2) @ (a, d, 2, nc) -> (a, d, n_k, nc)
+                logw = log_x32[k] @ coef32[:, :, k]
+                logw -= logw.max(-2, keepdims=True)
+                w_ax.append(np.exp(logw, out=logw))
+            wxT, wyT = w_ax  # x-axis (columns), y-axis (rows, y up)
+            zxy = wxT.sum(-2, dtype=np.float64) * wyT.sum(-2, dtype=np.float64)  # (a, d, nc)
             a_n = ia.size
             mass = (rho[ia] * dc / zxy).astype(np.float32)[..., None, :]
-            # transposed mass and c-mass fields (x, y) in one matmul: (a, d, 2 ns_x, ns_y);
-            # the disk is symmetric under x <-> y, so the filter commutes with transposing
+            # transposed mass and c-mass fields (x, y) in one matmul: (a, d, 2 n_x, n_y);
+            # the disk kernels are built for this (x, y) layout and its cell sides
             mw = mass * wxT
             fieldsT = np.concatenate([mw, mw * centres32], -2) @ (
                 np.ascontiguousarray(np.swapaxes(wyT, -1, -2)))
-            # the zero-padded transform is done axis by axis: the first pass only over the ns
-            # non-zero rows, the last inverse pass only over the ns rows kept
-            both = fieldsT.reshape(a_n, d, 2, ns, ns)
+            # the zero-padded transform is done axis by axis: the first pass only over the n_x
+            # non-zero rows, the last inverse pass only over the n_x rows kept
+            both = fieldsT.reshape(a_n, d, 2, n_ax[0], n_ax[1])
             conv = _disk_filter(both, kf if a_n == A else kf[ia], nfft, R)
             c0 = conv[:, :, 0]
             chatT = np.divide(conv[:, :, 1], c0, out=np.full_like(c0, 0.5), where=c0 > 1e-12)
-            np.clip(chatT, 0.0, 1.0, out=chatT)  # (a, d, ns_x, ns_y)
+            np.clip(chatT, 0.0, 1.0, out=chatT)  # (a, d, n_x, n_y)
             # U = sum wx chat wy, Wx = sum x wx chat wy, Wy = sum wx chat y wy per feature
             # cell: Q = chat^T [wy, y wy], then the x-sums with weights wx, x wx as a matmul
-            Q = chatT @ np.concatenate([wyT, wyT * xc32[:, None]], -1)  # (a, d, ns_x, 2 nc)
+            Q = chatT @ np.concatenate([wyT, wyT * yc32[:, None]], -1)  # (a, d, n_x, 2 nc)
             Q *= np.concatenate([wxT, wxT], -1)
             S = (one_x32 @ Q).astype(np.float64)  # (a, d, 2, 2 nc): rows sum_x, sum_x x
             U = S[..., 0, :nc] / zxy
