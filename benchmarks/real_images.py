@@ -45,7 +45,9 @@ Resuming: every finished (dataset, row, image) is appended at once to
 parameters (package defaults included) and a hash of the method's source files (its family
 package and the shared modules below it; for anchors the library version), so a rerun skips
 what is done and recomputes what a changed default or changed code would change. ``--fresh``
-ignores the cache.
+ignores the cache. Shards may run in parallel on one cache (say ``--datasets ph2 --tag shard1``
+and ``--datasets weizmann_horse,dsb2018,wbc,bsds500,synthetic --tag shard2``, each one thread);
+a final run without ``--tag`` then finds every record cached and writes the full results.
 
 Outputs: ``benchmarks/results/<tag>.json`` (every record, the summary, the environment, the
 command) and ``<tag>.md`` (tables, targets, ``Regenerate:`` line), ``<tag>_worst.png`` (one
