@@ -70,7 +70,7 @@ def _dask_client():
 def test_executor_equivalence(tmp_path):
     """Serial, a process pool and a local dask cluster write identical labels and records."""
     _make_inputs(tmp_path / "in", n=4)
-    params = {"invert": True}
+    params = {"foreground": "dark"}
     serial = batch.segment_many(tmp_path / "in", tmp_path / "serial", method="otsu",
                                 params=params, rng=7)
     ctx = multiprocessing.get_context("spawn")
@@ -143,11 +143,11 @@ def test_resume_after_simulated_crash(tmp_path):
     # A third run does nothing; other parameters are not mistaken for done work.
     again = batch.segment_many(tmp_path / "in", out, method="otsu")
     assert again.count("skipped") == 7
-    changed = batch.segment_many(tmp_path / "in", out, method="otsu", params={"invert": True})
+    changed = batch.segment_many(tmp_path / "in", out, method="otsu", params={"foreground": "dark"})
     assert changed.count("failed") == 7
     assert "other parameters" in changed.records[0]["error"]["message"]
     assert "--overwrite" in changed.records[0]["error"]["message"]
-    redo = batch.segment_many(tmp_path / "in", out, method="otsu", params={"invert": True},
+    redo = batch.segment_many(tmp_path / "in", out, method="otsu", params={"foreground": "dark"},
                               overwrite=True)
     assert redo.count("done") == 7
     np.testing.assert_array_equal(_labels(out)["img00_square"], ~truth["img00_square"] * 1)

@@ -85,7 +85,7 @@ def test_segment_file_and_glob_inputs(images, tmp_path):
 def test_param_is_passed(images, tmp_path):
     src, _, truth = images
     out = tmp_path / "out"
-    res = _invoke("segment", src / "a.png", "-o", out, "--param", "invert=true")
+    res = _invoke("segment", src / "a.png", "-o", out, "--param", "foreground=dark")
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(pio.read_mask(out / "a.png"), (~truth["a"]).astype(np.uint8))
 
@@ -262,6 +262,33 @@ def test_evaluate_json_undefined_scores_are_null(images, tmp_path):
     assert "NaN" not in res.stdout
     assert doc["mean"]["dice"] == 0.0
     assert all(r["hausdorff95"] is None for r in doc["images"])
+
+
+def test_evaluate_scores_labels_as_they_are_and_hints_at_inversion(images, tmp_path):
+    _, gt, truth = images
+    pred = tmp_path / "pred"
+    for name, mask in truth.items():  # the background called the object
+        pio.write_labels(pred / f"{name}.png", (1 - mask).astype(np.uint8))
+    res = _invoke("evaluate", pred, gt, "--metrics", "dice")
+    assert res.exit_code == 0, res.output
+    assert "mean dice=0.0000" in res.stdout
+    assert "scored: label 1 vs mask>0" in res.stdout
+    hints = [ln for ln in res.stderr.splitlines() if ln.startswith("hint:")]
+    assert len(hints) == 1
+    assert "--param foreground=dark" in hints[0] and "--match" in hints[0]
+    # --match: Hungarian matching first; no hint, the other rule named
+    res = _invoke("evaluate", pred, gt, "--metrics", "dice,iou", "--match", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["mean"] == {"dice": 1.0, "iou": 1.0}
+    assert doc["scoring"] == {"match": True, "rule": "scored: Hungarian-matched labels"}
+    assert "hint:" not in res.stderr
+    # labels as they are and right: no hint
+    for name, mask in truth.items():
+        pio.write_labels(pred / f"{name}.png", mask, overwrite=True)
+    res = _invoke("evaluate", pred, gt, "--metrics", "iou", "--json")
+    doc = json.loads(res.stdout)
+    assert doc["mean"]["iou"] == 1.0 and "hint" not in doc and "hint:" not in res.stderr
 
 
 def test_segment_volume_tiff(tmp_path):

@@ -57,12 +57,16 @@ def test_bench_tables_scores_and_files(bench_report):
     # the anchor comes first, whatever the order asked for
     assert [r["method"] for r in bright["table"]] == ["otsu", "heat"]
     assert bright["table"][0]["anchor"] and not bright["table"][1]["anchor"]
-    # clean piecewise-constant shapes: Otsu is exact; on the dark set the Hungarian matching
-    # maps Otsu's bright phase to the background, so it is exact there too
-    for ds in (bright, dark):
-        otsu = ds["table"][0]
-        assert otsu["metrics"]["dice"]["mean"] == 1.0
-        assert otsu["metrics"]["hausdorff95"]["mean"] == 0.0
+    # clean piecewise-constant shapes: Otsu is exact; labels are scored as they are
+    # (label 1 vs mask > 0), so on the dark set Otsu is exact or exactly inverted, depending
+    # on which phase it calls the object
+    assert doc["scoring"] == {"match": False, "rule": "scored: label 1 vs mask>0"}
+    otsu = bright["table"][0]
+    assert otsu["metrics"]["dice"]["mean"] == 1.0
+    assert otsu["metrics"]["hausdorff95"]["mean"] == 0.0
+    assert otsu["object_dice"] == 1.0 and otsu["inverted_dice"] == 0.0
+    otsu = dark["table"][0]
+    assert {otsu["metrics"]["dice"]["mean"], otsu["inverted_dice"]} == {0.0, 1.0}
     assert dark["table"][0]["failed"] == 1 and bright["table"][0]["failed"] == 0
     assert doc["params"]["heat"]["lam"] == 2.0 and doc["params"]["otsu"]["classes"] == 2
     assert doc["versions"]["numpy"] == np.__version__
@@ -84,12 +88,58 @@ def test_bench_tables_scores_and_files(bench_report):
     ok_items = [it for it in g["heat"] if it["status"] == "done"]
     assert [p["caption"] for p in ok_items[0]["panels"]] == ["image", "truth", "prediction",
                                                             "overlay"]
-    # Markdown and HTML carry the same tables
+    # Markdown and HTML carry the same tables and state the scoring rule
     md = (out / "report.md").read_text()
+    assert "**scored: label 1 vs mask>0 (labels as they are" in md
+    assert "scored: label 1 vs mask&gt;0 (labels as they are" in (out / "index.html").read_text()
     assert "| otsu (anchor) | 3 | 0 | **1.000 ± 0.000** |" in md
     page = (out / "index.html").read_text()
     assert page.count("<table class='metrics'") == 2
     assert "otsu (anchor)" in page and "<h2 id='galleries'>" in page
+
+
+def test_bench_match_maps_the_dark_phase(tmp_path):
+    dark = _dataset(tmp_path / "dark", dark=True)
+    rep = report.run_bench([dark], ["otsu"], tmp_path / "r", gallery=1, match=True)
+    assert rep["scoring"] == {"match": True, "rule": "scored: Hungarian-matched labels"}
+    assert rep["datasets"][0]["table"][0]["metrics"]["dice"]["mean"] == 1.0
+    assert "scored: Hungarian-matched labels (each prediction mapped" in \
+        (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("match", [False, True])
+def test_bench_and_evaluate_give_identical_numbers(tmp_path, match):
+    """Both commands score the same label files by physeg.metrics.score_labels."""
+    runner = CliRunner()
+    ds = _dataset(tmp_path / "dark", dark=True)
+    # a multi-label truth beside the binary ones: labels 1 and 2 (halves of the object)
+    mask = pio.read_mask(ds / "masks" / "s1.png").astype(np.uint8)
+    mask[:, 22:] *= 2
+    pio.write_labels(ds / "masks" / "s1.png", mask, overwrite=True)
+    metrics = "dice,iou,boundary_f1,hausdorff95"
+    flag = ["--match"] if match else []
+    res = runner.invoke(app, ["bench", str(ds), "--methods", "otsu,heat", "-o",
+                              str(tmp_path / "r"), "--metrics", metrics, *flag],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rule = ("scored: Hungarian-matched labels" if match else
+            "scored: label 1 vs mask>0 (binary masks), label k vs mask label k (others)")
+    assert rule in res.output
+    bench = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert bench["scoring"]["rule"] == rule
+    for method in ("otsu", "heat"):
+        res = runner.invoke(app, ["evaluate", str(tmp_path / "r" / "labels" / "dark" / method),
+                                  str(ds / "masks"), "--metrics", metrics, "--json", *flag],
+                            catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        ev = json.loads(res.stdout)
+        assert ev["scoring"] == {"match": match, "rule": rule}
+        by_id = {r["id"]: r for r in ev["images"]}
+        recs = [r for r in bench["records"] if r["method"] == method]
+        assert len(recs) == 3
+        for r in recs:
+            for name in ("dice", "iou", "boundary_f1", "hausdorff95"):
+                assert by_id[r["id"]][name] == r["metrics"][name], (method, r["id"], name)
 
 
 def test_bench_errors(tmp_path):
@@ -108,7 +158,7 @@ def test_bench_and_evaluate_commands(tmp_path):
     runner = CliRunner()
     ds = _dataset(tmp_path / "bright")
     res = runner.invoke(app, ["bench", str(ds), "--methods", "otsu", "-o",
-                              str(tmp_path / "r"), "--param", "otsu.invert=false"],
+                              str(tmp_path / "r"), "--param", "otsu.foreground=bright"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "dice=1.0000" in res.output and (tmp_path / "r" / "index.html").is_file()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._foreground import FOREGROUND_RULES, OBJECT_RULES, apply_rules
 from .._validate import to_float01, to_grey
 from ._registry import Method, Param, defaults_from, register
 
@@ -22,12 +23,20 @@ __all__ = ["segment_otsu", "segment_chan_vese", "OTSU_PARAMS", "CHAN_VESE_PARAMS
 
 OTSU_PARAMS = (
     Param("classes", "int", 2, "number of classes K; K-1 thresholds", low=2, high=8),
-    Param("invert", "bool", False, "label the darkest class 1 instead of the brightest"),
+    Param("foreground", "str", "auto", "which class is label 1: auto (the one holding less of "
+          "the image border), bright or dark; K > 2: label 0 = background",
+          choices=FOREGROUND_RULES),
+    Param("objects", "str", "all", "all objects, or one: the largest connected object with its "
+          "holes filled (binary)", choices=OBJECT_RULES),
 )
 CHAN_VESE_PARAMS = (
     Param("mu", "float", 0.25, "edge-length weight; higher = smoother", low=0.0, high=10.0),
     Param("max_iter", "int", 500, "iteration cap", low=1, high=100000),
     Param("tol", "float", 1e-3, "stopping tolerance", low=0.0, high=1.0),
+    Param("foreground", "str", "auto", "which region is label 1: auto (the one holding less of "
+          "the image border), bright or dark", choices=FOREGROUND_RULES),
+    Param("objects", "str", "all", "all objects, or one: the largest connected object with its "
+          "holes filled", choices=OBJECT_RULES),
 )
 
 
@@ -36,7 +45,8 @@ def segment_otsu(
     image: np.ndarray,
     *,
     classes: int,
-    invert: bool,
+    foreground: str,
+    objects: str,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -49,15 +59,19 @@ def segment_otsu(
         2D or 3D image, grey or with ``channel_axis`` (channels averaged).
     classes : int, default 2
         Number of classes K (2..8); K - 1 thresholds maximise the between-class variance.
-    invert : bool, default False
-        If True, label 1 is the darkest class instead of the brightest.
+    foreground : {"auto", "bright", "dark"}, default "auto"
+        Which class is the object (:mod:`physeg._foreground`): ``"auto"`` = the one holding
+        less of the image border (K > 2: label 0 = the class holding most of it), ``"bright"``
+        = the brightest (the classical Otsu output), ``"dark"`` = the darkest.
+    objects : {"all", "one"}, default "all"
+        ``"one"`` keeps the largest connected object, holes filled (binary only).
     channel_axis, spacing, rng
         Accepted for the common contract; Otsu is deterministic and ignores spacing.
 
     Returns
     -------
     labels : ndarray of uint8
-        0..K-1 ordered by intensity (0 darkest unless ``invert``).
+        0..K-1: by the ``foreground`` rule, the others by intensity.
 
     Raises
     ------
@@ -85,9 +99,8 @@ def segment_otsu(
                 "it has too few distinct grey levels. Lower `classes`."
             ) from None
         labels = np.digitize(grey, bins=thresholds).astype(np.uint8)
-    if invert:
-        labels = (classes - 1 - labels).astype(np.uint8)
-    return labels
+    # thresholds order the classes by intensity, so class k's brightness is k
+    return apply_rules(labels, np.arange(classes), foreground, objects)
 
 
 @defaults_from(CHAN_VESE_PARAMS)
@@ -97,6 +110,8 @@ def segment_chan_vese(
     mu: float,
     max_iter: int,
     tol: float,
+    foreground: str,
+    objects: str,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -105,7 +120,7 @@ def segment_chan_vese(
 
     Minimises ``mu·Length(C) + ∫_in (f − c1)² + ∫_out (f − c2)²`` by level-set gradient
     descent from a checkerboard initialisation. The image is mapped to [0, 1] by its dtype
-    range (see :func:`physeg._validate.to_float01`). The brighter region is labelled 1.
+    range (see :func:`physeg._validate.to_float01`).
 
     Parameters
     ----------
@@ -115,6 +130,8 @@ def segment_chan_vese(
         Iteration cap (1..100000).
     tol : float, default 1e-3
         Level-set change tolerance for stopping.
+    foreground, objects
+        As for :func:`segment_otsu`: which region is label 1, and single-object output.
     """
     from skimage.segmentation import chan_vese
 
@@ -123,10 +140,11 @@ def segment_chan_vese(
         raise ValueError("the image is constant; Chan–Vese needs at least two intensities.")
     mask = chan_vese(grey, mu=mu, max_num_iter=max_iter, tol=tol)
     mask = np.asarray(mask, dtype=bool)
-    # Chan–Vese's phase sign is arbitrary: call the brighter region foreground.
-    if mask.any() and (~mask).any() and grey[mask].mean() < grey[~mask].mean():
-        mask = ~mask
-    return mask.astype(np.uint8)
+    # Chan–Vese's phase sign is arbitrary; the foreground rule decides which region is 1
+    labels = mask.astype(np.uint8)
+    brightness = [grey[~mask].mean() if (~mask).any() else 0.0,
+                  grey[mask].mean() if mask.any() else 0.0]
+    return apply_rules(labels, brightness, foreground, objects)
 
 
 register(

@@ -158,9 +158,15 @@ def test_three_phases_ordered_by_brightness():
     lab[_disc(lab.shape, (48, 48), 16)] = 2
     rng = np.random.default_rng(10)
     img = np.array([0.8, 0.5, 0.2])[lab] + rng.normal(0, 0.08, lab.shape)  # centre darkest
-    labels, info = segment_heat(img, classes=3, lam=4.0, return_energy=True)
+    labels, info = segment_heat(img, classes=3, lam=4.0, foreground="bright",
+                                return_energy=True)
     assert np.all(np.diff(info["means"][:, 0]) > 0)  # label order = brightness order
     assert np.mean(labels == (2 - lab)) > 0.99
+    # the border prior: label 0 = the phase on the border (the bright outside), then by
+    # brightness (the dark centre 1, the ring 2)
+    auto, info = segment_heat(img, classes=3, lam=4.0, return_energy=True)
+    assert np.mean(auto == np.array([0, 2, 1])[lab]) > 0.99
+    assert info["means"][0, 0] > info["means"][2, 0] > info["means"][1, 0]
 
 
 def test_spacing_rescales_tau_and_lam_exactly():
@@ -187,11 +193,12 @@ def test_input_never_modified():
     np.testing.assert_array_equal(init, init_c)
 
 
-def test_dark_object_is_label_zero():
+def test_a_dark_object_is_label_1_by_the_border_prior():
     mask = _disc((64, 64), (32, 32), 16)
     img = _noisy(mask, 0.1, seed=13, lo=0.8, hi=0.2)
-    labels = segment_heat(img)
-    assert _dice(labels == 0, mask) > 0.99
+    assert _dice(segment_heat(img) == 1, mask) > 0.99
+    assert _dice(segment_heat(img, foreground="dark") == 1, mask) > 0.99
+    assert _dice(segment_heat(img, foreground="bright") == 0, mask) > 0.99
 
 
 def test_reaction_grows_a_seed_to_the_object():

@@ -68,6 +68,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..._foreground import FOREGROUND_RULES, OBJECT_RULES, foreground_order, keep_one_object
 from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
 from .._registry import Method, Param, defaults_from, register
 from ._mbo import heat_multiplier, heat_step, kmeans_labels, otsu_labels, run_binary, run_multi
@@ -75,6 +76,7 @@ from ._mbo import heat_multiplier, heat_step, kmeans_labels, otsu_labels, run_bi
 __all__ = ["segment_heat", "fit_heat", "HEAT_PARAMS"]
 
 _INITS = ("auto", "kmeans", "otsu", "mask")
+_FIDELITIES = ("means", "mixtures")
 _INIT_TAU_FACTOR = 4.0  # the automatic initialisations cluster G_{4 tau} * f
 
 HEAT_PARAMS: tuple[Param, ...] = (
@@ -93,6 +95,19 @@ HEAT_PARAMS: tuple[Param, ...] = (
           low=1, high=100000),
     Param("tol", "float", 0.0, "also stop when the relative energy decrease is below tol "
           "(0 = only when no pixel changes)", low=0.0, high=1.0),
+    Param("fidelity", "str", "means", "region model: means (piecewise-constant Mumford-Shah) "
+          "or mixtures (colour/texture Gaussian mixtures per phase + border prior; K = 2)",
+          choices=_FIDELITIES),
+    Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less "
+          "of the image border), bright or dark; K > 2: label 0 = background",
+          choices=FOREGROUND_RULES),
+    Param("objects", "str", "all", "all objects, or one: the largest connected object with "
+          "its holes filled (binary)", choices=OBJECT_RULES),
+    Param("components", "int", 5, "mixtures: Gaussians per phase", low=1, high=20),
+    Param("border_prior", "float", 20.0, "mixtures: weight (nats) of the border-distance "
+          "object prior; 0 = colours and texture alone", low=0.0, high=1000.0),
+    Param("texture", "float", 2.0, "mixtures: scale (pixels) of the local-contrast texture "
+          "feature; 0 = colour only", low=0.0, high=50.0),
 )
 
 _DEFAULTS = {p.name: p.default for p in HEAT_PARAMS}
@@ -126,6 +141,12 @@ def segment_heat(
     reaction: float,
     max_iter: int,
     tol: float,
+    fidelity: str,
+    foreground: str,
+    objects: str,
+    components: int,
+    border_prior: float,
+    texture: float,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: Any = None,
@@ -248,6 +269,13 @@ def segment_heat(
         spacing = (1.0,) * ndim
     vol = float(np.prod(spacing))
 
+    if fidelity == "mixtures":
+        return _segment_mixtures(arr, has_channels, spacing, classes=classes, init=init,
+                                 init_labels=init_labels, tau=tau, lam=lam,
+                                 border_prior=border_prior, components=components,
+                                 texture=texture, max_iter=max_iter, gen=gen,
+                                 foreground=foreground, objects=objects, workers=workers,
+                                 return_energy=return_energy)
     f, mean_in, scale = _normalise(arr, has_channels)
     n_ch = f.shape[-1]
 
@@ -307,12 +335,14 @@ def segment_heat(
         res = run_multi(f, labels_flat.reshape(spatial), mult, classes, **common)
     labels, means, counts = res["labels"], res["means"], res["counts"]
 
-    # ---- order phases by brightness -------------------------------------------------
-    order = np.argsort(means.sum(axis=1), kind="stable")
+    # ---- which phase is which: the foreground rule ------------------------------------
+    order = foreground_order(labels, means.sum(axis=1), foreground)
     lut = np.empty(classes, dtype=np.intp)
     lut[order] = np.arange(classes)
     out_dtype = np.uint8 if classes <= 255 else np.int32
     out = lut[labels].astype(out_dtype)
+    if objects == "one" and classes == 2:
+        out = keep_one_object(out)
     if not return_energy:
         return out
     means_in = means[order] * scale + mean_in[None, :]
@@ -325,6 +355,37 @@ def segment_heat(
         "changed": res["changed"],
         "init": init,
     }
+    return out, info
+
+
+def _segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, tau, lam,
+                      border_prior, components, texture, max_iter, gen, foreground, objects,
+                      workers, return_energy):
+    """The ``fidelity="mixtures"`` path of :func:`segment_heat` (see :mod:`._mixtures`)."""
+    from ._mixtures import run_mixtures
+
+    if classes != 2:
+        raise ValueError(
+            f"fidelity='mixtures' segments two phases (got classes={classes}); use "
+            "fidelity='means' for K > 2 phases."
+        )
+    if init != "auto" or init_labels is not None:
+        raise ValueError(
+            "fidelity='mixtures' starts from the border prior; init and init_labels are for "
+            "fidelity='means'. Drop them or pass fidelity='means'."
+        )
+    mask, info = run_mixtures(arr, -1 if has_channels else None, spacing, tau=tau, lam=lam,
+                              border_prior=border_prior, components=components,
+                              texture=texture, max_iter=max_iter, rng=gen, workers=workers)
+    phases = mask.astype(np.uint8)
+    order = foreground_order(phases, info["brightness"], foreground)
+    out = (phases if order[1] == 1 else 1 - phases).astype(np.uint8)
+    if objects == "one":
+        out = keep_one_object(out)
+    if not return_energy:
+        return out
+    info = {**info, "counts": np.bincount(out.ravel(), minlength=2).astype(np.int64),
+            "init": "border prior"}
     return out, info
 
 

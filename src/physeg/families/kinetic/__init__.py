@@ -35,9 +35,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..._foreground import apply_rules
 from ..._validate import as_rng
 from .._registry import Method, defaults_from, register
 from ._model import FIT_PARAMS, SEGMENT_PARAMS, KineticModel
+
+#: weight (nats) of the border prior in the mixtures' posterior (as heat's default)
+MIXTURE_PRIOR = 20.0
 
 __all__ = ["segment_kinetic", "fit_kinetic", "KineticModel", "parse_barriers"]
 
@@ -125,6 +129,9 @@ def segment_kinetic(
     binarise_rate: float,
     feature_update: str,
     runs: int,
+    fidelity: str,
+    foreground: str,
+    objects: str,
     channel_axis: int | None = None,
     spacing: Sequence[float] | None = None,
     rng: None | int | np.random.Generator = None,
@@ -200,14 +207,52 @@ def segment_kinetic(
         raise ValueError(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
-    feats = image_features(img, channel_axis)
+    gen = as_rng(rng)
+    if fidelity == "mixtures":
+        if classes != 2:
+            raise ValueError(f"fidelity='mixtures' gives two phases (got classes={classes}); "
+                             "use fidelity='means' for K > 2.")
+        feats = object_posterior(img, channel_axis, gen)[..., None]
+    else:
+        feats = image_features(img, channel_axis)
     params = _params(
         classes=classes, delta=delta, sigma=sigma, radius=radius, barriers=barriers, eps=eps,
         dt=dt, t_final=t_final, space_rate=space_rate, transport_rate=transport_rate,
         binarise_rate=binarise_rate, feature_update=feature_update, d=feats.shape[-1],
     )
-    labels, _ = run_particle_model(feats, params, as_rng(rng), runs=runs)
-    return labels
+    labels, _ = run_particle_model(feats, params, gen, runs=runs)
+    # the wells order the labels by feature, so the phases' brightness is their label
+    # (mixtures: label 1 = the object side of the posterior, "brighter" by construction)
+    return apply_rules(labels, np.arange(classes), foreground, objects)
+
+
+def object_posterior(image: np.ndarray, channel_axis: int | None,
+                     rng: np.random.Generator, *, rounds: int = 4) -> np.ndarray:
+    r"""The particles' feature for ``fidelity="mixtures"``: p(object | colour, texture, prior).
+
+    Region competition without the spatial term (:mod:`physeg._regions`): the border prior's
+    partition starts it, then ``rounds`` times the two phase mixtures are re-fitted and every
+    pixel takes the phase of its larger posterior. The returned posterior
+    :math:`\sigma(\log p_1 - \log p_0 + w(D - 1/2))` in [0, 1] is what the consensus
+    dynamics aggregate and binarise (the seed's "couple with learning" direction).
+    """
+    from ..._regions import PhaseMixtures, border_geodesic, prior_partition, region_features
+
+    feats = region_features(image, channel_axis)
+    X = feats.reshape(-1, feats.shape[-1])
+    geodesic = border_geodesic(feats)
+    prior = (MIXTURE_PRIOR * (geodesic - 0.5)).reshape(-1)
+    u = prior_partition(geodesic).reshape(-1)
+    mixtures = PhaseMixtures(5, 4000, rng)
+    for _ in range(rounds):
+        mixtures.fit(X, u)
+        odds = mixtures.log_odds(X) + prior
+        new = odds > 0
+        if np.array_equal(new, u) or not new.any() or new.all():
+            break
+        u = new
+    posterior = 0.5 * (1.0 + np.tanh(0.5 * np.clip(odds, -60, 60)))
+    return posterior.reshape(feats.shape[:-1]).astype(np.float64)
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:

@@ -183,6 +183,15 @@ def make_objective(
     return objective
 
 
+def _object_side(feats: list, labs: list, classes: int) -> str:
+    """"bright" when the training masks' object class (label 1) is the brighter phase."""
+    if classes != 2:
+        return "bright"
+    obj = np.concatenate([f[lab > 0].mean(axis=-1) for f, lab in zip(feats, labs, strict=True)])
+    bg = np.concatenate([f[lab == 0].mean(axis=-1) for f, lab in zip(feats, labs, strict=True)])
+    return "bright" if obj.mean() >= bg.mean() else "dark"
+
+
 @defaults_from(SEGMENT_PARAMS + FIT_PARAMS)
 def fit(
     images: list,
@@ -239,16 +248,25 @@ def fit(
         raise ValueError(f"refresh must be a positive number of time units; got {refresh!r}.")
     gen = as_rng(rng)
     allowed = {"eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
-               "feature_update", "runs", "delta", "sigma", "radius", "barriers"}
+               "feature_update", "runs", "delta", "sigma", "radius", "barriers", "fidelity",
+               "foreground", "objects"}
     unknown = set(fixed) - allowed
     if unknown:
         raise ValueError(f"unknown fit options {sorted(unknown)}; allowed: {sorted(allowed)}.")
+    if fixed.get("fidelity") == "mixtures":
+        raise ValueError("kinetic fitting identifies theta on the image features; "
+                         "fit with fidelity='means' (the default).")
     fixed_names = ("eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
                    "feature_update")
     base = {p.name: p.default for p in SEGMENT_PARAMS if p.name in fixed_names}
     base.update({k: v for k, v in fixed.items() if k in base and v is not None})
     runs = fixed.get("runs") or 1
     feats, labs = prepare(images, masks, classes, fit_size)
+    # the wells order the phases by feature: a dark object is fitted as the dark well, and
+    # the model's foreground rule maps it back to label 1
+    side = fixed.get("foreground") or _object_side(feats, labs, classes)
+    if classes == 2 and side == "dark":
+        labs = [(1 - lab).astype(lab.dtype) for lab in labs]
     d = feats[0].shape[-1]
     bounds = theta_bounds(d, classes)
     objective = make_objective(feats, labs, classes=classes, loss=loss, base=base,
@@ -264,6 +282,8 @@ def fit(
         "radius": float(theta[2]),
         "barriers": ",".join(f"{b:.6g}" for b in bars.ravel()),
         "runs": int(runs), **base,
+        "foreground": side,
+        "objects": fixed.get("objects") or "all",
     }
     info = {
         "loss": loss, "loss_value": float(res.f), "n_evals": res.n_evals,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._foreground import FOREGROUND_RULES, OBJECT_RULES
 from .._registry import Model, Param
 
 __all__ = ["SEGMENT_PARAMS", "FIT_PARAMS", "KineticModel"]
@@ -40,6 +41,14 @@ SEGMENT_PARAMS = (
     Param("feature_update", "str", "mean", "mean-field or literal Nanbu feature updates",
           choices=("mean", "nanbu")),
     Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
+    Param("fidelity", "str", "means", "particle feature: means (the image's intensities) or "
+          "mixtures (the object posterior of colour/texture mixtures + border prior; K = 2)",
+          choices=("means", "mixtures")),
+    Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less of "
+          "the image border), bright or dark; K > 2: label 0 = background",
+          choices=FOREGROUND_RULES),
+    Param("objects", "str", "all", "all objects, or one: the largest connected object with its "
+          "holes filled (binary)", choices=OBJECT_RULES),
 )
 
 FIT_PARAMS = (
