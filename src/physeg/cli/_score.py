@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
 
@@ -28,22 +29,16 @@ def _finite(x: float) -> bool:
     return x == x and x not in (float("inf"), float("-inf"))
 
 
-def _evaluate_pair(pred, gts, names, average, options):
-    import numpy as np
+def _hint(dice_mean: float, inverted_mean: float | None, where: str = "",
+          param: str = "--param foreground=dark") -> str | None:
+    """The one-line hint when the inverted prediction scores far higher, else None."""
+    from ..metrics import inversion_hint
 
-    from ..metrics import evaluate as mevaluate
-
-    vals: dict[str, list[float]] = {n: [] for n in names}
-    used = average
-    for gt in gts:
-        if average == "auto":
-            n_p = np.unique(pred[pred > 0]).size
-            n_g = np.unique(gt[gt > 0]).size
-            used = "binary" if n_p <= 1 and n_g <= 1 else "mean"
-        res = mevaluate(pred, gt, names, average=used, **options)
-        for n in names:
-            vals[n].append(float(res[n]))
-    return {n: float(np.mean(v)) for n, v in vals.items()}, used
+    if not inversion_hint(dice_mean, inverted_mean):
+        return None
+    return (f"hint: {where}the inverted labels score much higher (dice {inverted_mean:.3f} vs "
+            f"{dice_mean:.3f}); the method probably called the background the object: "
+            f"segment again with {param}, or score with --match.")
 
 
 @app.command()
@@ -70,13 +65,23 @@ def evaluate(
         typer.Option("--report", help="Also write an HTML/Markdown/JSON report (tables and a "
                      "worst-first gallery) to this folder."),
     ] = None,
+    match: Annotated[
+        bool,
+        typer.Option("--match", help="Map predicted labels to the truth's by Hungarian "
+                     "matching (max overlap) before scoring, for unsupervised multi-label "
+                     "output. Default: labels as they are (label 1 vs mask>0 for binary "
+                     "masks)."),
+    ] = False,
 ) -> None:
-    """Score predicted label images against ground truth (per image and mean)."""
+    """Score predicted label images against ground truth (per image and mean).
+
+    The rule is physeg.metrics.score_labels, the same as physeg bench's.
+    """
     import numpy as np
 
     from ..data.datasets import pair_folders
     from ..io import read_mask
-    from ..metrics import resolve_metric
+    from ..metrics import resolve_metric, score_labels, scoring_rule
 
     try:
         names = [resolve_metric(n.strip()) for n in metrics.split(",") if n.strip()]
@@ -96,32 +101,46 @@ def evaluate(
     rows = []
     n_fail = 0
     err = _console(stderr=True)
+    inverted: list[float | None] = []
+    plain: list[float | None] = []
+    binary: set[bool] = set()
     for s in samples:
         try:
             p = read_mask(s.image_path)
             gts = [read_mask(q) for q in s.mask_paths]
-            vals, used = _evaluate_pair(p, gts, names, average, {})
+            res = score_labels(p, gts, names, match=match, average=average)
         except (ValueError, TypeError, OSError) as exc:
             n_fail += 1
             err.print(_tagged("failed", "red", f"{s.image_path}: {exc}"))
             continue
+        inverted.append(res["inverted_dice"])
+        plain.append(res["object_dice"])
+        binary.add(res["binary"])
         rows.append(
             {
                 "id": s.id,
                 "pred": str(s.image_path),
                 "gt": [str(q) for q in s.mask_paths],
-                "average": used,
-                **vals,
+                "average": res["average"],
+                **res["scores"],
+                **({"inverted_dice": res["inverted_dice"]}
+                   if res["inverted_dice"] is not None else {}),
             }
         )
+    rule = scoring_rule(match=match, average=average,
+                        binary=binary.pop() if len(binary) == 1 else (None if binary else True))
     mean = {}
     for n in names:
         v = np.array([r[n] for r in rows], dtype=float)
         mean[n] = float(np.nanmean(v)) if v.size and np.isfinite(v).any() else float("nan")
+    hint = None
+    if rows and all(x is not None for x in inverted):
+        hint = _hint(float(np.mean(plain)), float(np.mean(inverted)))
     if report is not None and rows:
         from ..report import evaluation_report
 
-        evaluation_report(rows, report, pred_dir=pred, gt_dir=gt, metrics=names, failed=n_fail)
+        evaluation_report(rows, report, pred_dir=pred, gt_dir=gt, metrics=names, failed=n_fail,
+                          match=match, rule=rule)
         _console(stderr=True).print(f"report: {report / 'index.html'}")
     if as_json:
         doc = {
@@ -130,9 +149,12 @@ def evaluate(
             "n": len(rows),
             "failed": n_fail,
             "metrics": names,
+            "scoring": {"match": match, "rule": rule},
             "mean": mean,
             "images": rows,
         }
+        if hint:
+            doc["hint"] = hint
         typer.echo(json.dumps(_nan_to_none(doc), indent=2, allow_nan=False))
     else:
         from rich.table import Table
@@ -153,6 +175,9 @@ def evaluate(
             + f" over {len(rows)} image(s)"
             + (f"; {n_fail} failed" if n_fail else "")
         )
+        out.print(rule, markup=False, highlight=False)
+    if hint:
+        err.print(hint, markup=False, highlight=False)
     if n_fail:
         raise typer.Exit(code=1)
 
@@ -184,6 +209,12 @@ def bench(
     ] = 8,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = 1,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed passed to every method.")] = 0,
+    match: Annotated[
+        bool,
+        typer.Option("--match", help="Map predicted labels to the truth's by Hungarian "
+                     "matching before scoring (as physeg evaluate --match). Default: labels "
+                     "as they are (label 1 vs mask>0 for binary masks)."),
+    ] = False,
 ) -> None:
     """Run methods over annotated folders; write index.html, report.md and report.json."""
     from ..report import run_bench
@@ -226,7 +257,7 @@ def bench(
 
             rep = run_bench([str(d) for d in datasets], names, out_dir, params=overrides,
                             metrics=metric_names, limit=limit, gallery=gallery,
-                            executor=executor, rng=seed, progress=on_record)
+                            executor=executor, rng=seed, progress=on_record, match=match)
     except (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError) as exc:
         raise _bad(str(exc)) from None
     finally:
@@ -240,6 +271,15 @@ def bench(
             out.print(f"{ds['name']:>16} {row['method']:>12}{' (anchor)' if row['anchor'] else ''}"
                       f"  {primary}={st['mean']:.4f}  s/image={row['seconds']['median']:.3f}"
                       + (f"  failed={row['failed']}" if row["failed"] else ""))
+    out.print(rep["scoring"]["rule"], markup=False, highlight=False)
+    for ds in rep["datasets"]:
+        for row in ds["table"]:
+            dice_mean = row.get("object_dice")
+            hint = _hint(dice_mean if dice_mean is not None else math.nan,
+                         row.get("inverted_dice"), where=f"{ds['name']} {row['method']}: ",
+                         param=f"--param {row['method']}.foreground=dark")
+            if hint:
+                err.print(hint, markup=False, highlight=False)
     out.print(f"report: {Path(out_dir) / 'index.html'}")
     if any(r["status"] != "done" for r in rep["records"]):
         raise typer.Exit(code=1)

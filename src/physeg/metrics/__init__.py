@@ -59,8 +59,22 @@ Exact definitions (which surface, which percentile, which matching): ``docs/metr
   (many-to-one), ``bsds_protocols`` (BSD500 All / Fine / Coarse / Mean), and pooled
   accumulators for dataset-level scores.
 
-:func:`evaluate` runs several metrics by name (the ``physeg evaluate`` command) and
-:data:`METRICS` maps each name to its function.
+:func:`evaluate` runs several metrics by name and :data:`METRICS` maps each name to its
+function. :func:`score_labels` is **the one scoring rule** of ``physeg evaluate`` and
+``physeg bench`` (both call it, so they give the same numbers for the same label files):
+
+* plain (default): the labels as they are. A binary truth (at most one foreground value) is
+  scored as *label 1 vs mask > 0*: predicted label 1 is the object (what ``physeg segment``
+  writes for a two-phase method; a prediction whose only non-zero value is another number,
+  e.g. a 0/255 mask, has that value as its object); a multi-label truth label by label
+  (label k vs mask label k, mean over labels);
+* ``match=True``: the predicted labels are first mapped to the truth's by the Hungarian
+  assignment that maximises overlap (:func:`hungarian_match`; unmatched labels become
+  background), for unsupervised multi-label output whose ids mean nothing;
+
+with several annotators a metric is the mean over them (NaN ignored). For a binary truth the
+plain rule also gives the Dice of the *inverted* prediction, so a caller can say when the
+method called the wrong phase the object.
 
 Validation: shapes must match (the error gives both shapes and asks whether the mask belongs
 to this image); labels must be non-negative whole numbers (floats holding whole numbers are
@@ -93,6 +107,8 @@ from __future__ import annotations
 
 import inspect
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from .._validate import look_up_option
 from ._matching import (
@@ -135,6 +151,11 @@ __all__ = [
     "recall",
     "ALIASES",
     "resolve_metric",
+    "score_labels",
+    "scoring_rule",
+    "scored_view",
+    "apply_match",
+    "inversion_hint",
 ]
 
 # ------------------------------------------------------------------------ registry, evaluate
@@ -268,3 +289,167 @@ def evaluate(
             f"option(s) {sorted(unused)} are not accepted by any of the metrics {canon}."
         )
     return out
+
+
+# ------------------------------------------------------------------------ the one scoring rule
+
+
+def _is_binary_truth(gt: np.ndarray) -> bool:
+    """At most one foreground value (0/1, 0/255 masks)."""
+    return np.unique(gt[gt > 0]).size <= 1
+
+
+def apply_match(pred: Any, gt: Any) -> np.ndarray:
+    """``pred`` relabelled by :func:`hungarian_match` onto ``gt``'s labels (int64; predicted
+    labels left unmatched become 0)."""
+    p, g = check_pair(pred, gt)
+    mapping = hungarian_match(p, g)
+    keys = np.array(sorted(mapping), dtype=np.int64)
+    out = np.zeros(p.shape, dtype=np.int64)
+    if keys.size:
+        vals = np.array([mapping[k] for k in keys], dtype=np.int64)
+        idx = np.clip(np.searchsorted(keys, p), 0, keys.size - 1)
+        hit = keys[idx] == p
+        out[hit] = vals[idx[hit]]
+    return out
+
+
+def _object_label(pred: np.ndarray) -> int:
+    """The predicted label that is "the object" for a binary truth: 1, or the only non-zero
+    value when 1 is absent (a 0/255 mask)."""
+    values = np.unique(pred[pred > 0])
+    if values.size == 1 and values[0] != 1:
+        return int(values[0])
+    return 1
+
+
+def scored_view(pred: Any, gt: Any, *, match: bool = False,
+                average: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """The (pred, gt) arrays :func:`score_labels` scores and the ``average`` it uses.
+
+    ``average="auto"``: a binary truth gives ``(pred == object label, gt > 0, "binary")``
+    (after the matching with ``match=True``), a multi-label one ``(pred, gt, "mean")``.
+    ``"binary"``: foreground against foreground (``> 0``); ``"mean"``: labels as they are.
+    The report galleries draw the first array, so they show what was scored.
+    """
+    p, g = check_pair(pred, gt)
+    if average not in ("auto", "binary", "mean"):
+        raise ValueError(f"average must be auto, binary or mean; got {average!r}.")
+    if match:
+        p = apply_match(p, g)
+    if average == "auto":
+        if not _is_binary_truth(g):
+            return p, g, "mean"
+        fg = (p > 0) if match else (p == _object_label(p))
+        return fg.astype(np.uint8), (g > 0).astype(np.uint8), "binary"
+    if average == "binary":
+        return (p > 0).astype(np.uint8), (g > 0).astype(np.uint8), "binary"
+    return p, g, "mean"
+
+
+def scoring_rule(*, match: bool = False, average: str = "auto",
+                 binary: bool | None = True) -> str:
+    """One line naming the rule, e.g. ``"scored: label 1 vs mask>0"``.
+
+    ``binary``: whether the truths were binary (``None``: both kinds met).
+    """
+    if match:
+        return "scored: Hungarian-matched labels"
+    if average == "binary":
+        return "scored: label > 0 vs mask > 0"
+    if average == "mean" or binary is False:
+        return "scored: labels as they are (label k vs mask label k)"
+    if binary is None:
+        return "scored: label 1 vs mask>0 (binary masks), label k vs mask label k (others)"
+    return "scored: label 1 vs mask>0"
+
+
+def score_labels(
+    pred: Any,
+    gts: Any,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    *,
+    match: bool = False,
+    average: str = "auto",
+    **options: Any,
+) -> dict[str, Any]:
+    """Score one prediction against one or several truths by the one rule (module notes).
+
+    Parameters
+    ----------
+    pred : array_like of int
+        Predicted labels.
+    gts : array_like of int, or a list of them
+        One truth or several annotators' truths, each of ``pred``'s shape.
+    metrics : str or sequence of str
+        Metric names, as :func:`evaluate`.
+    match : bool, default False
+        Map the predicted labels to each truth's by Hungarian matching first.
+    average : {"auto", "binary", "mean"}, default "auto"
+        See :func:`scored_view`.
+    **options
+        Passed to :func:`evaluate` (e.g. ``spacing``, ``tolerance``).
+
+    Returns
+    -------
+    dict
+        ``"scores"``: ``{metric: mean over the truths}`` (NaN ignored; NaN if all are);
+        ``"average"``: the average used (``"binary"``, ``"mean"`` or ``"mixed"``);
+        ``"binary"``: whether every truth was binary; ``"rule"``: :func:`scoring_rule`'s
+        line; ``"inverted_dice"`` and ``"object_dice"``: Dice of the inverted and of the
+        scored object mask against the truth (plain rule on binary truths; else None).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.zeros((8, 8), np.uint8); gt[2:6, 2:6] = 1
+    >>> out = score_labels(1 - gt, gt, "dice")
+    >>> out["scores"], out["inverted_dice"], out["rule"]
+    ({'dice': 0.0}, 1.0, 'scored: label 1 vs mask>0')
+    >>> score_labels(1 - gt, gt, "dice", match=True)["scores"]
+    {'dice': 1.0}
+    """
+    if isinstance(gts, np.ndarray) or not isinstance(gts, (list, tuple)):
+        gts = [gts]
+    if not gts:
+        raise ValueError("no ground truth given.")
+    per: list[list[float]] = []
+    names: list[str] = []
+    used: set[str] = set()
+    inverted: list[float] = []
+    plain: list[float] = []
+    binary = []
+    for gt in gts:
+        p, g, avg = scored_view(pred, gt, match=match, average=average)
+        used.add(avg)
+        binary.append(_is_binary_truth(g))
+        vals = evaluate(p, g, metrics, average=avg, **options)
+        names = list(vals)
+        per.append([float(v) for v in vals.values()])
+        if not match and average == "auto" and avg == "binary":
+            inverted.append(float(dice(1 - p, g, average="binary")))
+            plain.append(float(dice(p, g, average="binary")))
+    arr = np.asarray(per, dtype=float)
+    with np.errstate(invalid="ignore"):
+        means = [float(np.nanmean(arr[:, j])) if np.isfinite(arr[:, j]).any() else float("nan")
+                 for j in range(arr.shape[1])]
+    is_binary: bool | None = all(binary) if all(binary) or not any(binary) else None
+    return {
+        "scores": dict(zip(names, means, strict=True)),
+        "average": used.pop() if len(used) == 1 else "mixed",
+        "binary": bool(all(binary)),
+        "rule": scoring_rule(match=match, average=average, binary=is_binary),
+        "inverted_dice": float(np.mean(inverted)) if len(inverted) == len(gts) else None,
+        "object_dice": float(np.mean(plain)) if len(plain) == len(gts) else None,
+    }
+
+
+def inversion_hint(dice_mean: float, inverted_mean: float | None, *,
+                   margin: float = 0.2, floor: float = 0.5) -> bool:
+    """Whether the inverted prediction scores clearly higher: Dice of the inverse >=
+    ``dice_mean + margin`` and above ``floor`` (the callers then suggest the other phase or
+    matching)."""
+    if inverted_mean is None or not np.isfinite(inverted_mean):
+        return False
+    d = dice_mean if np.isfinite(dice_mean) else 0.0
+    return inverted_mean >= d + margin and inverted_mean > floor

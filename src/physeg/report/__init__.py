@@ -14,17 +14,19 @@ both build one data model (a JSON-able dict) for one renderer
 
 Choices made where the issue left room
 --------------------------------------
-* **Label matching.** Unsupervised methods do not know which of their phases is "the object"
-  (``heat`` and ``otsu`` call the *brighter* phase 1; a PH2 lesion is darker than the skin).
-  Every prediction, anchors included, is therefore mapped to the truth's labels by the
-  Hungarian assignment that maximises overlap (:func:`physeg.metrics.hungarian_match`) before
-  scoring; unmatched predicted labels become background. The same rule for every method keeps
-  the comparison fair; the raw labels are kept under ``labels/``.
-* **Metrics.** Binary truths (labels {0, 1}) are scored foreground-vs-foreground
-  (``average="binary"``), others by the mean over labels; with several annotators (BSDS500) a
-  metric is averaged over them. Means ignore NaN (e.g. HD95 of an empty prediction) and the
-  count of such images is shown. The primary metric (first in ``metrics``, Dice by default)
-  orders the galleries, worst first.
+* **One scoring rule** (:func:`physeg.metrics.score_labels`, the same function as
+  ``physeg evaluate``, so both give the same numbers for the same label files). By default
+  labels are scored as they are: a binary truth as *label 1 vs mask > 0* (what the user
+  gets from ``physeg segment``), a multi-label truth label by label. ``match=True``
+  (``--match``) first maps every prediction, anchors included, to the truth's labels by
+  the Hungarian assignment that maximises overlap (unmatched labels become background),
+  for unsupervised methods whose label ids mean nothing. The rule used is stated in the
+  report (``scoring``) and on the command line; the raw labels are kept under ``labels/``.
+  With the plain rule on binary truths each record also keeps the Dice of the inverted
+  prediction (``inverted_dice``), so a method that called the wrong phase the object can
+  be pointed out. With several annotators (BSDS500) a metric is averaged over them. Means
+  ignore NaN (e.g. HD95 of an empty prediction) and the count of such images is shown. The
+  primary metric (first in ``metrics``, Dice by default) orders the galleries, worst first.
 * **Anchors.** The classical baselines (``otsu``, ``chan-vese``) are marked as anchors and
   are always listed first in each table, so a method's row sits beside them. They are not
   added automatically: the user chooses the methods.
@@ -100,38 +102,14 @@ class BenchTask:
     metrics: tuple[str, ...]
     label_path: str
     seed: int | None = 0
+    match: bool = False
 
 
-def _match(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    from ..metrics import hungarian_match
+def _score(pred: np.ndarray, gts: list[np.ndarray], metrics: Sequence[str],
+           match: bool) -> dict[str, Any]:
+    from ..metrics import score_labels
 
-    mapping = hungarian_match(pred, gt)
-    lut_keys = np.array(sorted(mapping), dtype=np.int64)
-    out = np.zeros(pred.shape, dtype=np.int64)
-    if lut_keys.size:
-        vals = np.array([mapping[k] for k in lut_keys], dtype=np.int64)
-        idx = np.searchsorted(lut_keys, pred)
-        idx = np.clip(idx, 0, lut_keys.size - 1)
-        hit = lut_keys[idx] == pred
-        out[hit] = vals[idx[hit]]
-    return out
-
-
-def _score(pred: np.ndarray, gts: list[np.ndarray], metrics: Sequence[str]) -> dict[str, float]:
-    from ..metrics import evaluate
-
-    per = []
-    for gt in gts:
-        matched = _match(pred, gt)
-        binary = int(gt.max()) <= 1
-        vals = evaluate(matched, gt, list(metrics), average="binary" if binary else "mean")
-        per.append([float(vals[m]) for m in vals])
-    arr = np.asarray(per, dtype=float)
-    names = list(evaluate(gts[0], gts[0], list(metrics)).keys())
-    with np.errstate(invalid="ignore"):
-        means = [float(np.nanmean(arr[:, j])) if np.isfinite(arr[:, j]).any() else float("nan")
-                 for j in range(arr.shape[1])]
-    return dict(zip(names, means, strict=True))
+    return score_labels(pred, gts, list(metrics), match=match)
 
 
 _WARMED: set[str] = set()
@@ -156,7 +134,8 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
 
     Returns a record: dataset, id, method, status ("done"/"failed"), error, seconds (the
     segment call, after one untimed warm-up call per process and method, so lazy imports are
-    not timed), peak_mb (tracemalloc peak during the call), metrics, shape.
+    not timed), peak_mb (tracemalloc peak during the call), metrics (by
+    :func:`physeg.metrics.score_labels`), inverted_dice, shape.
     """
     from ..data.datasets import Sample
 
@@ -185,7 +164,10 @@ def bench_one(task: BenchTask) -> dict[str, Any]:
         pio.write_labels(task.label_path, pred, overwrite=True, protect=(task.image_path,),
                          provenance={"method": m.name, "params": task.params,
                                      "input": task.image_path})
-        rec["metrics"] = _score(pred, gts, task.metrics)
+        scored = _score(pred, gts, task.metrics, task.match)
+        rec["metrics"] = scored["scores"]
+        rec["inverted_dice"], rec["object_dice"] = scored["inverted_dice"], scored["object_dice"]
+        rec["binary_truth"] = scored["binary"]
         rec["status"] = "done"
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal
         rec["error"] = f"{type(exc).__name__}: {exc}"
@@ -223,6 +205,9 @@ def _summarise(records: list[dict[str, Any]], metrics: list[str], anchors: Seque
             "n": len(rs),
             "failed": len(rs) - len(done),
             "metrics": {m: _stats([r["metrics"].get(m) for r in done]) for m in metrics},
+            # plain rule on binary truths: mean Dice of the object mask and of its inverse
+            "object_dice": _stats([r.get("object_dice") for r in done])["mean"],
+            "inverted_dice": _stats([r.get("inverted_dice") for r in done])["mean"],
             "seconds": {"median": float(np.median(secs)) if secs else float("nan"),
                         "total": float(np.sum(secs)) if secs else 0.0,
                         "max": float(np.max(secs)) if secs else float("nan")},
@@ -261,6 +246,7 @@ def run_bench(
     anchors: Sequence[str] = ANCHORS,
     progress: Callable[[dict[str, Any]], None] | None = None,
     title: str = "physeg benchmark",
+    match: bool = False,
 ) -> dict[str, Any]:
     """Run ``methods`` over annotated folders and write the report to ``outdir``.
 
@@ -290,6 +276,9 @@ def run_bench(
         Methods marked as anchors (listed first).
     progress : callable, optional
         Called with each record as it arrives.
+    match : bool, default False
+        Score Hungarian-matched labels instead of the labels as they are (module notes;
+        :func:`physeg.metrics.score_labels`).
 
     Returns
     -------
@@ -336,7 +325,7 @@ def run_bench(
                     mask_paths=tuple(str(p) for p in s.mask_paths), method=m.name,
                     params=given[m.name], metrics=tuple(metrics),
                     label_path=str(outdir / "labels" / d.name / m.name / f"{s.id}.png"),
-                    seed=rng))
+                    seed=rng, match=bool(match)))
     t0 = time.perf_counter()
     records: list[dict[str, Any] | None] = [None] * len(tasks)
 
@@ -367,6 +356,7 @@ def run_bench(
         "anchors": list(anchors),
         "params": resolved_params,
         "seed": rng,
+        "scoring": {"match": bool(match), "rule": _rule(recs, match)},
         "datasets": [],
         "records": recs,
     }
@@ -375,14 +365,26 @@ def run_bench(
         entry = {"name": d.name, "path": str(d.root), "n_images": len(d),
                  "table": _summarise(rs, metrics, anchors), "gallery": []}
         entry["gallery"] = _bench_gallery(d, rs, [m.name for m in meths], metrics[0], gallery,
-                                          outdir)
+                                          outdir, match)
         report["datasets"].append(entry)
     render(report, outdir)
     return report
 
 
-def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[dict[str, Any]]:
-    """Thumbnails (image, truth, prediction, overlay) of the worst ``n`` images per method."""
+def _rule(records: list[dict[str, Any]], match: bool) -> str:
+    """The scoring rule's line, naming the kinds of truth the scored records met."""
+    from ..metrics import scoring_rule
+
+    kinds = {r["binary_truth"] for r in records if r.get("binary_truth") is not None}
+    binary = kinds.pop() if len(kinds) == 1 else (None if kinds else True)
+    return scoring_rule(match=match, binary=binary)
+
+
+def _bench_gallery(dataset, records, methods, primary, n, outdir: Path,
+                   match: bool = False) -> list[dict[str, Any]]:
+    """Thumbnails (image, truth, prediction, overlay) of the worst ``n`` images per method;
+    the prediction is drawn as scored (:func:`physeg.metrics.scored_view`)."""
+    from ..metrics import scored_view
 
     if n <= 0:
         return []
@@ -414,7 +416,7 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path) -> list[
             panels += [{"caption": "image", "src": f"{base}_image.png"},
                        {"caption": "truth", "src": f"{base}_truth.png"}]
             if r["status"] == "done":
-                pred = _match(pio.read_mask(r["labels"]), gt)
+                pred = scored_view(pio.read_mask(r["labels"]), gt, match=match)[0]
                 mb = f"{base}_{_safe(meth)}"
                 write_png(outdir / f"{mb}_pred.png",
                           shrink(label_rgb(middle_plane(pred, spatial)), THUMB), inputs)
@@ -444,14 +446,19 @@ def evaluation_report(
     metrics: Sequence[str],
     gallery: int = 12,
     failed: int = 0,
+    match: bool = False,
+    rule: str = "",
 ) -> dict[str, Any]:
     """Report for ``physeg evaluate --report``: the score table and worst-first gallery.
 
     ``rows`` are the evaluate command's per-image rows (``id``, ``pred``, ``gt`` paths and one
     value per metric). The gallery shows truth, prediction and an agreement map (correct
-    foreground white, false positives red, false negatives blue); there is no image panel, as
-    evaluate sees only label files.
+    foreground white, false positives red, false negatives blue) of the labels as scored
+    (:func:`physeg.metrics.scored_view` with ``match``); there is no image panel, as
+    evaluate sees only label files. ``rule`` is the scoring rule's line, stated in the report.
     """
+    from ..metrics import scored_view
+
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     metrics = list(metrics)
@@ -468,6 +475,7 @@ def evaluation_report(
     for rec in sorted(recs, key=key)[:gallery]:
         r = by_id[rec["id"]]
         pred, gt = pio.read_mask(r["pred"]), pio.read_mask(r["gt"][0])
+        shown, truth, _ = scored_view(pred, gt, match=match)
         spatial = gt.ndim
         base = f"img/{_safe(rec['id'])}"
         inputs = (r["pred"], *r["gt"])  # a picture never replaces a scored file
@@ -476,9 +484,8 @@ def evaluation_report(
         write_png(outdir / f"{base}_pred.png",
                   shrink(label_rgb(middle_plane(pred, spatial)), THUMB), inputs)
         write_png(outdir / f"{base}_errors.png",
-                  shrink(error_rgb(middle_plane(pred, spatial) > 0 if int(gt.max()) <= 1
-                                   else middle_plane(pred, spatial),
-                                   middle_plane(gt, spatial)), THUMB), inputs)
+                  shrink(error_rgb(middle_plane(shown, spatial), middle_plane(truth, spatial)),
+                         THUMB), inputs)
         items.append({"id": rec["id"], "status": "done", "error": None,
                       "score": rec["metrics"][metrics[0]],
                       "panels": [{"caption": "truth", "src": f"{base}_truth.png"},
@@ -495,6 +502,7 @@ def evaluation_report(
         "primary": metrics[0],
         "anchors": [],
         "params": {},
+        "scoring": {"match": bool(match), "rule": rule},
         "datasets": [{"name": "evaluation", "path": f"{pred_dir} vs {gt_dir}",
                       "n_images": len(rows), "table": table,
                       "gallery": [{"method": name, "items": items}]}],

@@ -131,15 +131,29 @@ def _table_rows(ds: dict[str, Any], metrics: list[str]):
     return header, rows, bold
 
 
+def _rule_text(rep: dict[str, Any]) -> str:
+    """The scoring rule's line (``physeg.metrics.scoring_rule``), with what ``--match``
+    does, or "" for a report without one."""
+    sc = rep.get("scoring") or {}
+    rule = sc.get("rule", "")
+    if not rule:
+        return ""
+    if sc.get("match"):
+        return (f"{rule} (each prediction mapped to the truth's labels by the Hungarian "
+                "assignment of maximum overlap before scoring)")
+    return f"{rule} (labels as they are; --match scores Hungarian-matched labels)"
+
+
 def _markdown(rep: dict[str, Any]) -> str:
     metrics = rep["metrics"]
     lines = [f"# {rep['title']}", "",
              f"Created {rep['created']} · command `{rep['command']}` · "
              f"{rep['machine'].get('cpus')} CPUs · {rep['machine'].get('executor', '')}", ""]
+    rule = _rule_text(rep)
+    if rule:
+        lines += [f"**{rule}**", ""]
     if rep["kind"] == "bench":
-        lines += ["Predictions are matched to the truth's labels (Hungarian, max overlap) "
-                  "before scoring; anchors are the classical baselines. Best mean per metric "
-                  "in bold.", ""]
+        lines += ["Anchors are the classical baselines. Best mean per metric in bold.", ""]
     for ds in rep["datasets"]:
         lines += [f"## {ds['name']}", "", f"`{ds['path']}` · {ds['n_images']} images", ""]
         header, rows, bold = _table_rows(ds, metrics)
@@ -213,11 +227,13 @@ def _html(rep: dict[str, Any]) -> str:
            f"<div class='meta'>created {e(rep['created'])} · <code>{e(rep['command'])}</code>"
            f" · {rep['machine'].get('cpus')} CPUs · {e(str(rep['machine'].get('executor', '')))}"
            "</div>"]
+    rule = _rule_text(rep)
+    if rule:
+        out.append(f"<p class='rule'><b>{e(rule)}</b></p>")
     if rep["kind"] == "bench":
-        out.append("<p class='meta'>Predictions are matched to the truth's labels (Hungarian, "
-                   "max overlap) before scoring. Anchors (classical baselines) are listed "
-                   "first; the best mean per metric is highlighted. Time is the segment call "
-                   "alone; memory is the tracemalloc peak of that call (a lower bound).</p>")
+        out.append("<p class='meta'>Anchors (classical baselines) are listed first; the best "
+                   "mean per metric is highlighted. Time is the segment call alone; memory is "
+                   "the tracemalloc peak of that call (a lower bound).</p>")
     out.append("<h2 id='results'>Results</h2>")
     for ds in rep["datasets"]:
         header, rows, bold = _table_rows(ds, metrics)
