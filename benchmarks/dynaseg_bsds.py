@@ -59,7 +59,8 @@ from physeg.families.dynaseg import segment_dynaseg, split_components  # noqa: E
 SETTINGS: dict[str, dict] = {
     # The official BSD/VOC script: full resolution, M=2, p=q=100, T=1000, stop at 3 labels.
     "published": dict(preset="published"),
-    # Default preset: scale 0.5, 64 channels, T = 60, stop when q' is stable for 10 its.
+    # Scale 0.5, 64 channels, T = 60, stop when q' is stable for 10 its (default until
+    # issue 15).
     "fast": dict(preset="fast"),
     "anchor": {},  # settings of the anchor methods are in VARIANTS
     # Ablations: each undoes (or adds) one thing relative to "fast".
@@ -82,6 +83,8 @@ SETTINGS: dict[str, dict] = {
     "regions-merge8": dict(preset="regions", merge=8.0),
     # v3: superpixels merged by colour + the networks' co-association boundary
     "superpixels": dict(preset="superpixels"),
+    # the library's default (no preset named): "superpixels" since issue 15
+    "default": {},
     "superpixels-runs1": dict(preset="superpixels", runs=1),
     "superpixels-runs4": dict(preset="superpixels", runs=4),
 }
@@ -159,8 +162,8 @@ def score_trace(args, rows: list[dict]) -> dict:
     threshold, region output with min_size 20 (segment-weighted H / BM All)."""
     from skimage.color import rgb2lab
 
-    from physeg.metrics._matching import bsds_segment_lists
     from physeg.families.dynaseg import merge_similar_regions
+    from physeg.metrics._matching import bsds_segment_lists
 
     rules = [x.strip() for x in args.rules.split(",")]
     merges = [x.strip() for x in args.merges.split(",")]  # "10" or "10r60" (min_regions)

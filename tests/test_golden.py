@@ -80,7 +80,8 @@ CASES = {
                                       n_agents=4, max_iter=2, fit_size=16, rng=0).predict(
         _disc(32, seed=5)[0], rng=0),
     "dynaseg-fast": lambda: physeg.segment(_disc(32, channels=3)[0], method="dynaseg",
-                                           channel_axis=-1, rng=0, **DYNA_FAST),
+                                           channel_axis=-1, rng=0, preset="fast",
+                                           **DYNA_FAST),
     "dynaseg-regions": lambda: physeg.segment(_disc(32, channels=3)[0], method="dynaseg",
                                               channel_axis=-1, rng=0, preset="regions",
                                               **DYNA_FAST),
@@ -88,7 +89,7 @@ CASES = {
                                                   channel_axis=-1, rng=0, preset="superpixels",
                                                   **DYNA_FAST),
     "dynaseg-scf-grey": lambda: physeg.segment(_disc(32)[0], method="dynaseg", variant="scf",
-                                               rng=1, **DYNA_FAST),
+                                               rng=1, preset="fast", **DYNA_FAST),
     "msnet": lambda: physeg.fit("msnet", [_disc(32, seed=s)[0] for s in (6, 7)],
                                 [_disc(32, seed=s)[1] for s in (6, 7)], **TINY_NET).predict(
         _disc(32, seed=8)[0]),

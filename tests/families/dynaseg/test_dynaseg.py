@@ -19,7 +19,8 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.torch
 
-FAST = dict(channels=16, max_iter=25, patience=0, scale=1.0, threads=1)
+# preset "fast" named: the default preset ("superpixels") returns merged superpixels
+FAST = dict(preset="fast", channels=16, max_iter=25, patience=0, scale=1.0, threads=1)
 
 
 def _two_region(seed: int = 0, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +155,58 @@ def test_patience_stop_rule():
     assert info["stop_reason"] == "stable"
     assert min(q[-2:]) >= min(q[:-2])  # no decrease in the last 2 iterations
     assert info["iterations"] < 200
+
+
+def _border_strips(labels: np.ndarray, width: int = 4, min_length: int = 8) -> list:
+    """Connected regions lying entirely within ``width`` px of the image's sides (and at
+    least ``min_length`` px large): thin strips along the border."""
+    from scipy import ndimage as ndi
+
+    rows, cols = labels.shape
+    r, c = np.indices(labels.shape)
+    dist = np.minimum.reduce([r, c, rows - 1 - r, cols - 1 - c])
+    strips = []
+    for v in np.unique(labels):
+        comp, n = ndi.label(labels == v)
+        for k in range(1, n + 1):
+            m = comp == k
+            if dist[m].max() < width and m.sum() >= min_length:
+                strips.append((int(v), int(m.sum())))
+    return strips
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_label_strips_along_the_image_border(seed, scale):
+    # two halves, no structure along the sides: a zero-padded network saw a dark frame and
+    # labelled 1-2 px strips (x 1/scale after upsampling) along every side; reflection
+    # padding gives none
+    img, truth = _two_region(seed, size=48)
+    labels = ds.segment_dynaseg(img, channel_axis=-1, rng=seed, preset="fast", channels=16,
+                                max_iter=30, patience=0, scale=scale, threads=1)
+    assert _border_strips(truth) == []
+    assert _border_strips(labels) == []
+
+
+def test_network_pads_by_reflection():
+    from physeg.families.dynaseg._net import DynaSegCNN
+
+    net = DynaSegCNN(3, 8, 8, n_conv=2)
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.padding_mode == "reflect" for m in convs)
+    # a constant image gives a constant response: no border effect at all
+    net.train()
+    out = net(torch.full((1, 3, 12, 12), 0.3)).detach()
+    assert torch.allclose(out, out[..., :1, :1].expand_as(out), atol=1e-5)
+
+
+def test_default_preset_is_superpixels():
+    m = physeg.api.get_method("dynaseg")
+    assert m.defaults()["preset"] == "superpixels"
+    img, _ = _two_region(size=32)
+    kw = dict(channel_axis=-1, rng=0, channels=8, max_iter=4, threads=1)
+    np.testing.assert_array_equal(ds.segment_dynaseg(img, **kw),
+                                  ds.segment_dynaseg(img, preset="superpixels", **kw))
 
 
 def test_same_seed_same_labels_different_seed_differs():

@@ -22,12 +22,17 @@ Choices where the paper and its codes leave room (measurements and history in
 
 * **Presets.** ``published`` is the recipe of the paper's BSD500 numbers (the official
   BSD/VOC script: M = 2, p = q = 100, full resolution, T = 1000, stop at q' <= 3, SGD 0.1 /
-  0.9, no weight decay, no silhouette phase). ``fast`` (default) trains at half resolution
-  with 64 channels, caps T at 60 and stops when q' has been stable for 10 iterations.
-  ``regions`` (fast + stop at 16 clusters, full-resolution read-out, connected regions
-  merged by colour) and ``superpixels`` (two networks; Felzenszwalb superpixels merged by
-  colour and the networks' co-association boundary) were tuned on BSDS500 train/val images
-  for segment-counting scores. Every setting is also a parameter; explicit values win.
+  0.9, no weight decay, no silhouette phase). ``fast`` trains at half resolution with 64
+  channels, caps T at 60 and stops when q' has been stable for 10 iterations; it returns
+  the cluster map. ``regions`` (fast + stop at 16 clusters, full-resolution read-out,
+  connected regions merged by colour) and ``superpixels`` (the default: two networks;
+  Felzenszwalb superpixels merged by colour and the networks' co-association boundary)
+  were tuned on BSDS500 train/val images for segment-counting scores; ``superpixels`` is
+  the default because it is the best measured preset (BSDS500 H All 0.344 against 0.096
+  for ``fast``'s cluster map, ``docs/methods/dynaseg.md``). Every setting is also a
+  parameter; explicit values win.
+* **Border.** The network's 3x3 convolutions pad by reflection, not with zeros, which
+  drew thin clusters along the image sides (:class:`~._net.DynaSegCNN`).
 * **Reduced resolution.** With ``scale < 1`` the image is resized (bilinear, antialiased);
   the response ``r'`` (not the labels) is upsampled back before the argmax
   (``final="upsample"``), or the trained fully convolutional net is run once on the
@@ -109,11 +114,12 @@ PARAMS: tuple[Param, ...] = (
         Param("backbone", "str", "cnn", "cnn (no weights) or resnet18 (+FPN; pass weights=)",
               choices=("cnn", "resnet18")),
         Param("weights", "str", None, "ResNet-18 ImageNet state_dict file (resnet18 only)"),
-        Param("preset", "str", "fast", "fast (reduced resolution, stability stop), "
-              "regions (fast + early stop at 16 clusters + connected, colour-merged "
-              "regions), superpixels (2 networks; superpixels merged by colour and their "
-              "co-association; best BSDS scores) or published (full recipe, ~1 h/image "
-              "on a CPU core)", choices=("fast", "regions", "superpixels", "published")),
+        Param("preset", "str", "superpixels", "superpixels (default: 2 networks; "
+              "superpixels merged by colour and their co-association; best BSDS scores), "
+              "fast (reduced resolution, stability stop; the cluster map), regions (fast + "
+              "early stop at 16 clusters + connected, colour-merged regions) or published "
+              "(full recipe, ~1 h/image on a CPU core)",
+              choices=("superpixels", "fast", "regions", "published")),
         Param("max_iter", "int", None, "iteration cap T (fast 60, published 1000)",
               low=1, high=100000),
         Param("min_labels", "int", None, "stop when the label count falls to this "
@@ -128,15 +134,15 @@ PARAMS: tuple[Param, ...] = (
         Param("silhouette", "bool", None, "silhouette phase: floor the label count at the "
               "best k-means k"),
         Param("components", "bool", None, "split clusters into connected regions, absorb "
-              "regions < min_size px (post-processing, not in the paper; on in preset "
-              "regions)"),
+              "regions < min_size px (post-processing, not in the paper; on in presets "
+              "superpixels and regions)"),
         Param("min_size", "int", None, "smallest region kept with components=true "
-              "(50; regions 20)", low=0, high=10**7),
+              "(fast 50; regions, superpixels 20)", low=0, high=10**7),
         Param("merge", "float", None, "with components: merge adjacent regions whose mean "
-              "L*a*b* colours differ by < merge (0 = off; regions 10)", low=0.0,
+              "L*a*b* colours differ by < merge (0 = off; regions, superpixels 10)", low=0.0,
               high=1000.0),
         Param("final", "str", None, "with scale<1: upsample the response or run the "
-              "net once at full resolution (fast: upsample; regions: full)",
+              "net once at full resolution (fast: upsample; regions, superpixels: full)",
               choices=("upsample", "full")),
         Param("runs", "int", None, "independently initialised networks; their "
               "co-association boundary feeds the hierarchical merge (1; superpixels 2)",
@@ -222,7 +228,7 @@ def segment_dynaseg(
     weights : str, optional
         Path of a torchvision-format ResNet-18 ImageNet ``state_dict`` (``resnet18`` only).
         Nothing is ever downloaded.
-    preset : {"fast", "regions", "superpixels", "published"}, default "fast"
+    preset : {"superpixels", "fast", "regions", "published"}, default "superpixels"
         Defaults for ``scale, channels, n_conv, max_iter, patience, silhouette,
         weight_decay, min_labels, components, min_size, merge, final, runs, superpixels,
         merge_mode, edge_weight`` (see :data:`PRESETS`); any of them given explicitly
@@ -263,7 +269,8 @@ def segment_dynaseg(
         their label (weight 0.5), the others the usual similarity loss, and ``min_labels``
         becomes the number of scribble classes (Kim et al., scribble mode).
     components : bool, optional
-        Default from the preset (off; on in ``regions``). Post-processing: give each
+        Default from the preset (on in ``superpixels``, the default, and ``regions``; off
+        in ``fast`` and ``published``). Post-processing: give each
         4-connected region of a cluster its own label and absorb regions smaller than
         ``min_size`` pixels into the nearest larger region (see :func:`split_components`),
         then optionally merge similar neighbours (``merge``). Not part of the published
@@ -271,14 +278,17 @@ def segment_dynaseg(
         regions); it raises the BSDS scores, which count segments, not clusters.
     min_size : int, optional
         Smallest kept region, in pixels of the input image (used with ``components``;
-        default 50, preset ``regions`` 20). Larger = fewer, bigger regions.
+        50 in ``fast``/``published``, 20 in ``regions``/``superpixels``). Larger = fewer,
+        bigger regions.
     merge : float, optional
         With ``components``: after the split, adjacent regions whose mean colours differ by
         less than ``merge`` are merged (:func:`merge_similar_regions`; CIE L*a*b* distance
-        for RGB images, 100 x the [0, 1] channel values otherwise). 0 = off (default),
-        preset ``regions`` 10. Larger = fewer regions; range [0, 1000].
+        for RGB images, 100 x the [0, 1] channel values otherwise). 0 = off (``fast``,
+        ``published``), 10 in ``regions``/``superpixels``. Larger = fewer regions; range
+        [0, 1000].
     final : {"upsample", "full"}, optional
-        Default from the preset (``upsample``; ``regions``: ``full``, +0.027 H All on 40
+        Default from the preset (``fast``: ``upsample``; ``regions`` and ``superpixels``:
+        ``full``, +0.027 H All on 40
         BSDS500 train/val images at the same cost). With ``scale < 1``: ``upsample``
         bilinearly upsamples the trained response to the input size; ``full`` runs the
         trained (fully convolutional) network once on the full-resolution input instead
@@ -286,21 +296,22 @@ def segment_dynaseg(
         field half as large relative to the content).
     runs : int, optional
         Number of independently initialised networks trained on the image (1..64; default
-        from the preset: 1, ``superpixels`` 2). The first run (seeded as with ``runs=1``)
-        gives the returned cluster map and diagnostics; all runs give the co-association
-        boundary used by ``merge_mode="hierarchical"`` with ``edge_weight > 0``. Cost grows
-        linearly.
+        from the preset: 1, ``superpixels`` (the default) 2). The first run (seeded as
+        with ``runs=1``) gives the returned cluster map and diagnostics; all runs give the
+        co-association boundary used by ``merge_mode="hierarchical"`` with
+        ``edge_weight > 0``. Cost grows linearly.
     superpixels : float, optional
         With ``components``: if > 0, the regions to merge are Felzenszwalb-Huttenlocher
         superpixels of the image (``skimage.segmentation.felzenszwalb`` with
         ``scale=superpixels``, ``sigma=SUPERPIXEL_SIGMA`` (0.5), ``min_size``) instead of
-        the connected regions of the cluster map; 0 = off (default; ``superpixels`` preset
-        200). Larger = fewer, larger superpixels; range [0, 1e6].
+        the connected regions of the cluster map; 0 = off (``fast``, ``regions``,
+        ``published``; ``superpixels`` preset, the default, 200). Larger = fewer, larger
+        superpixels; range [0, 1e6].
     merge_mode : {"threshold", "hierarchical"}, optional
         How ``merge`` is applied. ``threshold`` (presets ``fast``/``regions``): one cut of
         the region adjacency graph at colour distance ``merge``
         (:func:`merge_similar_regions`; transitive). ``hierarchical`` (preset
-        ``superpixels``): greedy agglomeration that always merges the adjacent pair of
+        ``superpixels``, the default): greedy agglomeration that always merges the adjacent pair of
         smallest cost ``c(a, b) = ||f_a - f_b|| + edge_weight * e_ab`` (``f`` = mean
         L*a*b* colour, updated after every merge; ``e_ab`` = mean co-association
         boundary strength along the shared border, in [0, 1]) and stops when the smallest
@@ -485,7 +496,8 @@ def _channels_last(image: Any, channel_axis: int | None, backbone: str) -> np.nd
     arr = np.asarray(image)
     if channel_axis is None:
         if arr.ndim != 2:
-            hint = (" If the last axis holds colour channels, pass channel_axis=-1."
+            hint = (" If the last axis holds colour channels, pass channel_axis=-1 (on the "
+                    "command line: --channel-axis -1)."
                     if arr.ndim == 3 and arr.shape[-1] in (3, 4) else "")
             raise ValueError(
                 f"dynaseg segments 2D images: expected (rows, cols) or (rows, cols, C) with "

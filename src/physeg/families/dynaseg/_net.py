@@ -36,6 +36,13 @@ class DynaSegCNN(nn.Module):
     ``p -> p``), then a 1x1 convolution ``p -> q`` (the linear classifier ``W_c``) and a
     BatchNorm over the ``q`` responses (the "intra-axis normalisation" giving ``r'``).
     No pooling or striding: the response has the input's resolution.
+
+    The 3x3 convolutions pad by *reflection*, not with zeros: a zero border is a dark frame
+    that the first layers see as an edge, and the self-labelling turned it into thin
+    clusters along the image sides (1-2 px per layer at the training scale, ~4 px after
+    upsampling from scale 0.5). Reflection gives a border pixel the statistics of its
+    neighbourhood, so a region touching the side is labelled like its interior. (The
+    published codes pad with zeros; the weights are the same shape either way.)
     """
 
     def __init__(self, in_ch: int, p: int = 100, q: int = 100, n_conv: int = 2):
@@ -43,7 +50,8 @@ class DynaSegCNN(nn.Module):
         layers: list[nn.Module] = []
         ch = in_ch
         for _ in range(n_conv):
-            layers += [nn.Conv2d(ch, p, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(p)]
+            layers += [nn.Conv2d(ch, p, 3, padding=1, padding_mode="reflect"),
+                       nn.ReLU(inplace=True), nn.BatchNorm2d(p)]
             ch = p
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(p, q, 1)
