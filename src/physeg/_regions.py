@@ -103,7 +103,8 @@ def prior_partition(geodesic: np.ndarray) -> np.ndarray:
     from skimage.filters import threshold_otsu
 
     if float(geodesic.max()) == float(geodesic.min()):
-        raise ValueError("the image has no contrast; there is no object to find.")
+        raise ValueError("the image is constant (no contrast anywhere); there is no object "
+                         "to find. Check that the right image or channel_axis was passed.")
     return geodesic > threshold_otsu(geodesic)
 
 
@@ -128,6 +129,9 @@ class PhaseMixtures:
 
     def fit(self, X: np.ndarray, labels: np.ndarray) -> None:
         """Re-estimate the mixture of phase 0 and 1 from the pixels ``X[labels == k]``."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
         for phase in (0, 1):
@@ -146,7 +150,11 @@ class PhaseMixtures:
                     "weights_init": previous.weights_, "means_init": previous.means_,
                     "precisions_init": previous.precisions_}),
             )
-            self.models[phase] = model.fit(X[idx])
+            with warnings.catch_warnings():
+                # a few EM steps per round on purpose: the fit is warm-started and converges
+                # over the rounds of the region competition, not within one call
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self.models[phase] = model.fit(X[idx])
 
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """``log p_1(x) - log p_0(x)`` per row of ``X`` (nats; > 0 favours phase 1)."""

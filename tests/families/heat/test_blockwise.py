@@ -3,8 +3,8 @@
 The equivalence tested (see the module docstring): with the normalisation and the region
 means fixed, the blockwise threshold dynamics (dask map_overlap, halo ceil(6 sqrt(2 tau)))
 gives exactly the labels of the same dynamics on the whole in-memory image
-(:func:`physeg.families.heat.blockwise.heat_fixed_means`); and it agrees with the full ``heat`` method (means
-re-estimated every step) up to a few boundary pixels.
+(:func:`physeg.families.heat.blockwise.heat_fixed_means`); and it agrees with the full ``heat``
+method (means re-estimated every step) up to a few boundary pixels.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("dask")
 pytest.importorskip("zarr")
 
-from physeg.families.heat import blockwise  # noqa: E402
 from physeg.api import segment  # noqa: E402
+from physeg.families.heat import blockwise  # noqa: E402
 
 
 def _discs(shape=(150, 130), seed=1, sigma=0.25):

@@ -68,6 +68,9 @@ def run_mixtures(
     feats = region_features(image, channel_axis, texture_sigma=texture)
     spatial = feats.shape[:-1]
     X = feats.reshape(-1, feats.shape[-1])
+    if not np.ptp(X, axis=0).any():
+        raise ValueError("the image is constant (every pixel has the same colour); there is no "
+                         "object to find. Check that the right image or channel_axis was passed.")
     geodesic = border_geodesic(feats)
     prior = (border_prior * (geodesic - 0.5)).astype(np.float32)
     u = prior_partition(geodesic)

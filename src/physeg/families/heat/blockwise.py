@@ -335,7 +335,7 @@ def _estimate_means(arr, classes: int, coarse: int, tau: float, lam: float,
     small = arr[(slice(None, None, factor),) * nsp]
     small = np.asarray(small.compute(scheduler="threads") if hasattr(small, "compute")
                        else small)
-    _, info = segment_heat(small, classes=classes, tau=tau, lam=lam,
+    _, info = segment_heat(small, classes=classes, tau=tau, lam=lam, fidelity="means",
                            channel_axis=-1 if has_ch else None, rng=rng, return_energy=True)
     return np.asarray(info["means"], dtype=np.float64)
 
