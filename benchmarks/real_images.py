@@ -88,8 +88,10 @@ ANCHORS = ("skimage-otsu", "skimage-chan_vese", "skimage-morph_cv", "grabcut")
 #: Documented settings per physeg method, beside its defaults: {method: {name: params}}.
 #: Only what README.md documents; the lead adds to it. A row is ``method:name``.
 BEST: dict[str, dict[str, dict[str, Any]]] = {
-    # README: DynaSeg on BSDS500 "preset superpixels" (H-mIoU All 0.344, 7.6 CPU s / image)
-    "dynaseg": {"superpixels": {"preset": "superpixels"}},
+    # the two region models of heat side by side (the default "auto" picks one per image)
+    "heat": {"means": {"fidelity": "means"}, "mixtures": {"fidelity": "mixtures"}},
+    # kinetic with the mixtures' object posterior as the particles' feature
+    "kinetic": {"mixtures": {"fidelity": "mixtures"}},
 }
 TARGETS = {  # plain Dice of label 1 at defaults (issue 15); "grabcut": also >= GrabCut
     "weizmann_horse": {"dice": 0.82, "grabcut": True},

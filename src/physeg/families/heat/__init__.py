@@ -42,7 +42,13 @@ Choices (the measurements behind them: ``docs/methods/heat.md``)
   ellipsoids (a narrow kernel keeps boundaries where the data put them).
 - **Initialisation** ``init="auto"``: Otsu / multi-Otsu of the heat-smoothed image for grey
   K ≤ 4, deterministic k-means otherwise; a *local* minimiser, so the start matters.
-- **Label order**: by phase brightness, 0 = darkest (for K = 2 label 1 is the brighter phase).
+- **Which phase is the object** (``foreground``, :mod:`physeg._foreground`): by default the
+  phase that holds less of the image border is label 1 (K > 2: the border phase is label 0, the
+  others follow by brightness); ``"bright"`` / ``"dark"`` order by brightness instead.
+- **Region model** (``fidelity``): ``"means"`` is the model above; ``"mixtures"``
+  (:mod:`._mixtures`) replaces :math:`|f-c_k|^2` by :math:`-\log p_k(f)` under a colour/texture
+  mixture per phase plus a border-distance prior; ``"auto"`` takes the mixtures for binary
+  colour images, where they measured best, and the means otherwise.
 - **Reaction** ``r > 0``: heatdiff's relaxed update :math:`v_k=(1-r)\psi_k + r\,t_k`, so a seed
   mask (``init="mask"``) grows into the data-compatible region; energy decrease is only
   guaranteed for ``r = 0``.
@@ -169,7 +175,8 @@ def segment_heat(
         normalised to zero mean and unit total variance), so uint8 and float versions of the
         same image give the same labels.
     classes : int, default 2
-        Number of phases K (2..64). Output labels 0..K-1 are ordered by phase brightness.
+        Number of phases K (2..64). Label 1 (K = 2) or label 0 (K > 2) follows
+        ``foreground``; the other phases are ordered by brightness.
     tau : float, default 1.0
         Diffusion time τ in pixel² (or ``spacing``²), 1e-3..1e4; the kernel is a Gaussian of
         std ``sqrt(2 τ)``. It does not depend on the image size. Larger τ: smoother, coarser
@@ -203,6 +210,26 @@ def segment_heat(
         Iteration cap (1..100000); it normally stops earlier, when no pixel changes.
     tol : float, default 0.0
         Also stop when the relative energy decrease of one iteration is ≤ ``tol`` (0..1).
+    fidelity : {"auto", "means", "mixtures"}, default "auto"
+        Region model. ``"means"``: piecewise-constant (the energy above). ``"mixtures"``
+        (K = 2, ``init="auto"`` only): a Gaussian mixture per phase on CIELAB + texture,
+        re-estimated between descents, with the border prior (:mod:`._mixtures`); it needs
+        scikit-learn and is several times slower. ``"auto"``: mixtures for a binary colour
+        image, means otherwise.
+    foreground : {"auto", "bright", "dark"}, default "auto"
+        Which phase is label 1: ``"auto"`` = the one holding less of the image border (ties:
+        the minority; fails for an object that fills the frame), ``"bright"`` / ``"dark"`` =
+        the brighter / darker phase. For K > 2 it picks label 0 (the background).
+    objects : {"all", "one"}, default "all"
+        ``"one"``: keep the largest connected object (face connectivity) and fill its holes
+        (binary only).
+    components : int, default 5
+        Mixtures: Gaussians per phase (1..20). More: finer colour models, slower.
+    border_prior : float, default 20.0
+        Mixtures: weight in nats of the border-distance prior (0..1000); 0 = colours and
+        texture alone. Higher: stronger preference for regions enclosed by contrast.
+    texture : float, default 2.0
+        Mixtures: scale in pixels of the local-contrast texture feature (0..50; 0 = none).
     channel_axis : int or None, default None
         Axis of the channels; ``None`` means grey (a 3D array is then a volume).
     spacing : sequence of float, optional
@@ -218,7 +245,8 @@ def segment_heat(
     Returns
     -------
     labels : numpy.ndarray of uint8 (int32 for K > 255)
-        Spatial shape of the input; 0..K-1 ordered by phase brightness (binary: 1 = brighter).
+        Spatial shape of the input; 1 = the object by ``foreground`` (binary), or 0 = the
+        background by ``foreground`` and the others by brightness (K > 2).
     info : dict, only with ``return_energy=True``
         ``energy`` (list of float: :math:`E_\tau` of the partition at the start of every
         iteration and of the final one, normalised units × voxel volume), ``means`` (K, C) array
