@@ -35,7 +35,20 @@ import numpy as np
 
 from ._validate import to_float01
 
-__all__ = ["region_features", "border_geodesic", "PhaseMixtures", "prior_partition"]
+__all__ = ["region_features", "border_geodesic", "PhaseMixtures", "prior_partition",
+           "is_colour"]
+
+
+def is_colour(image: np.ndarray, channel_axis: int | None) -> bool:
+    """True for an RGB(A) image whose colour channels differ (a grey image stored as RGB,
+    as most fluorescence micrographs are, is not colour: its R, G and B are equal)."""
+    arr = np.asarray(image)
+    if channel_axis is None or arr.shape[-1] not in (3, 4):
+        return False
+    rgb = arr[..., :3]
+    spread = float(np.max(rgb.max(axis=-1).astype(np.float64) - rgb.min(axis=-1)))
+    value_range = float(np.ptp(rgb)) or 1.0
+    return spread > 0.02 * value_range
 
 
 def region_features(image: np.ndarray, channel_axis: int | None, *,

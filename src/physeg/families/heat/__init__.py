@@ -103,7 +103,8 @@ HEAT_PARAMS: tuple[Param, ...] = (
           "(0 = only when no pixel changes)", low=0.0, high=1.0),
     Param("fidelity", "str", "auto", "region model: means (piecewise-constant Mumford-Shah), "
           "mixtures (colour/texture Gaussian mixtures per phase + border prior; K = 2) or auto "
-          "(mixtures for a binary colour image, means otherwise)", choices=_FIDELITIES),
+          "(mixtures for a binary colour image whose channels differ, means otherwise)",
+          choices=_FIDELITIES),
     Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less "
           "of the image border), bright or dark; K > 2: label 0 = background",
           choices=FOREGROUND_RULES),
@@ -215,7 +216,7 @@ def segment_heat(
         (K = 2, ``init="auto"`` only): a Gaussian mixture per phase on CIELAB + texture,
         re-estimated between descents, with the border prior (:mod:`._mixtures`); it needs
         scikit-learn and is several times slower. ``"auto"``: mixtures for a binary colour
-        image, means otherwise.
+        image whose channels differ (not a grey image stored as RGB), means otherwise.
     foreground : {"auto", "bright", "dark"}, default "auto"
         Which phase is label 1: ``"auto"`` = the one holding less of the image border (ties:
         the minority; fails for an object that fills the frame), ``"bright"`` / ``"dark"`` =
@@ -298,11 +299,13 @@ def segment_heat(
     vol = float(np.prod(spacing))
 
     if fidelity == "auto":
-        # measured on the development sets (docs/methods/heat.md): mixtures win on colour
-        # photographs (horses 0.80 vs 0.50, skin lesions 0.74 vs 0.33), means on grey
-        # fluorescence (nuclei 0.89 vs 0.74) and on the synthetic grid
-        fidelity = "mixtures" if has_channels and arr.shape[-1] in (3, 4) and classes == 2 \
-            and init == "auto" and init_labels is None else "means"
+        # measured on the development sets (benchmarks/results/real_images.md): mixtures win
+        # on colour photographs (horses 0.80 vs 0.51, skin lesions 0.73 vs 0.34), means on
+        # grey images, also when stored as RGB (nuclei 0.85 vs 0.72), and on the synthetic grid
+        from ..._regions import is_colour
+
+        fidelity = "mixtures" if classes == 2 and init == "auto" and init_labels is None \
+            and is_colour(arr, -1 if has_channels else None) else "means"
     if fidelity == "mixtures":
         return _segment_mixtures(arr, has_channels, spacing, classes=classes, init=init,
                                  init_labels=init_labels, tau=tau, lam=lam,

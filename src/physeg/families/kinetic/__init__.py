@@ -208,6 +208,10 @@ def segment_kinetic(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
     gen = as_rng(rng)
+    if fidelity == "auto":  # as heat's rule, measured in benchmarks/results/real_images.md
+        from ..._regions import is_colour
+
+        fidelity = "mixtures" if classes == 2 and is_colour(img, channel_axis) else "means"
     if fidelity == "mixtures":
         if classes != 2:
             raise ValueError(f"fidelity='mixtures' gives two phases (got classes={classes}); "

@@ -255,7 +255,8 @@ def fit(
         raise ValueError(f"unknown fit options {sorted(unknown)}; allowed: {sorted(allowed)}.")
     if fixed.get("fidelity") == "mixtures":
         raise ValueError("kinetic fitting identifies theta on the image features; "
-                         "fit with fidelity='means' (the default).")
+                         "fit with fidelity='means'.")
+    fixed["fidelity"] = "means"  # the fitted theta belongs to the image features
     fixed_names = ("eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
                    "feature_update")
     base = {p.name: p.default for p in SEGMENT_PARAMS if p.name in fixed_names}
@@ -284,6 +285,7 @@ def fit(
         "runs": int(runs), **base,
         "foreground": side,
         "objects": fixed.get("objects") or "all",
+        "fidelity": "means",
     }
     info = {
         "loss": loss, "loss_value": float(res.f), "n_evals": res.n_evals,

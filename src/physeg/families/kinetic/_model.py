@@ -41,9 +41,10 @@ SEGMENT_PARAMS = (
     Param("feature_update", "str", "mean", "mean-field or literal Nanbu feature updates",
           choices=("mean", "nanbu")),
     Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
-    Param("fidelity", "str", "means", "particle feature: means (the image's intensities) or "
-          "mixtures (the object posterior of colour/texture mixtures + border prior; K = 2)",
-          choices=("means", "mixtures")),
+    Param("fidelity", "str", "auto", "particle feature: means (the image's intensities), "
+          "mixtures (the object posterior of colour/texture mixtures + border prior; K = 2) or "
+          "auto (mixtures for a binary colour image whose channels differ, means otherwise)",
+          choices=("auto", "means", "mixtures")),
     Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less of "
           "the image border), bright or dark; K > 2: label 0 = background",
           choices=FOREGROUND_RULES),
