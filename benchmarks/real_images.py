@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default=STUDY, help="stem of the result files")
     ap.add_argument("--out", type=Path, default=_common.RESULTS)
     ap.add_argument("--cache", type=Path, default=_common.REPO / "out" / f"{STUDY}_cache")
-    ap.add_argument("--html-dir", type=Path, default=_common.REPO / "out" / f"{STUDY}_html",
+    ap.add_argument("--html-dir", type=str, default=str(_common.REPO / "out" / f"{STUDY}_html"),
                     help="folder of the HTML report with the galleries ('' = none)")
     ap.add_argument("--no-figure", action="store_true", help="skip <tag>_worst.png")
     ap.add_argument("--fresh", action="store_true", help="ignore the cache (recompute all)")
@@ -759,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"  {err}" if err else ""), flush=True)
         save(False)
     save(True)
-    if args.html_dir and str(args.html_dir) and records:
+    if args.html_dir and records:  # '' (a str, not Path('') == '.') means no HTML
         try:
             page = Path(html_report(res, data, cache, Path(args.html_dir))).resolve()
             res["html"] = str(page.relative_to(_common.REPO) if page.is_relative_to(
