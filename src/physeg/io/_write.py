@@ -464,37 +464,6 @@ def write_labels(
     return _atomic_write(target, data, overwrite=overwrite)
 
 
-def read_provenance(path: PathLike) -> dict[str, Any] | None:
-    """Return the provenance stored by :func:`write_labels`, or None (absent or unreadable)."""
-    p = Path(path)
-    try:
-        if suffix_of(p) == ".png":
-            from PIL import Image
-
-            with Image.open(p) as im:
-                text = getattr(im, "text", {}).get(PROVENANCE_KEY)
-            return None if text is None else json.loads(text)
-        if suffix_of(p) in TIFF:
-            import tifffile
-
-            with tifffile.TiffFile(p) as tf:
-                desc = tf.pages[0].description
-            prefix = f"{PROVENANCE_KEY}:"
-            return json.loads(desc[len(prefix):]) if desc.startswith(prefix) else None
-    except Exception:  # noqa: BLE001 - a damaged file simply has no provenance
-        return None
-    return None
-
-
-def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_image(
     path: PathLike,
     image: Any,
