@@ -189,7 +189,6 @@ def test_new_checkpoints_hold_only_plain_data(tmp_path):
 
 
 @torch_only
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not in this checkout")
 def test_shipped_checkpoint_loads_as_plain_data_with_the_same_predictions():
     torch = pytest.importorskip("torch")
     from physeg.families.nets._model import load_network
