@@ -35,8 +35,13 @@ import numpy as np
 
 from ._validate import to_float01
 
-__all__ = ["region_features", "border_geodesic", "PhaseMixtures", "prior_partition",
-           "is_colour"]
+#: defaults shared by heat and kinetic: Gaussians per phase, pixels drawn per fit, prior weight
+COMPONENTS = 5
+MAX_FIT = 4000
+BORDER_PRIOR = 20.0
+
+__all__ = ["COMPONENTS", "MAX_FIT", "BORDER_PRIOR", "region_features", "border_geodesic",
+           "PhaseMixtures", "prior_partition", "is_colour"]
 
 
 def is_colour(image: np.ndarray, channel_axis: int | None) -> bool:

@@ -75,6 +75,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..._foreground import FOREGROUND_RULES, OBJECT_RULES, foreground_order, keep_one_object
+from ..._regions import BORDER_PRIOR, COMPONENTS
 from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
 from .._registry import Method, Param, defaults_from, register
 from ._mbo import heat_multiplier, heat_step, kmeans_labels, otsu_labels, run_binary, run_multi
@@ -110,8 +111,8 @@ HEAT_PARAMS: tuple[Param, ...] = (
           choices=FOREGROUND_RULES),
     Param("objects", "str", "all", "all objects, or one: the largest connected object with "
           "its holes filled (binary)", choices=OBJECT_RULES),
-    Param("components", "int", 5, "mixtures: Gaussians per phase", low=1, high=20),
-    Param("border_prior", "float", 20.0, "mixtures: weight (nats) of the border-distance "
+    Param("components", "int", COMPONENTS, "mixtures: Gaussians per phase", low=1, high=20),
+    Param("border_prior", "float", BORDER_PRIOR, "mixtures: weight (nats) of the border-distance "
           "object prior; 0 = colours and texture alone", low=0.0, high=1000.0),
     Param("texture", "float", 2.0, "mixtures: scale (pixels) of the local-contrast texture "
           "feature; 0 = colour only", low=0.0, high=50.0),
@@ -236,8 +237,10 @@ def segment_heat(
     spacing : sequence of float, optional
         Pixel size per spatial axis (anisotropic volumes); τ and λ are then in these units.
     rng : None, int or numpy.random.Generator
-        Only used by ``init="kmeans"`` on images larger than 2**18 pixels (subsample for the
-        centres). Same seed, same labels.
+        Draws the pixels each mixture is fitted on and seeds its initialisation
+        (``fidelity="mixtures"``, so colour images by default: pass a seed for reproducible
+        labels; ``None`` draws fresh entropy), and the subsample of ``init="kmeans"`` on images
+        larger than 2**18 pixels. Same seed, same labels.
     workers : int, optional
         Threads for ``scipy.fft`` (default one; ``-1`` all cores). Python API only.
     return_energy : bool, default False

@@ -33,15 +33,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..._regions import PhaseMixtures, border_geodesic, prior_partition, region_features
+from ..._regions import (
+    MAX_FIT,
+    PhaseMixtures,
+    border_geodesic,
+    prior_partition,
+    region_features,
+)
 from ._mbo import heat_multiplier, heat_step
 
 __all__ = ["run_mixtures"]
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
 OUTER_ROUNDS = 8
-#: pixels drawn per phase for each mixture fit
-MAX_FIT = 4000
 
 
 def run_mixtures(

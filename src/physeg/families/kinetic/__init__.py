@@ -40,9 +40,6 @@ from ..._validate import as_rng
 from .._registry import Method, defaults_from, register
 from ._model import FIT_PARAMS, SEGMENT_PARAMS, KineticModel
 
-#: weight (nats) of the border prior in the mixtures' posterior (as heat's default)
-MIXTURE_PRIOR = 20.0
-
 __all__ = ["segment_kinetic", "fit_kinetic", "KineticModel", "parse_barriers"]
 
 
@@ -240,14 +237,22 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     :math:`\sigma(\log p_1 - \log p_0 + w(D - 1/2))` in [0, 1] is what the consensus
     dynamics aggregate and binarise (the seed's "couple with learning" direction).
     """
-    from ..._regions import PhaseMixtures, border_geodesic, prior_partition, region_features
+    from ..._regions import (
+        BORDER_PRIOR,
+        COMPONENTS,
+        MAX_FIT,
+        PhaseMixtures,
+        border_geodesic,
+        prior_partition,
+        region_features,
+    )
 
     feats = region_features(image, channel_axis)
     X = feats.reshape(-1, feats.shape[-1])
     geodesic = border_geodesic(feats)
-    prior = (MIXTURE_PRIOR * (geodesic - 0.5)).reshape(-1)
+    prior = (BORDER_PRIOR * (geodesic - 0.5)).reshape(-1)
     u = prior_partition(geodesic).reshape(-1)
-    mixtures = PhaseMixtures(5, 4000, rng)
+    mixtures = PhaseMixtures(COMPONENTS, MAX_FIT, rng)
     for _ in range(rounds):
         mixtures.fit(X, u)
         odds = mixtures.log_odds(X) + prior
