@@ -105,3 +105,29 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch):
     monkeypatch.setitem(_registry._REGISTRY, m.name, m)
     with pytest.raises(ImportError, match="pip install physeg_no_such_module"):
         physeg.segment(_square(), method=m.name)
+
+
+@pytest.mark.parametrize("method", ["otsu", "heat", "kinetic"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_rgb_array_without_channel_axis_is_refused_not_read_as_a_volume(method, channels):
+    from physeg.data.synthetic import shape_image
+
+    rgb, mask = shape_image("circle", 40, channels=3, shape_value=(0.9, 0.7, 0.5),
+                            background_value=(0.1, 0.2, 0.3))
+    rgb = np.round(rgb * 255).astype(np.uint8)
+    if channels == 4:
+        rgb = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    with pytest.raises(ValueError, match=r"shape \(40, 40, %d\) looks like a colour image.*"
+                                         r"pass channel_axis=-1" % channels):
+        physeg.segment(rgb, method=method, rng=0)
+    labels = physeg.segment(rgb, method=method, channel_axis=-1, rng=0)
+    assert labels.shape == (40, 40)
+    assert physeg.metrics.dice(labels, mask, average="binary") > 0.95
+
+
+def test_real_volumes_and_channels_first_still_work():
+    vol = np.zeros((3, 16, 16), np.float32)  # 3 planes of 16 x 16: a volume, planes first
+    vol[:, 4:12, 4:12] = 1.0
+    assert physeg.segment(vol, method="otsu").shape == (3, 16, 16)
+    rgb_first = np.moveaxis(np.stack([_square()] * 3, axis=-1), -1, 0)
+    assert physeg.segment(rgb_first, method="otsu", channel_axis=0).shape == (32, 32)

@@ -375,3 +375,15 @@ def test_segment_with_a_network_model_takes_prediction_params(images, tmp_path, 
     res = _invoke("segment", src, "-o", tmp_path / "bad2", "--model", model,
                   "--param", "keep_larges=1")
     assert res.exit_code == 2 and "keep_largest" in res.output
+
+
+def test_rgb_file_read_as_a_volume_is_refused_with_the_flag_to_use(images, tmp_path):
+    src, _, _ = images
+    res = runner.invoke(app, ["segment", str(src / "c.png"), "-o", str(tmp_path / "o"),
+                              "-m", "otsu", "--channel-axis", "none"])
+    assert res.exit_code == 1
+    assert "looks like a colour image (channels last)" in res.output
+    assert "(on the command line: --channel-axis -1)" in res.output
+    res = runner.invoke(app, ["segment", str(src / "c.png"), "-o", str(tmp_path / "o"),
+                              "-m", "otsu"])
+    assert res.exit_code == 0 and "segmented 1 of 1 file(s)" in res.output

@@ -14,6 +14,11 @@ Colour policy (every layer asks these functions, none decides on its own)
   integer names the axis. :func:`parse_channel_axis` turns the CLI's ``--channel-axis`` text
   into one of these. Against a mask, an image with one more axis than the mask has colour
   last (:func:`channel_axis_from_mask`).
+* **Python arrays** (:func:`check_image`) follow scikit-image: ``channel_axis=None`` means no
+  colour axis, nothing is guessed, except that a (rows, cols, 3 | 4) array without
+  ``channel_axis`` is refused in one line (:func:`looks_like_colour`): read as a volume it
+  would have planes 3 or 4 pixels wide, so it is an RGB(A) array given without
+  ``channel_axis=-1``, and a silent 3-plane "volume" would be the wrong answer.
 * **Colour for a method** (:func:`prepare_colour`). Colour goes last and alpha is dropped (it
   carries no intensity): the last of 2 channels (grey+alpha = grey) or of 4 (RGBA), the rule
   :func:`physeg.io.read_mask` uses too. A method that declares ``supports_multichannel`` gets
@@ -46,6 +51,7 @@ __all__ = [
     "to_grey",
     "check_labels_like",
     "look_up_option",
+    "looks_like_colour",
     "to_float01",
 ]
 
@@ -146,6 +152,16 @@ def check_image(
     else:
         spatial = arr.shape
     max_nd = 3 if allow_3d else 2
+    if channel_axis is None and looks_like_colour(arr.shape):
+        # scikit-image's convention (channel_axis=None = no colour axis) would read this as a
+        # volume of planes only 3 or 4 pixels wide, which is never what an RGB array means:
+        # refuse it, in one line, rather than return such a "volume" silently
+        raise ValueError(
+            f"{name} of shape {arr.shape} looks like a colour image (channels last), but "
+            "channel_axis=None reads it as a volume of planes 3 or 4 pixels wide; pass "
+            "channel_axis=-1 for colour (on the command line: --channel-axis -1), or convert "
+            "it to grey first."
+        )
     if not 2 <= len(spatial) <= max_nd:
         hint = (
             " If the last axis holds colour channels, pass channel_axis=-1 (on the command "
@@ -170,6 +186,16 @@ def check_image(
             "(e.g. np.nan_to_num) or mask them out."
         )
     return arr
+
+
+def looks_like_colour(shape: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` given without ``channel_axis`` is surely colour.
+
+    (rows, cols, 3 | 4) with rows and cols above 4: as a volume (planes, rows, cols) it would
+    be planes only 3 or 4 pixels wide, which no real volume is, while every RGB(A) array has
+    this shape. :func:`check_image` refuses such an array without ``channel_axis``.
+    """
+    return len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4
 
 
 def check_labels_like(
