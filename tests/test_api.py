@@ -131,3 +131,39 @@ def test_real_volumes_and_channels_first_still_work():
     assert physeg.segment(vol, method="otsu").shape == (3, 16, 16)
     rgb_first = np.moveaxis(np.stack([_square()] * 3, axis=-1), -1, 0)
     assert physeg.segment(rgb_first, method="otsu", channel_axis=0).shape == (32, 32)
+
+
+def test_fit_progress_protocol_reaches_fits_that_declare_it():
+    pytest.importorskip("cbx")
+    from physeg.api import fit_reports_progress
+    from physeg.data.noise import noisy_shape
+
+    img, mask = noisy_shape("circle", 32, "gaussian", 1, rng=0)
+    calls = []
+    physeg.fit("kinetic", [img], [mask], max_iter=3, n_agents=4, rng=0,
+               progress=lambda done, total, msg: calls.append((done, total, msg)))
+    assert [(d, t) for d, t, _ in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert calls[-1][2].startswith("CBO iteration 3/3, best dice loss ")
+    # a fit without a progress parameter is called as before (its **kwargs do not count)
+    heat = physeg.get_method("heat")
+    if not fit_reports_progress(heat):
+        model = physeg.fit("heat", [img], [mask], progress=lambda *a: calls.append(a))
+        assert model.method == "heat" and len(calls) == 3
+
+
+def test_fit_progress_exception_stops_the_fit():
+    pytest.importorskip("cbx")
+    from physeg.data.noise import noisy_shape
+
+    img, mask = noisy_shape("circle", 32, "gaussian", 1, rng=0)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(done, total, msg):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        physeg.fit("kinetic", [img], [mask], max_iter=5, n_agents=4, rng=0,
+                   progress=stop_at_two)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -48,6 +48,8 @@ __all__ = [
     "fit",
     "load",
     "run_validated",
+    "fit_reports_progress",
+    "ProgressCallback",
 ]
 
 
@@ -87,8 +89,17 @@ def segment(
                       **params)
 
 
+#: ``progress(done, total, message)``: ``done`` steps of ``total`` (None when unknown).
+ProgressCallback = Callable[[int, "int | None", str], None]
+
+
 def fit(
-    method: str, images: Sequence[Any], masks: Sequence[Any] | None = None, **params: Any
+    method: str,
+    images: Sequence[Any],
+    masks: Sequence[Any] | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    **params: Any,
 ) -> Model:
     """Fit a method's parameters (or train its network) on images with masks.
 
@@ -98,6 +109,12 @@ def fit(
         A registered method with fitting support (``physeg methods`` marks them).
     images, masks : sequences of arrays
         Training images and their label masks (same spatial shapes).
+    progress : callable, optional
+        ``progress(done, total, message)``, called by fits that report progress (kinetic's
+        CBO iterations, the networks' training iterations) after each step; ``total`` is
+        None when the number of steps is not known in advance. A fit function receives it
+        only if it declares a ``progress`` parameter, so fits without progress are called as
+        before. An exception raised by ``progress`` stops the fit (how a caller cancels).
     **params
         Method and fitting parameters.
 
@@ -120,8 +137,25 @@ def fit(
         raise ValueError(
             f"got {len(images)} images but {len(masks)} masks; pass one mask per image."
         )
+    if progress is not None and not callable(progress):
+        # not a callback: the networks' own "progress" parameter (show a rich bar)
+        params["progress"], progress = progress, None
     kwargs = m.validate(params, for_fit=True)
+    if progress is not None and fit_reports_progress(m):
+        kwargs["progress"] = progress
     return m.fit_func(list(images), None if masks is None else list(masks), **kwargs)
+
+
+def fit_reports_progress(m: Method) -> bool:
+    """Whether ``m``'s fit function declares a ``progress`` parameter (``**kwargs`` does not
+    count: such a function may refuse names it does not know)."""
+    import inspect
+
+    if m.fit_func is None:
+        return False
+    arg = inspect.signature(m.fit_func).parameters.get("progress")
+    return arg is not None and arg.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                            inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")

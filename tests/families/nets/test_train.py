@@ -256,8 +256,8 @@ def test_fit_input_errors():
         physeg.fit("unet", [np.zeros((16, 16))], [np.eye(16, dtype=np.uint8)], iterations=1,
                    spatial_dims=3)
     with pytest.raises(ValueError, match="same number of spatial axes"):
-        physeg.fit("unet", [np.zeros((16, 16)), np.zeros((16, 16, 3))],
-                   [np.eye(16, dtype=np.uint8), np.zeros((16, 16), np.uint8)],
+        physeg.fit("unet", [np.zeros((16, 16)), np.zeros((5, 16, 16))],
+                   [np.eye(16, dtype=np.uint8), np.zeros((5, 16, 16), np.uint8)],
                    iterations=1, threads=1)
     with pytest.raises(ValueError, match="single label value"):
         physeg.fit("unet", [np.zeros((16, 16))] * 2, [np.zeros((16, 16), np.uint8)] * 2,

@@ -268,11 +268,16 @@ def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
     return KineticModel(data.get("params", {}), data.get("info", {}))
 
 
-def fit_kinetic(images: list, masks: list | None, **kwargs: Any) -> KineticModel:
-    """Fit theta by CBO (see :func:`physeg.families.kinetic._fit.fit`); called by ``physeg.fit``."""
+def fit_kinetic(images: list, masks: list | None, *, progress: Any = None,
+                **kwargs: Any) -> KineticModel:
+    """Fit theta by CBO (see :func:`physeg.families.kinetic._fit.fit`); called by ``physeg.fit``.
+
+    ``progress(done, total, message)`` is called after every CBO iteration.
+    """
     from ._fit import fit
 
-    return fit.unchecked(images, masks, **kwargs)  # physeg.fit validated kwargs
+    # physeg.fit validated kwargs
+    return fit.unchecked(images, masks, progress=progress, **kwargs)
 
 
 register(

@@ -38,7 +38,7 @@ The rates, T, eps and dt are fixed (defaults of
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -205,6 +205,7 @@ def fit(
     n_bins: int,
     rng: None | int | np.random.Generator,
     refresh: float | None = None,
+    progress: Callable[[int, int | None, str], None] | None = None,
     **fixed: Any,
 ):
     """Identify theta = (Delta, sigma, r, barriers) on labelled images by CBO.
@@ -232,6 +233,9 @@ def fit(
         U/W refresh interval (> 0, time units) of the macroscopic model ("l2", "mixed");
         None keeps the default of :func:`._macro.macro_solve`. Not exposed by ``physeg.fit``;
         kept for studies of the refresh interval's effect on the fitted parameters.
+    progress : callable, optional
+        ``progress(done, max_iter, message)`` after every CBO iteration, the message giving
+        the best loss so far (``physeg.fit(..., progress=)``); what it raises stops the fit.
     **fixed
         Fixed model settings (eps, dt, t_final, space_rate, transport_rate, binarise_rate,
         feature_update, runs); defaults as in :func:`physeg.families.kinetic.segment_kinetic`.
@@ -272,9 +276,18 @@ def fit(
     bounds = theta_bounds(d, classes)
     objective = make_objective(feats, labs, classes=classes, loss=loss, base=base,
                                n_bins=n_bins, rng=gen, refresh=refresh)
+    callback = None
+    if progress is not None:
+        seen = {"best": np.inf}
+
+        def callback(it: int, agents: np.ndarray, values: np.ndarray) -> None:
+            seen["best"] = min(seen["best"], float(np.min(values)))
+            progress(it + 1, max_iter,
+                     f"CBO iteration {it + 1}/{max_iter}, best {loss} loss {seen['best']:.3f}")
+
     t0 = time.perf_counter()
     res = optim.cbo_minimize(objective, bounds=bounds, n_agents=n_agents, max_iter=max_iter,
-                             rng=gen, vectorised=True)
+                             rng=gen, vectorised=True, callback=callback)
     elapsed = time.perf_counter() - t0
     theta = res.x
     bars = theta[3:].reshape(d, classes - 1)

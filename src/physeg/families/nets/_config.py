@@ -10,7 +10,7 @@ architecture strings the CLI passes (``widths="8,16,32"``, ``strides="1,2,2;2"``
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .._registry import Param
 
@@ -20,6 +20,7 @@ __all__ = [
     "DATA_PARAMS",
     "TrainConfig",
     "split_fit_params",
+    "progress_callback",
     "arch_config",
     "parse_ints",
     "parse_strides",
@@ -52,7 +53,8 @@ TRAIN_PARAMS: tuple[Param, ...] = (
     Param("max_cpu_time", "float", None,
           "stop training after this many CPU seconds of the process (all threads; a "
           "machine-load-independent budget)", low=1.0),
-    Param("progress", "bool", False, "show a progress bar"),
+    Param("progress", "bool", False, "show a rich progress bar while training (Python calls; "
+          "`physeg fit` always shows its own)"),
     Param("clip_grad", "float", None, "clip the gradient norm to this value (None = no clip)",
           low=1e-6),
     Param("colour", "float", 0.0,
@@ -144,6 +146,20 @@ class TrainConfig:
         for p in TRAIN_PARAMS:
             if p.name not in DATA_PARAMS:
                 setattr(self, p.name, p.convert(getattr(self, p.name)))
+
+
+def progress_callback(progress: Any, params: dict[str, Any]
+                      ) -> tuple[Callable[[int, int | None, str], None] | None, dict[str, Any]]:
+    """Split a fit's ``progress`` argument: a callable is the ``physeg.fit(progress=)``
+    callback; anything else (a bool) is the trainer's own ``progress`` parameter (a rich bar).
+
+    Returns ``(callback or None, params)``.
+    """
+    if callable(progress):
+        return progress, params
+    if progress is not None:
+        params = {**params, "progress": progress}
+    return None, params
 
 
 def split_fit_params(params: dict[str, Any], arch_names: Sequence[str]

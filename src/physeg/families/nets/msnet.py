@@ -115,19 +115,21 @@ def build_msnet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **
     return MSNet(in_channels, num_classes, ndim=ndim, **config)
 
 
-def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
+def fit_msnet(images: Sequence[Any], masks: Sequence[Any] | None, *, progress: Any = None,
+              **params: Any):
     """Train MSNet on labelled images (``physeg.fit("msnet", images, masks, **params)``).
 
     Parameters are the architecture parameters (:data:`ARCH_PARAMS`) and the trainer's
     (:data:`physeg.families.nets._config.TRAIN_PARAMS`: iterations, batch_size, lr, …, rng,
     channel_axis). Returns a :class:`physeg.families.nets._model.NetworkModel`.
     """
-    from ._config import arch_config, split_fit_params
+    from ._config import arch_config, progress_callback, split_fit_params
     from .train import fit_network
 
+    report, params = progress_callback(progress, params)
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
-    return fit_network("msnet", "msnet", images, masks,
+    return fit_network("msnet", "msnet", images, masks, report=report,
                        arch_config=arch_config({**defaults, **arch}), **data, **train)
 
 

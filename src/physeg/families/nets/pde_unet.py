@@ -173,6 +173,7 @@ def fit_pde_unet(
     val_images: Sequence[Any] | None = None,
     val_masks: Sequence[Any] | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Any = None,
     **params: Any,
 ):
     """Train the PDE-regularised U-Net (``physeg.fit("pde-unet", images, masks, **params)``).
@@ -189,6 +190,9 @@ def fit_pde_unet(
         the training images is held out (none when it is 0).
     log : callable(str), optional
         Progress lines from the trainer.
+    progress : callable(done, total, message) or bool, optional
+        A callable is called after every iteration of both stages, ``done`` counting over
+        the whole schedule; a bool is the trainer's own ``progress`` bar parameter.
     **params
         Prior and schedule parameters (:data:`PRIOR_PARAMS`), U-Net parameters
         (:data:`physeg.families.nets.unet.ARCH_PARAMS`: ``widths``, ``strides``, ``norm``) and
@@ -211,11 +215,11 @@ def fit_pde_unet(
 
     from ..._validate import as_rng, check_image
     from ._arch import build_network, count_parameters
-    from ._config import TrainConfig, arch_config, split_fit_params
+    from ._config import TrainConfig, arch_config, progress_callback, split_fit_params
     from ._model import NetworkModel
     from .train import holdout_split, prepare_training_data, train_network
 
-    params = dict(params)
+    report, params = progress_callback(progress, dict(params))
     prior_args = {k: params.pop(k) for k in _PRIOR_NAMES if k in params}
     defaults = {p.name: p.default for p in PRIOR_PARAMS}
     opts = {**defaults, **{k: v for k, v in prior_args.items() if v is not None}}
@@ -283,6 +287,14 @@ def fit_pde_unet(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(cfg.threads, old_threads)))
     hists: dict[str, Any] = {}
+    # the stages report one count over the whole schedule (stage II after stage I's n1)
+    done_before = {"n": 0}
+
+    def stage_report(done: int, total: int | None, message: str) -> None:
+        if report is not None:
+            stage = "stage II" if done_before["n"] or init is not None else "stage I"
+            report(done_before["n"] + done, cfg.iterations, f"{stage}: {message}")
+
     try:
         if init is not None:
             net = copy.deepcopy(init.net)
@@ -293,12 +305,15 @@ def fit_pde_unet(
         if n1 > 0 and init is None:
             cfg1 = dataclasses.replace(cfg, iterations=n1)
             hists["stage1"] = train_network(net, txs, tys, config=cfg1, val_xs=vxs,
-                                            val_ys=vys, num_classes=k, rng=seeds[2], log=log)
+                                            val_ys=vys, num_classes=k, rng=seeds[2], log=log,
+                                            report=stage_report)
+            done_before["n"] = n1
         if n2 > 0:
             cfg2 = dataclasses.replace(cfg, iterations=n2, lr=lr2)
             hists["stage2"] = train_network(net, txs, tys, config=cfg2, val_xs=vxs,
                                               val_ys=vys, num_classes=k, rng=seeds[3],
-                                              extra_terms=terms, log=log)
+                                              extra_terms=terms, log=log,
+                                              report=stage_report)
     finally:
         torch.set_num_threads(old_threads)
     net.to("cpu").eval()

@@ -134,6 +134,7 @@ def fit_network(
     val_images: Sequence[Any] | None = None,
     val_masks: Sequence[Any] | None = None,
     log: Callable[[str], None] | None = None,
+    report: Callable[[int, int | None, str], None] | None = None,
     **train_params: Any,
 ) -> NetworkModel:
     """Build the network ``arch``, train it on ``images``/``masks`` and wrap it as a Model.
@@ -161,6 +162,8 @@ def fit_network(
         (at least 1 when the fraction is positive and there are ≥ 2 images).
     log : callable(str), optional
         Progress lines.
+    report : callable(done, total, message), optional
+        Called after every training iteration (see :func:`train_network`).
     **train_params
         Fields of :class:`TrainConfig`.
 
@@ -197,7 +200,7 @@ def fit_network(
         torch.manual_seed(seed)
         net = build_network(arch, **config)
     hist = train_network(net, txs, tys, config=cfg, val_xs=vxs, val_ys=vys,
-                         num_classes=len(pre.classes), rng=gen, log=log)
+                         num_classes=len(pre.classes), rng=gen, log=log, report=report)
     net.to("cpu")
     info = {"history": hist, "n_train": len(txs), "n_val": len(vxs),
             "parameters": count_parameters(net), "torch_seed": seed}
@@ -237,6 +240,7 @@ def train_network(
     rng: Any = 0,
     extra_terms: dict[str, Callable[..., Any]] | None = None,
     log: Callable[[str], None] | None = None,
+    report: Callable[[int, int | None, str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` in place on preprocessed arrays; return the history.
 
@@ -259,6 +263,10 @@ def train_network(
         Additional weighted loss terms (logged under their names).
     log : callable(str), optional
         Receives a line at every validation.
+    report : callable(done, total, message), optional
+        ``report(iteration, config.iterations, message)`` after every iteration (the
+        ``physeg.fit(..., progress=)`` protocol); the message gives the loss and the last
+        validation Dice. What it raises stops the training.
 
     Returns
     -------
@@ -377,6 +385,10 @@ def train_network(
                     break
             elif log is not None and not val_xs and it % cfg.val_every == 0:
                 log(f"it {it} loss {np.mean(hist['loss'][-cfg.val_every:]):.4f} {elapsed:.0f}s")
+            if report is not None:
+                val = f", validation Dice {hist['val'][-1][1]:.3f}" if hist["val"] else ""
+                report(it, cfg.iterations, f"iteration {it}/{cfg.iterations}, loss "
+                       f"{hist['loss'][-1]:.4f}{val}")
             if over:
                 stop = "time_limit"
                 break

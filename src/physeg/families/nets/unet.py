@@ -62,14 +62,16 @@ def build_unet(in_channels: int = 1, num_classes: int = 2, *, ndim: int = 2, **c
     return UNet(in_channels, num_classes, ndim=ndim, **config)
 
 
-def fit_unet(images: Sequence[Any], masks: Sequence[Any] | None, **params: Any):
+def fit_unet(images: Sequence[Any], masks: Sequence[Any] | None, *, progress: Any = None,
+              **params: Any):
     """Train the U-Net (``physeg.fit("unet", images, masks, **params)``); see ``fit_msnet``."""
-    from ._config import arch_config, split_fit_params
+    from ._config import arch_config, progress_callback, split_fit_params
     from .train import fit_network
 
+    report, params = progress_callback(progress, params)
     arch, train, data = split_fit_params(params, [p.name for p in ARCH_PARAMS])
     defaults = {p.name: p.default for p in ARCH_PARAMS}
-    return fit_network("unet", "unet", images, masks,
+    return fit_network("unet", "unet", images, masks, report=report,
                        arch_config=arch_config({**defaults, **arch}), **data, **train)
 
 
