@@ -272,7 +272,7 @@ def test_registered_with_declared_params():
 def test_fit_picks_tau_lam_and_model_roundtrips(tmp_path):
     masks = [_disc((48, 56), (20, 30), 12), _disc((48, 56), (28, 24), 14)]
     images = [_noisy(m, 0.25, seed=20 + i) for i, m in enumerate(masks)]
-    model = physeg.fit("heat", images, masks, init="otsu")
+    model = physeg.fit("heat", images, masks, learn="grid", init="otsu")
     assert model.params["tau"] in (0.5, 1.0, 2.0, 4.0)
     assert model.params["lam"] in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
     assert len(model.info["grid"]) == 24 and model.info["score"] > 0.97
@@ -305,7 +305,7 @@ def test_fit_names_the_pair_whose_mask_has_another_size():
     masks[1] = masks[1][:, :30]
     with pytest.raises(ValueError, match=r"masks\[1\] shape \(32, 30\) does not match the "
                                          r"image's spatial shape \(32, 32\)"):
-        physeg.fit("heat", images, masks, init="otsu")
+        physeg.fit("heat", images, masks, learn="grid", init="otsu")
     rgb = np.repeat(images[0][..., None], 3, axis=-1)
     with pytest.raises(ValueError, match=r"masks\[0\] shape \(32, 30\) .* \(32, 32\)"):
-        physeg.fit("heat", [rgb], [masks[1]], init="otsu")
+        physeg.fit("heat", [rgb], [masks[1]], learn="grid", init="otsu")

@@ -78,6 +78,7 @@ from ..._foreground import FOREGROUND_RULES, OBJECT_RULES, foreground_order, kee
 from ..._regions import BORDER_PRIOR, COMPONENTS
 from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
 from .._registry import Method, Param, defaults_from, register
+from ._learned import LEARNED_FIT_PARAMS
 from ._mbo import heat_multiplier, heat_step, kmeans_labels, otsu_labels, run_binary, run_multi
 
 __all__ = ["segment_heat", "fit_heat", "HEAT_PARAMS"]
@@ -433,12 +434,32 @@ def fit_heat(
     images: Sequence[Any],
     masks: Sequence[Any] | None,
     *,
+    learn: str = "features",
+    unlabelled: int | None = None,
+    samples: int = 2000,
+    trees: int = 32,
+    depth: int = 12,
+    adapt: float = 1.0,
+    border_feature: bool = True,
+    rng: Any = None,
+    progress: Any = None,
     taus: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     lams: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
     **fixed: Any,
 ):
-    """Choose ``tau`` and ``lam`` by grid search on labelled images (``physeg.fit("heat", ...)``).
+    """Fit heat on labelled images (``physeg.fit("heat", ...)``): learned fidelity or (τ, λ) grid.
 
+    ``learn="features"`` (default; :mod:`._learned`): a random forest on multiscale pixel
+    features learns p(k | x) from the masks (or scribbles, ``unlabelled=``), and
+    the model segments by threshold dynamics with fidelity -log p and the heat-kernel
+    perimeter (``tau``, ``lam`` in ``fixed``; defaults 1 px² and 4 px/nat), plus per-image
+    colour mixtures weighted ``adapt`` (binary). Labels 0..K-1 are the distinct mask values
+    other than ``unlabelled``, in increasing order. Other parameters: ``samples`` pixels per
+    class and image (10..1e7), ``trees`` (1..500), ``depth`` (1..40), ``border_feature`` (the
+    border geodesic distance as a feature), ``rng`` (seed of the sampling and the forest;
+    None = 0), ``progress(done, total, message)`` per training image and for the forest.
+
+    ``learn="grid"``, the no-label model's fit:
     Every (τ, λ) pair of the grid segments every image with the other parameters ``fixed``;
     the pair with the best mean score wins (ties: the first in grid order, i.e. the smallest τ
     and λ). Score: Dice of label 1 against ``mask > 0`` for K = 2 (so the object must be the
@@ -464,6 +485,19 @@ def fit_heat(
 
     if masks is None:
         raise ValueError("fitting 'heat' needs masks: physeg.fit('heat', images, masks).")
+    if learn == "features":
+        from ._learned import fit_learned
+
+        other = sorted(set(fixed) - {"tau", "lam"})
+        if other:
+            raise ValueError(
+                f"learn='features' uses tau and lam of the segmentation parameters; {other} "
+                "belong to the no-label model: pass learn='grid' to search tau and lam with them."
+            )
+        return fit_learned(images, masks, unlabelled=unlabelled, samples=samples, trees=trees,
+                           depth=depth, adapt=adapt, border_feature=border_feature,
+                           tau=fixed.get("tau"), lam=fixed.get("lam"),
+                           rng=0 if rng is None else rng, progress=progress)
     fixed = {k: v for k, v in fixed.items() if k not in ("tau", "lam")}
     classes = fixed.get("classes") or _DEFAULTS["classes"]
     pairs = []  # checked once, before the grid: a mask of another size names its pair
@@ -491,6 +525,17 @@ def fit_heat(
                                   "metric": "dice" if classes == 2 else "accuracy"})
 
 
+def _load_model(data: dict[str, Any], path: Any):
+    """A learned model (``state["learned"]``: checked arrays) or the grid fit's parameters."""
+    from .._registry import Model
+
+    if isinstance(data.get("state"), dict) and "learned" in data["state"]:
+        from ._learned import learned_from_dict
+
+        return learned_from_dict(data)
+    return Model("heat", data.get("params", {}), data.get("info", {}))
+
+
 register(
     Method(
         name="heat",
@@ -499,6 +544,8 @@ register(
         summary="heat-semigroup threshold dynamics (MBO / Esedoglu-Tsai) for piecewise-constant "
                 "Mumford-Shah; binary and multiphase, grey/colour, 2D/3D",
         fit_func=fit_heat,
+        load_func=_load_model,
+        fit_params=LEARNED_FIT_PARAMS,
         supports_3d=True,
         supports_multichannel=True,
     )

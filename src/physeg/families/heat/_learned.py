@@ -1,0 +1,241 @@
+r"""Few labels: a learned fidelity regularised by threshold dynamics (``physeg.fit("heat", ...)``).
+
+A random forest on multiscale pixel features (:mod:`physeg._features`) learns
+:math:`p(k\mid x)` from a few labelled images or scribbles; the segmentation minimises
+
+.. math::
+
+    E_\tau(u) = \sum_k \int u_k\,\big(-\log p(k\mid x)\big)\,dx
+                + \frac{\lambda}{\sqrt\tau}\sum_k \int u_k\,(G_\tau * (1-u_k))\,dx
+
+by heat's threshold dynamics (:mod:`._mbo`, the exact Neumann heat kernel): from the pointwise
+decision :math:`u=\arg\max_k \log p(k\mid x)`, repeat :math:`\psi_k=G_\tau*u_k`,
+:math:`u_k\leftarrow 1` for :math:`k=\arg\max_j \log p(j\mid x)+(2\lambda/\sqrt\tau)\psi_j`
+until no pixel changes (the energy never increases). :math:`\lambda` is a length in pixels
+per nat: the fidelity is in nats, so ``lam`` here is not the variance-relative λ of the
+no-label model.
+
+Per-image adaptation (``adapt > 0``, binary): the colours of an object change between images
+(a brown and a white horse), the forest knows only the training images. After the descent a
+Gaussian mixture per phase (:class:`physeg._regions.PhaseMixtures`, CIELAB + texture) is fitted
+on this image's own partition and ``adapt`` times its log-odds is added to the learned log-odds;
+the descent is repeated (``ADAPT_ROUNDS`` times): region competition started from the learned
+segmentation, the no-label model's loop with the labels' knowledge as the prior.
+
+Labels: the classes are the distinct mask values (other than ``unlabelled``) in increasing
+order, and class k is label k of the output. With ``unlabelled=0`` scribbles 1..K are labels
+0..K-1 (stroke value 1 = background, 2 = object), without it a 0/1 mask gives labels 0/1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
+from .._registry import Model, Param
+from ._mbo import heat_multiplier, heat_step
+
+__all__ = ["LEARNED_FIT_PARAMS", "LearnedHeatModel", "fit_learned", "learned_from_dict"]
+
+#: defaults of the learned model's regulariser (measured on the development sets:
+#: docs/methods/heat.md, "learned fidelity")
+LEARNED_TAU = 1.0
+LEARNED_LAM = 4.0
+ADAPT = 1.0
+ADAPT_ROUNDS = 2
+_MAX_ITER = 200
+
+LEARNED_FIT_PARAMS: tuple[Param, ...] = (
+    Param("learn", "str", "features", "fit: features (learn p(class | pixel features) with a "
+          "random forest; fidelity -log p) or grid (search tau, lam of the no-label model)",
+          choices=("features", "grid")),
+    Param("unlabelled", "int", None, "mask value meaning 'no label' (scribbles); classes are "
+          "the other values in increasing order, label k = the k-th", low=0, high=2**31 - 1),
+    Param("samples", "int", 2000, "pixels drawn per class and training image; more = slower, "
+          "finer likelihoods", low=10, high=10**7),
+    Param("trees", "int", 32, "trees of the random forest; more = smoother posteriors, slower "
+          "prediction", low=1, high=500),
+    Param("depth", "int", 12, "depth limit of each tree; deeper = more detail, more "
+          "over-fitting of few labels", low=1, high=40),
+    Param("adapt", "float", ADAPT, "weight of the per-image colour mixtures re-fitted on the "
+          "learned partition (binary; 0 = the learned likelihood alone)", low=0.0, high=100.0),
+    Param("border_feature", "bool", True, "add the border geodesic distance (the no-label "
+          "object prior) as a feature"),
+    Param("rng", "int", None, "seed of the pixel sampling and the forest (none = 0)", low=0,
+          high=2**63 - 1),
+)
+
+Progress = Callable[[int, "int | None", str], None]
+
+
+def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float],
+            max_iter: int = _MAX_ITER, workers: int | None = None,
+            start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Threshold dynamics on the fidelity ``-logp`` (*spatial, K); returns (labels, steps)."""
+    spatial = logp.shape[:-1]
+    K = logp.shape[-1]
+    lab = np.argmax(logp, axis=-1) if start is None else start
+    if lam <= 0:
+        return lab.astype(np.intp), 0
+    mult = heat_multiplier(spatial, tau, spacing)
+    beta = np.float32(2.0 * lam / math.sqrt(tau))
+    steps = 0
+    if K == 2:
+        odds = logp[..., 1] - logp[..., 0]
+        v = lab == 1
+        for _ in range(max_iter):
+            psi = heat_step(v[None].astype(np.float32), mult, workers=workers)[0]
+            new = odds + beta * (2.0 * psi - 1.0) > 0
+            steps += 1
+            if np.array_equal(new, v):
+                break
+            v = new
+        return v.astype(np.intp), steps
+    for _ in range(max_iter):
+        onehot = np.stack([lab == k for k in range(K)]).astype(np.float32)
+        psi = heat_step(onehot, mult, workers=workers)
+        new = np.argmax(logp + beta * np.moveaxis(psi, 0, -1), axis=-1)
+        steps += 1
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    return lab.astype(np.intp), steps
+
+
+class LearnedHeatModel(Model):
+    """``physeg.fit("heat", ...)`` with ``learn="features"``: forest likelihood + heat perimeter.
+
+    ``predict(image)`` returns labels 0..K-1 (class k = the k-th mask value); ``params`` hold
+    ``tau``, ``lam``, ``adapt``; ``state()`` the forest as checked arrays (no pickle).
+    """
+
+    def __init__(self, likelihood: Any, params: dict[str, Any],
+                 info: dict[str, Any] | None = None):
+        super().__init__("heat", params, info)
+        self.likelihood = likelihood
+
+    def state(self) -> dict[str, Any]:
+        return {"learned": self.likelihood.to_state()}
+
+    def predict(self, image: Any, *, channel_axis: int | None = None,
+                spacing: Sequence[float] | None = None, rng: Any = None,
+                workers: int | None = None, return_proba: bool = False,
+                **kwargs: Any) -> np.ndarray:
+        """Segment ``image`` (2D/3D, grey or channels on ``channel_axis``) into labels 0..K-1.
+
+        ``kwargs`` may override ``tau``, ``lam`` and ``adapt`` (checked by their Params);
+        ``rng`` draws the pixels the per-image mixtures are fitted on (``adapt > 0``; None =
+        seed 0, so the same image always gives the same labels).
+        ``return_proba=True`` returns the forest's fractions (*spatial, K) instead.
+        """
+        params = dict(self.params)
+        for key, value in kwargs.items():
+            if key not in ("tau", "lam", "adapt"):
+                raise ValueError(f"a learned heat model takes tau, lam and adapt; got {key!r}.")
+            p = _param(key)
+            v = p.convert(value)
+            params[key] = p.default if v is None else v
+        arr = check_image(image, channel_axis=channel_axis, allow_3d=True, allow_channels=True)
+        cax = -1 if channel_axis is not None else None
+        spatial = arr.shape[:-1] if cax is not None else arr.shape
+        if spacing is None:
+            spacing = (1.0,) * len(spatial)
+        spacing = tuple(float(s) for s in np.atleast_1d(spacing))
+        if len(spacing) != len(spatial) or min(spacing) <= 0:
+            raise ValueError(f"spacing must give one positive size per spatial axis "
+                             f"({len(spatial)}); got {spacing}.")
+        logp = self.likelihood.log_proba(arr, cax)
+        if return_proba:
+            return np.exp(logp)
+        tau, lam, adapt = params["tau"], params["lam"], params["adapt"]
+        lab, _ = descend(logp, tau=tau, lam=lam, spacing=spacing, workers=workers)
+        if adapt > 0 and logp.shape[-1] == 2:
+            lab = _adapt(arr, cax, logp, lab, tau=tau, lam=lam, adapt=adapt, spacing=spacing,
+                         rng=as_rng(0 if rng is None else rng), workers=workers)
+        K = logp.shape[-1]
+        return lab.astype(np.uint8 if K <= 255 else np.int32)
+
+
+def _param(name: str) -> Param:
+    """The registered heat method's Param ``name`` (the one schema; no import of the package)."""
+    from .._registry import get_method
+
+    return get_method("heat").param(name)
+
+
+def _adapt(arr, cax, logp, lab, *, tau, lam, adapt, spacing, rng, workers):
+    """Re-fit colour mixtures per phase on this image's partition, add their log-odds, descend."""
+    from ..._regions import COMPONENTS, MAX_FIT, PhaseMixtures, region_features
+
+    feats = region_features(arr, cax)
+    X = feats.reshape(-1, feats.shape[-1])
+    mixtures = PhaseMixtures(COMPONENTS, MAX_FIT, rng)
+    base = logp[..., 1] - logp[..., 0]
+    for _ in range(ADAPT_ROUNDS):
+        counts = np.bincount(lab.reshape(-1), minlength=2)
+        if counts.min() < 2 * COMPONENTS:
+            break
+        mixtures.fit(X, lab.reshape(-1))
+        odds = base + np.float32(adapt) * mixtures.log_odds(X).astype(np.float32).reshape(
+            base.shape)
+        two = np.stack([np.zeros_like(odds), odds], axis=-1)
+        new, _ = descend(two, tau=tau, lam=lam, spacing=spacing, workers=workers)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    return lab
+
+
+def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int | None,
+                samples: int, trees: int, depth: int, adapt: float, border_feature: bool,
+                tau: float | None = None, lam: float | None = None, rng: Any = None,
+                progress: Progress | None = None) -> LearnedHeatModel:
+    """Learn p(k | x) on ``images`` / ``masks``; see :func:`physeg.families.heat.fit_heat`."""
+    from ..._features import LearnedLikelihood
+
+    gen = as_rng(rng)
+    arrs, labs, axes = [], [], []
+    for i, (img, msk) in enumerate(zip(images, masks, strict=True)):
+        img = np.asarray(img)
+        ca = channel_axis_from_mask(img, msk)
+        arr = check_image(img, channel_axis=ca, allow_3d=True, allow_channels=True,
+                          name=f"images[{i}]")
+        spatial = arr.shape[:-1] if ca is not None else arr.shape
+        arrs.append(arr)
+        labs.append(check_labels_like(msk, spatial, name=f"masks[{i}]"))
+        axes.append(None if ca is None else -1)
+    t0, c0 = time.perf_counter(), time.process_time()
+    lik = LearnedLikelihood.fit(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
+                                trees=trees, depth=depth, border=border_feature, rng=gen,
+                                progress=progress)
+    if progress is not None:
+        progress(len(arrs) + 1, len(arrs) + 1, "random forest trained")
+    params = {"tau": LEARNED_TAU if tau is None else float(tau),
+              "lam": LEARNED_LAM if lam is None else float(lam), "adapt": float(adapt)}
+    info = {"learn": "features", "class_values": lik.values.tolist(), "layout": lik.layout,
+            "ndim": lik.ndim, "n_train": len(arrs), "unlabelled": unlabelled,
+            "samples": samples, "trees": trees, "depth": depth,
+            "n_features": lik.forest.n_features, "nodes": int(lik.forest.arrays["offsets"][-1]),
+            "fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
+    return LearnedHeatModel(lik, params, info)
+
+
+def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
+    """The model of :meth:`LearnedHeatModel.to_dict` (every array checked; no code run)."""
+    from ..._features import LearnedLikelihood
+
+    state = data.get("state")
+    if not isinstance(state, dict) or "learned" not in state:
+        raise ValueError("no 'learned' state")
+    lik = LearnedLikelihood.from_state(state["learned"])
+    raw = data.get("params", {})
+    params = {}
+    for key in ("tau", "lam", "adapt"):
+        if key not in raw:
+            raise ValueError(f"the learned model's params lack {key!r}")
+        params[key] = _param(key).convert(raw[key])
+    return LearnedHeatModel(lik, params, data.get("info", {}))
