@@ -387,3 +387,35 @@ def test_rgb_file_read_as_a_volume_is_refused_with_the_flag_to_use(images, tmp_p
     res = runner.invoke(app, ["segment", str(src / "c.png"), "-o", str(tmp_path / "o"),
                               "-m", "otsu"])
     assert res.exit_code == 0 and "segmented 1 of 1 file(s)" in res.output
+
+
+def test_fit_shows_progress_and_ends_with_its_training_score(images, tmp_path):
+    pytest.importorskip("cbx")
+    src, gt, _ = images
+    (src / "c.png").unlink()  # grey only: kinetic fits one channel count
+    (gt / "c.png").unlink()
+    res = runner.invoke(app, ["fit", "-m", "kinetic", "--images", str(src), "--masks", str(gt),
+                              "-o", str(tmp_path / "k.json"), "-p", "max_iter=3",
+                              "-p", "n_agents=4"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "fit kinetic" in res.stderr and "CBO iteration 3/3, best dice loss" in res.stderr
+    assert "3/3" in res.stderr  # the bar's total is the iteration count, not "?"
+    model = physeg.load(tmp_path / "k.json")
+    line = [s for s in res.stdout.splitlines() if s.startswith("fit kinetic:")]
+    assert line == [f"fit kinetic: dice loss {model.info['loss_value']:.3f}, Dice "
+                    f"{line[0].split('Dice ')[1].split()[0]} on the 2 training images"]
+    assert float(line[0].split("Dice ")[1].split()[0]) > 0.9  # clean shapes: a good fit
+    assert "warning" not in res.stderr
+
+
+def test_fit_warns_when_its_training_score_is_poor(images, tmp_path, monkeypatch):
+    # a "fit" whose model labels everything background: Dice 0 on its own masks
+    m = Method("test-nothing", lambda image, **kw: np.zeros(image.shape[:2], np.uint8), (),
+               "test", fit_func=lambda imgs, masks, **kw: Model("test-nothing"))
+    monkeypatch.setitem(physeg.families._registry._REGISTRY, "test-nothing", m)
+    src, gt, _ = images
+    res = runner.invoke(app, ["fit", "-m", "test-nothing", "--images", str(src), "--masks",
+                              str(gt), "-o", str(tmp_path / "n.json")])
+    assert res.exit_code == 0
+    assert "fit test-nothing: Dice 0.00 on the 3 training images" in res.stdout
+    assert "warning: the fitted model scores Dice 0.00 on the 3 training images" in res.stderr

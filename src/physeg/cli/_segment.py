@@ -227,14 +227,99 @@ def fit(
     except (ValueError, OSError) as exc:
         raise _bad(f"cannot read the training data: {exc}") from None
     t0 = time.perf_counter()
+    err = _console(stderr=True)
     try:
-        model = api_fit(m.name, imgs, gts, **params)
+        with _fit_progress(err, m.name) as progress:
+            model = api_fit(m.name, imgs, gts, progress=progress, **params)
         path = _save_model(model, out, overwrite=overwrite, protect=inputs)
     except (ValueError, TypeError, OSError) as exc:
         raise _bad(f"fitting failed: {exc}") from None
-    _console().print(
-        f"fitted {m.name} on {len(samples)} image(s) in {time.perf_counter() - t0:.1f} s -> {path}"
-    )
+    seconds = time.perf_counter() - t0
+    out_console = _console()
+    out_console.print(f"fitted {m.name} on {len(samples)} image(s) in {seconds:.1f} s -> {path}")
+    try:
+        line, poor = training_score(model, imgs, gts)
+    except (ValueError, TypeError) as exc:  # the model is saved; only its score failed
+        err.print(_tagged("warning:", "yellow", f"could not score the fit on its training "
+                          f"images: {exc}"))
+        return
+    out_console.print(line)
+    if poor:
+        err.print(_tagged("warning:", "yellow", poor))
+
+
+#: A training Dice below this is reported as poor: the model does not even reproduce its own
+#: masks, so new images will not do better.
+POOR_TRAINING_DICE = 0.5
+
+
+def _fit_progress(err: Any, name: str):
+    """A rich bar driven by ``physeg.fit(progress=)``: totals and messages from the fit;
+    a fit that reports nothing shows the elapsed time only."""
+    import contextlib
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    @contextlib.contextmanager
+    def bar():
+        # "done/total" only once the fit has said its total: never "0/?"
+        progress = Progress(TextColumn(f"fit {name}"), BarColumn(), TextColumn("{task.fields[n]}"),
+                            TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
+        with progress:
+            task = progress.add_task("", total=None, n="")
+
+            def update(done: int, total: int | None, message: str) -> None:
+                progress.update(task, completed=done, total=total, description=message,
+                                n=f"{done}/{total}" if total else f"{done}")
+
+            yield update
+
+    return bar()
+
+
+def training_score(model: Any, images: list, masks: list) -> tuple[str, str | None]:
+    """``model.predict`` on its training images, scored by ``physeg.metrics.score_labels``.
+
+    Returns the summary line (``"fit kinetic: dice loss 0.907, Dice 0.09 on the 2 training
+    images"``) and a warning when the mean Dice is below :data:`POOR_TRAINING_DICE` (else
+    None). Works for every method: it asks only ``predict``.
+    """
+    import numpy as np
+
+    from .._validate import channel_axis_from_mask
+    from ..metrics import score_labels
+
+    dices = []
+    for img, gt in zip(images, masks, strict=True):
+        pred = model.predict(img, channel_axis=channel_axis_from_mask(img, gt))
+        dices.append(score_labels(pred, gt, "dice")["scores"]["dice"])
+    dice = float(np.nanmean(dices)) if not np.all(np.isnan(dices)) else float("nan")
+    loss = _fit_loss(model)
+    n = len(images)
+    where = f"on the {n} training image{'s' if n != 1 else ''}"
+    line = f"fit {model.method}: {loss + ', ' if loss else ''}Dice {dice:.2f} {where}"
+    poor = None
+    if not dice >= POOR_TRAINING_DICE:
+        poor = (f"the fitted model scores Dice {dice:.2f} {where}, below "
+                f"{POOR_TRAINING_DICE}: it does not reproduce its own masks, so new images "
+                "will not do better. Check that label 1 of the masks is the object, or try "
+                "more iterations (--param), more images or another method.")
+    return line, poor
+
+
+def _fit_loss(model: Any) -> str:
+    """The fit's own final loss, where it records one ("dice loss 0.907"); else ""."""
+    import numpy as np
+
+    info = getattr(model, "info", {}) or {}
+    if isinstance(info.get("loss_value"), (int, float)):
+        name = info.get("loss")
+        return f"{name + ' ' if isinstance(name, str) else ''}loss {info['loss_value']:.3f}"
+    history = info.get("history")
+    if isinstance(history, dict) and isinstance(history.get("loss"), list) and history["loss"]:
+        # the networks: mean training loss of the last 10 iterations (one batch is noisy)
+        return f"training loss {float(np.mean(history['loss'][-10:])):.3f}"
+    return ""
 
 
 def _save_model(model: Any, out: Path, *, overwrite: bool, protect: list[Path]) -> Path:
