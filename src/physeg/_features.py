@@ -438,13 +438,21 @@ class LearnedLikelihood:
                              f"a {this} {nd}D image (check channel_axis / the image kind).")
 
     def log_proba(self, image: np.ndarray, channel_axis: int | None, *,
-                  floor: float = 1e-3) -> np.ndarray:
-        """float32 (*spatial, K): log of the forest's fractions, floored at ``floor``."""
+                  floor: float = 1e-3, with_border: bool = False) -> Any:
+        """float32 (*spatial, K): log of the forest's fractions, floored at ``floor``.
+
+        ``with_border=True`` returns ``(logp, D)`` with ``D`` the border geodesic distance
+        (the feature when the model uses it, else computed).
+        """
         self.check(image, channel_axis)
         F = pixel_features(image, channel_axis, sigmas=self.sigmas, border=self.border)
         p = self.forest.proba(F.reshape(-1, F.shape[-1]))
-        logp = np.log(np.maximum(p, floor)).astype(np.float32)
-        return logp.reshape(F.shape[:-1] + (p.shape[1],))
+        logp = np.log(np.maximum(p, floor)).astype(np.float32).reshape(F.shape[:-1] + (-1,))
+        if not with_border:
+            return logp
+        if self.border:
+            return logp, F[..., -1].copy()
+        return logp, pixel_features(image, channel_axis, sigmas=(), border=True)[..., -1].copy()
 
     def to_state(self) -> dict[str, Any]:
         return {"values": self.values.tolist(), "layout": self.layout, "ndim": self.ndim,

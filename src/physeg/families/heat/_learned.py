@@ -148,14 +148,19 @@ class LearnedHeatModel(Model):
         if len(spacing) != len(spatial) or min(spacing) <= 0:
             raise ValueError(f"spacing must give one positive size per spatial axis "
                              f"({len(spatial)}); got {spacing}.")
-        logp = self.likelihood.log_proba(arr, cax)
-        if return_proba:
-            return np.exp(logp)
         tau, lam, adapt = params["tau"], params["lam"], params["adapt"]
+        binary_adapt = adapt > 0 and self.likelihood.values.size == 2
+        if return_proba:
+            return np.exp(self.likelihood.log_proba(arr, cax))
+        if binary_adapt:
+            logp, border = self.likelihood.log_proba(arr, cax, with_border=True)
+        else:
+            logp, border = self.likelihood.log_proba(arr, cax), None
         lab, _ = descend(logp, tau=tau, lam=lam, spacing=spacing, workers=workers)
-        if adapt > 0 and logp.shape[-1] == 2:
-            lab = _adapt(arr, cax, logp, lab, tau=tau, lam=lam, adapt=adapt, spacing=spacing,
-                         rng=as_rng(0 if rng is None else rng), workers=workers)
+        if binary_adapt:
+            lab = _adapt(arr, cax, logp, lab, border, tau=tau, lam=lam, adapt=adapt,
+                         spacing=spacing, rng=as_rng(0 if rng is None else rng),
+                         workers=workers)
         K = logp.shape[-1]
         return lab.astype(np.uint8 if K <= 255 else np.int32)
 
@@ -167,14 +172,15 @@ def _param(name: str) -> Param:
     return get_method("heat").param(name)
 
 
-def _adapt(arr, cax, logp, lab, *, tau, lam, adapt, spacing, rng, workers):
-    """Re-fit colour mixtures per phase on this image's partition, add their log-odds, descend."""
-    from ..._regions import COMPONENTS, MAX_FIT, PhaseMixtures, region_features
+def _adapt(arr, cax, logp, lab, border, *, tau, lam, adapt, spacing, rng, workers):
+    """Re-fit colour mixtures per phase on this image's partition, add their log-odds and the
+    border prior, descend (the no-label model's region competition, started from ``lab``)."""
+    from ..._regions import BORDER_PRIOR, COMPONENTS, MAX_FIT, PhaseMixtures, region_features
 
     feats = region_features(arr, cax)
     X = feats.reshape(-1, feats.shape[-1])
     mixtures = PhaseMixtures(COMPONENTS, MAX_FIT, rng)
-    base = logp[..., 1] - logp[..., 0]
+    base = logp[..., 1] - logp[..., 0] + np.float32(adapt * BORDER_PRIOR) * (border - 0.5)
     for _ in range(ADAPT_ROUNDS):
         counts = np.bincount(lab.reshape(-1), minlength=2)
         if counts.min() < 2 * COMPONENTS:
