@@ -53,7 +53,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -128,8 +127,8 @@ def scores(pred: np.ndarray, truth: np.ndarray, dataset: str) -> dict[str, float
 
 def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
     """heat-fit, heat-fit-adapt0 and the forest's argmax from one posterior (timed apart)."""
-    from physeg.families.heat._learned import _adapt, descend
     from physeg._validate import as_rng
+    from physeg.families.heat._learned import _adapt, descend
 
     t0 = time.perf_counter()
     logp, border = model.likelihood.log_proba(img, -1, with_border=True)
@@ -162,7 +161,6 @@ def train(method: str, images: list, masks: list, args, seed: int):
         return physeg.fit("kinetic", images, masks, classes=max(2, classes), rng=seed)
     if method in ("unet", "msnet"):
         import torch
-
         from msnet_wbc import ARCH
 
         from physeg.families.nets.train import fit_network
@@ -358,7 +356,8 @@ def markdown(summary: list[dict], tg: list[dict], meta: dict) -> str:
         lines.append(f"| {r['dataset']} | {r['S']} | {r['method']} | {r['score']:.3f} | "
                      f"{r['score_std']:.3f} | {cell} | {r['train_cpu_s']:.1f} | "
                      f"{r['infer_s']:.2f} |")
-    lines += ["", "## Targets", "", "| target | dataset | S | value | met |", "|---|---|---|---|---|"]
+    lines += ["", "## Targets", "", "| target | dataset | S | value | met |",
+              "|---|---|---|---|---|"]
     for t in tg:
         lines.append(f"| {t['target']} | {t['dataset']} | {t['S']} | {t['value']:+.3f} | "
                      f"{'yes' if t['met'] else 'no'} |")

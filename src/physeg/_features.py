@@ -46,8 +46,8 @@ import numpy as np
 
 from ._validate import to_float01
 
-__all__ = ["SIGMAS", "pixel_features", "class_values", "sample_pixels", "Forest",
-           "LearnedLikelihood", "encode_array", "decode_array"]
+__all__ = ["SIGMAS", "LEARN_PARAM_SPECS", "pixel_features", "class_values", "sample_pixels",
+           "Forest", "LearnedLikelihood", "encode_array", "decode_array"]
 
 #: scales (pixels) of the feature bank
 SIGMAS = (1.0, 2.0, 4.0, 8.0)
@@ -59,6 +59,22 @@ MIN_LEAF = 5
 _CHUNK = 1 << 17  # pixels per forest evaluation (bounds the memory of large volumes)
 
 Progress = Callable[[int, "int | None", str], None]
+
+#: the learned likelihood's fit parameters, one definition for every family that offers it
+#: (``Param(**spec)``; families build their schema from these, so ranges cannot drift apart)
+LEARN_PARAM_SPECS: tuple[dict[str, Any], ...] = (
+    dict(name="unlabelled", type="int", default=None, low=0, high=2**31 - 1,
+         help="mask value meaning 'no label' (scribbles); classes are the other values in "
+              "increasing order, label k = the k-th"),
+    dict(name="samples", type="int", default=SAMPLES, low=10, high=10**7,
+         help="pixels drawn per class and training image; more = slower, finer likelihoods"),
+    dict(name="trees", type="int", default=TREES, low=1, high=500,
+         help="trees of the random forest; more = smoother posteriors, slower prediction"),
+    dict(name="depth", type="int", default=DEPTH, low=1, high=40,
+         help="depth limit of each tree; deeper = more detail, more over-fitting of few labels"),
+    dict(name="border_feature", type="bool", default=True,
+         help="add the border geodesic distance (the no-label object prior) as a feature"),
+)
 
 
 # ---- features ------------------------------------------------------------------------------

@@ -430,18 +430,19 @@ def _segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels,
     return out, info
 
 
+@defaults_from(LEARNED_FIT_PARAMS)
 def fit_heat(
     images: Sequence[Any],
     masks: Sequence[Any] | None,
     *,
-    learn: str = "features",
-    unlabelled: int | None = None,
-    samples: int = 2000,
-    trees: int = 32,
-    depth: int = 12,
-    adapt: float = 1.0,
-    border_feature: bool = True,
-    rng: Any = None,
+    learn: str,
+    unlabelled: int | None,
+    samples: int,
+    trees: int,
+    depth: int,
+    adapt: float,
+    border_feature: bool,
+    rng: Any,
     progress: Any = None,
     taus: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     lams: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0),

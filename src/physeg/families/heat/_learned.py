@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..._features import LEARN_PARAM_SPECS
 from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
 from .._registry import Model, Param
 from ._mbo import heat_multiplier, heat_step
@@ -53,18 +54,10 @@ LEARNED_FIT_PARAMS: tuple[Param, ...] = (
     Param("learn", "str", "features", "fit: features (learn p(class | pixel features) with a "
           "random forest; fidelity -log p) or grid (search tau, lam of the no-label model)",
           choices=("features", "grid")),
-    Param("unlabelled", "int", None, "mask value meaning 'no label' (scribbles); classes are "
-          "the other values in increasing order, label k = the k-th", low=0, high=2**31 - 1),
-    Param("samples", "int", 2000, "pixels drawn per class and training image; more = slower, "
-          "finer likelihoods", low=10, high=10**7),
-    Param("trees", "int", 32, "trees of the random forest; more = smoother posteriors, slower "
-          "prediction", low=1, high=500),
-    Param("depth", "int", 12, "depth limit of each tree; deeper = more detail, more "
-          "over-fitting of few labels", low=1, high=40),
+    *(Param(**spec) for spec in LEARN_PARAM_SPECS),
     Param("adapt", "float", ADAPT, "weight of the per-image colour mixtures re-fitted on the "
-          "learned partition (binary; 0 = the learned likelihood alone)", low=0.0, high=100.0),
-    Param("border_feature", "bool", True, "add the border geodesic distance (the no-label "
-          "object prior) as a feature"),
+          "learned partition and of the border prior (binary; 0 = the learned likelihood "
+          "alone)", low=0.0, high=100.0),
     Param("rng", "int", None, "seed of the pixel sampling and the forest (none = 0)", low=0,
           high=2**63 - 1),
 )

@@ -265,6 +265,10 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
+    if isinstance(data.get("state"), dict) and "learned" in data["state"]:
+        from ._learned import learned_from_dict
+
+        return learned_from_dict(data)
     return KineticModel(data.get("params", {}), data.get("info", {}))
 
 
@@ -272,10 +276,34 @@ def fit_kinetic(images: list, masks: list | None, *, progress: Any = None,
                 **kwargs: Any) -> KineticModel:
     """Fit theta by CBO (see :func:`physeg.families.kinetic._fit.fit`); called by ``physeg.fit``.
 
-    ``progress(done, total, message)`` is called after every CBO iteration.
+    ``likelihood="learned"`` learns the particles' feature instead (:mod:`._learned`: a random
+    forest's posterior, theta kept). ``progress(done, total, message)`` is called after every
+    CBO iteration (learned: per training image and for the forest).
     """
+    from ._model import FIT_PARAMS, LEARNED_ONLY
+
+    if kwargs.get("likelihood", "none") == "learned":
+        from ._learned import fit_learned
+
+        if masks is None:
+            raise ValueError("kinetic fitting needs one mask per training image (masks=None "
+                             "given).")
+        defaults = {p.name: p.default for p in FIT_PARAMS}
+        learn = {k: kwargs.pop(k, defaults[k]) for k in LEARNED_ONLY}
+        learn.pop("likelihood")
+        cbo_only = sorted(set(kwargs) & {"loss", "n_agents", "max_iter", "fit_size", "n_bins"})
+        if cbo_only:
+            raise ValueError(f"{cbo_only} are CBO settings; likelihood='learned' trains a "
+                             "forest instead (drop them or use likelihood='none').")
+        return fit_learned(images, masks, rng=kwargs.pop("rng", None), progress=progress,
+                           **learn, **kwargs)
     from ._fit import fit
 
+    learned = sorted(k for k in set(kwargs) & set(LEARNED_ONLY) if k != "likelihood")
+    if learned:
+        raise ValueError(f"{learned} are settings of likelihood='learned'; pass "
+                         "likelihood='learned' or drop them.")
+    kwargs.pop("likelihood", None)
     # physeg.fit validated kwargs
     return fit.unchecked(images, masks, progress=progress, **kwargs)
 

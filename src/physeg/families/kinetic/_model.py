@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._features import LEARN_PARAM_SPECS
 from ..._foreground import FOREGROUND_RULES, OBJECT_RULES
 from .._registry import Model, Param
 
@@ -61,7 +62,14 @@ FIT_PARAMS = (
           high=4096),
     Param("n_bins", "int", 50, "feature cells of the macroscopic model", low=8, high=1000),
     Param("rng", "int", None, "seed of the CBO agents and DSMC runs", low=0, high=2**63 - 1),
+    Param("likelihood", "str", "none", "none: CBO fit of theta on the image features; learned: "
+          "a random forest's posterior p(class | multiscale features) as the particles' "
+          "feature (theta kept)", choices=("none", "learned")),
+    *(Param(**spec) for spec in LEARN_PARAM_SPECS),
 )
+
+#: fit parameters of likelihood="learned" only
+LEARNED_ONLY = ("likelihood", *(spec["name"] for spec in LEARN_PARAM_SPECS))
 
 
 class KineticModel(Model):
