@@ -5,8 +5,11 @@ threshold dynamics) and ``kinetic`` (the posterior as the particles' feature), w
 import each other.
 
 Features (:func:`pixel_features`), float32 (*spatial, F), 2D or 3D
-    For colour images CIELAB (L*/100, a*/100, b*/100; perceptually uniform, so one scale fits
-    all hues); for grey images the intensity by its dtype's range; other channel counts: each
+    Intensities: integers divided by their dtype's maximum, floats as they are (RGB expected
+    in [0, 1]); no per-image stretch, so training and new images share one scale.
+    For RGB(A) images CIELAB (L*/100, a*/100, b*/100; perceptually uniform, so one scale fits
+    all hues; a grey image stored as RGB has a* = b* = 0, so one model serves a folder of grey
+    and colour micrographs); for grey arrays the intensity; other channel counts: each
     channel. On the lightness (every channel of a non-RGB image): the value, its per-image
     standardised value :math:`(f-\mathrm{median})/\mathrm{std}` (exposure changes between
     images), and at each scale :math:`s\in` ``SIGMAS`` = 1, 2, 4, 8 pixels the Gaussian
@@ -99,21 +102,27 @@ def _bank(f: np.ndarray, sigmas: Sequence[float], full: bool) -> list[np.ndarray
     return out
 
 
+def _scaled(arr: np.ndarray) -> np.ndarray:
+    """float32 intensities on one scale for every image: integers by their dtype's range,
+    floats as they are (no per-image stretch, which would give training and new images
+    different units)."""
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return to_float01(arr).astype(np.float32)
+    return arr.astype(np.float32)
+
+
 def _channels(image: np.ndarray, channel_axis: int | None) -> tuple[list[np.ndarray], list[bool]]:
     """Base channels (float32) and which get the full bank (lightness / grey: True)."""
-    from ._regions import is_colour
-
     arr = np.asarray(image)
     if channel_axis is None:
-        return [to_float01(arr).astype(np.float32)], [True]
-    if arr.shape[-1] in (3, 4) and is_colour(arr, -1):
+        return [_scaled(arr)], [True]
+    if arr.shape[-1] in (3, 4):  # RGB(A); a grey image stored as RGB has a* = b* = 0
         from skimage.color import rgb2lab
 
-        lab = (rgb2lab(to_float01(arr[..., :3])) / 100.0).astype(np.float32)
+        rgb = np.clip(_scaled(arr[..., :3]), 0.0, 1.0)
+        lab = (rgb2lab(rgb) / 100.0).astype(np.float32)
         return [np.ascontiguousarray(lab[..., c]) for c in range(3)], [True, False, False]
-    if arr.shape[-1] in (3, 4):  # a grey image stored as RGB(A)
-        return [to_float01(arr[..., :3]).mean(axis=-1).astype(np.float32)], [True]
-    f = to_float01(arr)
+    f = _scaled(arr)
     return [np.ascontiguousarray(f[..., c], dtype=np.float32) for c in range(arr.shape[-1])], \
         [True] * arr.shape[-1]
 
@@ -142,14 +151,13 @@ def pixel_features(image: np.ndarray, channel_axis: int | None, *,
 
 
 def layout(image: np.ndarray, channel_axis: int | None) -> str:
-    """The channel layout a model's features were made for: ``grey``, ``colour`` or ``C<n>``."""
-    from ._regions import is_colour
-
+    """The channel layout a model's features were made for: ``grey``, ``colour`` (RGB(A), also
+    a grey image stored as RGB, as a folder of mixed micrographs holds) or ``C<n>``."""
     arr = np.asarray(image)
     if channel_axis is None:
         return "grey"
     if arr.shape[-1] in (3, 4):
-        return "colour" if is_colour(arr, -1) else "grey"
+        return "colour"
     return f"C{arr.shape[-1]}"
 
 

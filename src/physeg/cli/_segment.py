@@ -190,6 +190,11 @@ def fit(
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=0, help=_MAX_PIXELS_HELP)
     ] = 100_000_000,
+    scribbles: Annotated[
+        bool, typer.Option("--scribbles", help="The masks are strokes: 0 = unlabelled, "
+                           "stroke value v = label v-1 (1 = background, 2 = object, ...); "
+                           "same as --param unlabelled=0 (kinetic: also likelihood=learned).")
+    ] = False,
 ) -> None:
     """Fit a method's parameters (or train its network) on images with masks.
 
@@ -212,6 +217,8 @@ def fit(
                 f"method {m.name!r} has nothing to fit; use `physeg segment --method {m.name}`."
                 f" Methods that fit: {fitters}."
             )
+        if scribbles:
+            params = _scribble_params(m, params)
         m.validate(params, for_fit=True)
         samples = pair_folders(images, masks)
         inputs = [p for s in samples for p in (s.image_path, *s.mask_paths)]
@@ -237,6 +244,9 @@ def fit(
     seconds = time.perf_counter() - t0
     out_console = _console()
     out_console.print(f"fitted {m.name} on {len(samples)} image(s) in {seconds:.1f} s -> {path}")
+    if "unlabelled" in params:
+        out_console.print(stroke_agreement(model, imgs, gts, params["unlabelled"]))
+        return
     try:
         line, poor = training_score(model, imgs, gts)
     except (ValueError, TypeError) as exc:  # the model is saved; only its score failed
@@ -246,6 +256,43 @@ def fit(
     out_console.print(line)
     if poor:
         err.print(_tagged("warning:", "yellow", poor))
+
+
+def _scribble_params(m: Any, params: dict) -> dict:
+    """``--scribbles``: ``unlabelled=0`` (and ``likelihood=learned`` where that is a choice)."""
+    names = {p.name for p in m.fit_params}
+    if "unlabelled" not in names:
+        from ..api import methods as all_methods
+
+        able = sorted(k for k, v in all_methods().items()
+                      if "unlabelled" in {p.name for p in v.fit_params})
+        raise ValueError(f"method {m.name!r} does not learn from scribbles; methods that do: "
+                         f"{able}.")
+    params = {"unlabelled": "0", **params}
+    if "likelihood" in names:
+        params.setdefault("likelihood", "learned")
+    return params
+
+
+def stroke_agreement(model: Any, images: list, strokes: list, unlabelled: Any) -> str:
+    """How many stroke pixels the fitted model labels as their class (label k = the k-th
+    stroke value other than ``unlabelled``)."""
+    import numpy as np
+
+    from .._validate import channel_axis_from_mask
+
+    values = np.asarray(model.info.get("class_values", []))
+    agree = total = 0
+    for img, gt in zip(images, strokes, strict=True):
+        gt = np.asarray(gt)
+        pred = model.predict(img, channel_axis=channel_axis_from_mask(img, gt))
+        drawn = gt != int(unlabelled)
+        cls = np.searchsorted(values, gt[drawn])
+        agree += int(np.sum(pred[drawn] == cls))
+        total += int(drawn.sum())
+    n = len(images)
+    return (f"fit {model.method}: labels agree with {100.0 * agree / max(total, 1):.1f} % of the "
+            f"{total} stroke pixels on the {n} training image{'s' if n != 1 else ''}")
 
 
 #: A training Dice below this is reported as poor: the model does not even reproduce its own

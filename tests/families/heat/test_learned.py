@@ -1,0 +1,243 @@
+"""heat's learned fit (issue 16): known answers on synthetic images with exact masks, scribbles,
+safe model files (no pickle, tampering refused in one line), the CLI ``physeg fit --scribbles``."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import physeg
+from physeg import io as pio
+from physeg.data.synthetic import ellipsoids_volume, shape_image, three_level_image
+from physeg.families.heat._learned import LearnedHeatModel, descend
+
+pytest.importorskip("sklearn")
+
+
+def _dice(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2.0 * np.sum(a & b) / (a.sum() + b.sum())
+
+
+def _texture(shape, size=64, seed=0):
+    """Same mean inside and outside: the object is smooth, the background a coarse texture."""
+    gen = np.random.default_rng(seed)
+    _, mask = shape_image(shape, size)
+    from scipy import ndimage as ndi
+
+    tex = ndi.gaussian_filter(gen.normal(0, 1, (size, size)), 1.0)
+    tex = 0.5 + 0.35 * tex / tex.std()
+    img = np.where(mask > 0, 0.5 + gen.normal(0, 0.03, mask.shape), tex)
+    return np.clip(img, 0, 1).astype(np.float32), mask
+
+
+def test_texture_where_means_fail():
+    """Equal means: the no-label means model cannot separate them, the learned fit can."""
+    train, train_mask = _texture("circle", seed=0)
+    test, test_mask = _texture("square", seed=1)
+    means = physeg.segment(test, "heat", fidelity="means")
+    assert max(_dice(means == 1, test_mask), _dice(means == 0, test_mask)) < 0.7
+    model = physeg.fit("heat", [train], [train_mask], rng=0)
+    assert isinstance(model, LearnedHeatModel)
+    assert model.info["class_values"] == [0, 1] and model.info["layout"] == "grey"
+    assert _dice(model.predict(test, adapt=0) == 1, test_mask) > 0.95
+    # the per-image mixtures + border prior (default adapt=1) cost a little on pure texture
+    assert _dice(model.predict(test) == 1, test_mask) > 0.88
+
+
+def test_colour_same_lightness_different_hue():
+    """Object and background of equal grey level but different hue (and noise): colour model."""
+    gen = np.random.default_rng(2)
+    img, mask = shape_image("triangle", 64, channels=3, shape_value=(0.7, 0.4, 0.4),
+                            background_value=(0.4, 0.5, 0.6))
+    img = np.clip(img + gen.normal(0, 0.08, img.shape), 0, 1)
+    test, tmask = shape_image("circle", 64, channels=3, shape_value=(0.7, 0.4, 0.4),
+                              background_value=(0.4, 0.5, 0.6))
+    test = np.clip(test + gen.normal(0, 0.08, test.shape), 0, 1)
+    model = physeg.fit("heat", [img], [mask], rng=0)
+    assert model.info["layout"] == "colour"
+    labels = model.predict(test, channel_axis=-1)
+    assert labels.dtype == np.uint8 and _dice(labels == 1, tmask) > 0.95
+
+
+def test_three_classes_and_label_order():
+    img, truth = three_level_image(64, values=(0.2, 0.5, 0.8))
+    gen = np.random.default_rng(3)
+    noisy = img + gen.normal(0, 0.12, img.shape)
+    test = img + gen.normal(0, 0.12, img.shape)
+    # mask values 10, 20, 30: labels 0, 1, 2 in increasing order of the values
+    model = physeg.fit("heat", [noisy], [(truth + 1) * 10], rng=0)
+    assert model.info["class_values"] == [10, 20, 30]
+    labels = model.predict(test)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert np.mean(labels == truth) > 0.97
+
+
+def test_3d_volume():
+    vol, mask = ellipsoids_volume((16, 40, 40), n=3, rng=0)
+    gen = np.random.default_rng(4)
+    train = vol + gen.normal(0, 0.3, vol.shape)
+    test, tmask = ellipsoids_volume((16, 40, 40), n=3, rng=1)
+    test = test + gen.normal(0, 0.3, test.shape)
+    model = physeg.fit("heat", [train], [mask > 0], rng=0, samples=1500, trees=16)
+    assert model.info["ndim"] == 3
+    # small blobs (1.8 % of the volume): mean curvature is twice as strong in 3D, so a short
+    # lam; the colour mixtures and the border prior (adapt) are for 2D photographs
+    labels = model.predict(test, lam=1.0, adapt=0.0)
+    assert labels.shape == test.shape and _dice(labels == 1, tmask > 0) > 0.95
+
+
+def _strokes(mask):
+    """Synthetic scribbles: a few lines inside the object (value 2) and in the background (1)."""
+    from scipy import ndimage as ndi
+
+    strokes = np.zeros(mask.shape, np.uint8)
+    inner = ndi.binary_erosion(mask > 0, iterations=4)
+    outer = ndi.binary_erosion(mask == 0, iterations=4)
+    rows = np.zeros(mask.shape, bool)
+    rows[::9, :] = True
+    cols = np.zeros(mask.shape, bool)
+    cols[:, ::13] = True
+    strokes[inner & rows] = 2
+    strokes[outer & (rows | cols)] = 1
+    return strokes
+
+
+def test_scribbles_few_strokes_are_enough():
+    gen = np.random.default_rng(5)
+    img, mask = shape_image("circle", 80, channels=3, shape_value=(0.8, 0.6, 0.2),
+                            background_value=(0.3, 0.4, 0.5))
+    img = np.clip(img + gen.normal(0, 0.15, img.shape), 0, 1)
+    strokes = _strokes(mask)
+    assert 0.02 < np.mean(strokes > 0) < 0.25  # a few strokes, not a mask
+    model = physeg.fit("heat", [img], [strokes], unlabelled=0, rng=0)
+    assert model.info["class_values"] == [1, 2] and model.info["unlabelled"] == 0
+    labels = model.predict(img, channel_axis=-1)  # stroke value 2 -> label 1
+    assert _dice(labels == 1, mask) > 0.95
+    with pytest.raises(ValueError, match="at least two classes besides unlabelled=0"):
+        physeg.fit("heat", [img], [(strokes == 2).astype(np.uint8) * 2], unlabelled=0)
+
+
+def test_descend_energy_and_regularisation():
+    """Threshold dynamics on -log p removes isolated wrong pixels; lam=0 is the argmax."""
+    gen = np.random.default_rng(6)
+    _, mask = shape_image("square", 48)
+    p1 = np.where(mask > 0, 0.8, 0.2) + 0.0
+    flip = gen.random(mask.shape) < 0.1
+    p1 = np.where(flip, 1 - p1, p1)
+    logp = np.log(np.stack([1 - p1, p1], -1)).astype(np.float32)
+    raw, steps0 = descend(logp, tau=1.0, lam=0.0, spacing=(1.0, 1.0))
+    assert steps0 == 0 and np.array_equal(raw, (p1 > 0.5).astype(np.intp))
+    smooth, _ = descend(logp, tau=1.0, lam=4.0, spacing=(1.0, 1.0))
+    assert np.mean(smooth == mask) > 0.99 > np.mean(raw == mask) + 0.05  # corners round
+
+
+def _fitted(seed=0):
+    gen = np.random.default_rng(seed)
+    img, mask = shape_image("circle", 48, channels=3, shape_value=(0.9, 0.5, 0.1))
+    img = np.clip(img + gen.normal(0, 0.15, img.shape), 0, 1)
+    return physeg.fit("heat", [img], [mask], rng=0, trees=8), img
+
+
+def test_save_load_byte_identical_and_no_pickle(tmp_path, monkeypatch):
+    model, img = _fitted()
+    labels = model.predict(img, channel_axis=-1)
+    path = model.save(tmp_path / "learned.json")
+    doc = json.loads(path.read_text())  # plain JSON
+    assert doc["method"] == "heat" and "learned" in doc["state"]
+
+    def refuse(*a, **k):
+        raise AssertionError("loading a model must not unpickle anything")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    again = physeg.load(path)
+    assert isinstance(again, LearnedHeatModel)
+    out = again.predict(img, channel_axis=-1)
+    assert out.dtype == labels.dtype and out.tobytes() == labels.tobytes()
+    np.testing.assert_array_equal(again.predict(img, channel_axis=-1, return_proba=True),
+                                  model.predict(img, channel_axis=-1, return_proba=True))
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (lambda f: f.update(left=_enc(np.r_[_dec(f["left"])[:-1], 10**6])), "child"),
+    (lambda f: f.update(feature=_enc(np.where(_dec(f["feature"]) >= 0, 999,
+                                              _dec(f["feature"])))), "feature outside"),
+    (lambda f: f.update(threshold={"dtype": "|O", "shape": [1], "data": ""}), "dtype"),
+    (lambda f: f.update(value={**f["value"], "data": "###"}), "base64"),
+    (lambda f: f.update(value={**f["value"], "shape": [3, 2]}), "bytes"),
+])
+def test_tampered_file_is_refused_in_one_line(tmp_path, tamper, reason):
+    model, _ = _fitted()
+    path = model.save(tmp_path / "learned.json")
+    doc = json.loads(path.read_text())
+    tamper(doc["state"]["learned"]["forest"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=reason) as err:
+        physeg.load(path)
+    assert str(err.value).startswith("not a physeg model file:") and "\n" not in str(err.value)
+
+
+def _enc(a):
+    from physeg._features import encode_array
+
+    return encode_array(np.asarray(a, np.int32))
+
+
+def _dec(e):
+    from physeg._features import decode_array
+
+    return decode_array(e, "x")
+
+
+def test_fit_params_checked_once_and_grid_kept():
+    model, img = _fitted()
+    with pytest.raises(ValueError, match="out of range"):
+        physeg.fit("heat", [img], [np.zeros(img.shape[:2], np.uint8)], trees=0)
+    with pytest.raises(ValueError, match="learn='grid'"):
+        physeg.fit("heat", [img[..., 0]], [np.zeros(img.shape[:2], np.uint8)], init="otsu")
+    with pytest.raises(ValueError, match="trained on colour 2D images; got a grey 2D"):
+        model.predict(img[..., 0])
+    with pytest.raises(ValueError, match="takes tau, lam and adapt"):
+        model.predict(img, channel_axis=-1, classes=3)
+
+
+def test_cli_fit_scribbles_end_to_end(tmp_path):
+    from typer.testing import CliRunner
+
+    from physeg.cli import app
+
+    gen = np.random.default_rng(7)
+    folders = {k: tmp_path / k for k in ("img", "strokes", "test")}
+    truth = {}
+    for name, shape in (("a", "circle"), ("b", "square"), ("c", "triangle")):
+        img, mask = shape_image(shape, 64, channels=3, shape_value=(0.8, 0.6, 0.2),
+                                background_value=(0.3, 0.4, 0.5))
+        img = np.clip(img + gen.normal(0, 0.12, img.shape), 0, 1)
+        u8 = np.round(img * 255).astype(np.uint8)
+        if name == "c":
+            pio.write_image(folders["test"] / "c.png", u8)
+            truth["c"] = mask
+            continue
+        pio.write_image(folders["img"] / f"{name}.png", u8)
+        pio.write_labels(folders["strokes"] / f"{name}.png", _strokes(mask))
+    runner = CliRunner()
+    model_path = tmp_path / "model.json"
+    res = runner.invoke(app, ["fit", "--method", "heat", "--images", str(folders["img"]),
+                              "--masks", str(folders["strokes"]), "-o", str(model_path),
+                              "--scribbles"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "stroke pixels" in res.output
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["segment", str(folders["test"]), "-o", str(out), "--model",
+                              str(model_path)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    labels = pio.read_mask(out / "c.png")
+    assert _dice(labels == 1, truth["c"]) > 0.93
+    res = runner.invoke(app, ["fit", "--method", "otsu", "--images", str(folders["img"]),
+                              "--masks", str(folders["strokes"]), "-o",
+                              str(tmp_path / "m2.json"), "--scribbles"])
+    assert res.exit_code == 2
