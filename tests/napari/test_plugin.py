@@ -169,7 +169,7 @@ def test_fit_from_a_labels_layer_segments_a_second_image(widget, viewer, qtbot, 
         strokes = mask.astype(np.uint8)
     viewer.add_labels(strokes, name="strokes")
     widget.image.value = "first"
-    widget.labels.value = "strokes"
+    widget.mask_layer.value = "strokes"
     widget.run_fit()
     _wait_idle(qtbot, widget)
     assert widget.model is not None, widget.status.value
@@ -201,7 +201,7 @@ def test_cancel_stops_a_fit_at_its_next_step(widget, viewer, qtbot):
     shown["fit__iterations"].value = 100_000  # far longer than the test: it must be cancelled
     shown["fit__widths"].value = "4,8"
     shown["fit__threads"].value = 1
-    widget.image.value, widget.labels.value = "im", "mask"
+    widget.image.value, widget.mask_layer.value = "im", "mask"
     widget.run_fit()
     qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=WAIT_MS)
     assert widget.progress.max == 100_000 and widget.cancel_button.enabled

@@ -127,7 +127,7 @@ class PhysegWidget(Container):
         self._methods = api.methods()
         self.method = ComboBox(choices=list(self._methods), value="heat" if "heat" in
                                self._methods else next(iter(self._methods)), label="method")
-        self.summary = Label(value="")
+        self.summary = Label(value="", label="")
         # choices as callables: napari calls reset_choices() on its dock widgets whenever
         # the layer list changes, which re-reads them (a fixed list would be restored)
         self.image = ComboBox(choices=lambda _: self._layer_names("Image"), label="image",
@@ -136,21 +136,27 @@ class PhysegWidget(Container):
                             tooltip="rng of every random step: the same seed, the same labels")
         self.params = Container(labels=True)
         self.segment_button = PushButton(text="Segment")
-        self.labels = ComboBox(choices=lambda _: self._layer_names("Labels"), label="labels",
+        self.mask_layer = ComboBox(choices=lambda _: self._layer_names("Labels"), label="labels",
                                tooltip="the Labels layer to fit on: scribbles (0 = unlabelled) "
                                "when the method's fit takes them, else a full mask")
         self.fit_button = PushButton(text="Fit from labels")
-        self.apply_current = PushButton(text="Apply model to this image")
-        self.apply_all = PushButton(text="Apply model to every image")
+        self.apply_current = PushButton(text="Apply to this image")
+        self.apply_all = PushButton(text="Apply to every image")
         self.save_button = PushButton(text="Save model...")
         self.load_button = PushButton(text="Load model...")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
-        self.status = Label(value="")
+        self.status = Label(value="", label="status")
+        row = dict(layout="horizontal", labels=False)
         self.extend([self.method, self.summary, self.image, self.seed, self.params,
-                     self.segment_button, self.labels, self.fit_button, self.apply_current,
-                     self.apply_all, self.save_button, self.load_button, self.cancel_button,
-                     self.progress, self.status])
+                     self.segment_button, self.mask_layer, self.fit_button,
+                     Container(widgets=[self.apply_current, self.apply_all], label="model",
+                               **row),
+                     Container(widgets=[self.save_button, self.load_button], label="", **row),
+                     self.progress, self.cancel_button, self.status])
+        for text in (self.summary, self.status):
+            text.native.setWordWrap(True)  # long summaries and errors wrap in the dock
+        self.native.setMaximumWidth(480)  # leave the canvas its room
         self.method.changed.connect(self._build_params)
         self.segment_button.changed.connect(self.run_segment)
         self.fit_button.changed.connect(self.run_fit)
@@ -172,7 +178,7 @@ class PhysegWidget(Container):
         return [layer.name for layer in self.viewer.layers if type(layer).__name__ == kind]
 
     def _refresh_layers(self, event: Any = None) -> None:
-        for box in (self.image, self.labels):
+        for box in (self.image, self.mask_layer):
             current = box.value
             box.reset_choices()
             if current in box.choices:
@@ -266,6 +272,8 @@ class PhysegWidget(Container):
                 self.worker = None
                 self.cancel_button.enabled = False
                 self.progress.max = max(self.progress.max, 1)
+                if not self._cancel.is_set():
+                    self.progress.value = self.progress.max
                 self._update_buttons()
 
         def returned(result: Any) -> None:
@@ -335,11 +343,11 @@ class PhysegWidget(Container):
             if m.fit_func is None:
                 raise ValueError(f"{m.name} has nothing to fit; choose a method marked 'fits'.")
             layer = self._image_layer()
-            if self.labels.value is None or self.labels.value not in self.viewer.layers:
+            if self.mask_layer.value is None or self.mask_layer.value not in self.viewer.layers:
                 raise ValueError("no Labels layer selected: add one (the layer list's Labels "
                                  "button), paint on the image, and pick it under 'labels'.")
             arr, _ = self._prepare(layer, m)
-            mask = np.asarray(self.viewer.layers[self.labels.value].data)
+            mask = np.asarray(self.viewer.layers[self.mask_layer.value].data)
             params = self.values(fit=True)
             scribbles = fit_takes_scribbles(m)
             if scribbles:
@@ -349,7 +357,7 @@ class PhysegWidget(Container):
                     # as `physeg fit --scribbles`: strokes need the learned likelihood
                     params.setdefault("likelihood", "learned")
             if not np.any(mask):
-                raise ValueError(f"{self.labels.value!r} is empty: paint "
+                raise ValueError(f"{self.mask_layer.value!r} is empty: paint "
                                  f"{'strokes of each class' if scribbles else 'the object'} "
                                  "first.")
             m.validate(params, for_fit=True)
@@ -357,7 +365,7 @@ class PhysegWidget(Container):
             self._say(f"error: {_one_line(exc)}")
             return
         kind = "scribbles" if scribbles else "mask"
-        self._say(f"fitting {m.name} on {layer.name} ({kind} {self.labels.value}) ...")
+        self._say(f"fitting {m.name} on {layer.name} ({kind} {self.mask_layer.value}) ...")
 
         def work() -> Any:
             return api.fit(m.name, [arr], [mask], progress=self._progress_callback, **params)
