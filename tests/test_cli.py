@@ -419,3 +419,22 @@ def test_fit_warns_when_its_training_score_is_poor(images, tmp_path, monkeypatch
     assert res.exit_code == 0
     assert "fit test-nothing: Dice 0.00 on the 3 training images" in res.stdout
     assert "warning: the fitted model scores Dice 0.00 on the 3 training images" in res.stderr
+
+
+def test_rerun_counts_done_files_apart_and_changed_parameters_fail_once(images, tmp_path):
+    src, _, _ = images
+    out = tmp_path / "out"
+    assert _invoke("segment", src, "-o", out).exit_code == 0
+    res = _invoke("segment", src, "-o", out)
+    assert res.exit_code == 0
+    assert f"segmented 0 of 3 file(s) with otsu -> {out} (3 already done)" in res.stdout
+    res = runner.invoke(app, ["segment", str(src), "-o", str(out), "-p", "foreground=dark"])
+    assert res.exit_code == 2
+    lines = [s for s in res.output.splitlines() if s.strip()]
+    assert len(lines) == 1, res.output  # one up-front error, no per-file failure
+    assert lines[0].startswith(f"error: 3 of the 3 output(s) in {out} were written with other "
+                               "settings")
+    assert "this run: otsu {'foreground': 'dark'} seed 0" in lines[0]
+    assert "Use --overwrite" in lines[0]
+    res = _invoke("segment", src, "-o", out, "-p", "foreground=dark", "--overwrite")
+    assert res.exit_code == 0 and "segmented 3 of 3 file(s)" in res.stdout

@@ -168,7 +168,8 @@ def test_kill_9_of_the_parent_leaves_no_orphans_and_resumes(tmp_path):
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert f"({len(done_before)} already done, skipped)" in stdout or not done_before
+    assert (f"segmented {len(inputs) - len(done_before)} of {len(inputs)} file(s)" in stdout
+            and f"({len(done_before)} already done)" in stdout) or not done_before
     assert _check_outputs(tmp_path / "out", inputs, tmp_path / "in") == {
         Path(n).stem for n in inputs}
     records = _log_lines(tmp_path / "out" / batch.LOG_NAME)

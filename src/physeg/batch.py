@@ -18,8 +18,8 @@ Choices made where the issue left room
   self-describing output or none. A re-run skips an output whose provenance matches (status
   ``skipped``); the log is a record, never the source of truth.
 * **An existing output that does not match** is never silently replaced: without
-  ``overwrite`` it is ``failed`` with the fix in the message. No output is ever written over
-  an input (same resolved path or inode), even with ``overwrite``.
+  ``overwrite``, other settings are one error up front (:mod:`physeg._resume`), another input
+  ``failed``. Never an output over an input (same path or inode), even with ``overwrite``.
 * **Seeds.** The seed (default 0) is passed as ``rng`` to every file, so a file's labels equal
   ``physeg.segment(image, rng=seed)`` whatever the executor or the order. A ``Generator``
   contributes one draw; ``rng=None`` draws fresh entropy per file.
@@ -59,24 +59,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import io as pio
+from ._resume import check_earlier_outputs
 from ._runner import as_executor, run_tasks, versions
 from ._validate import channels_last, parse_channel_axis, prepare_colour
 from .api import get_method, load, run_validated
 from .io import read_log
 from .overlay import write_overlay
 
-__all__ = [
-    "Job",
-    "Plan",
-    "BatchResult",
-    "expand_inputs",
-    "overlay_path_for",
-    "segment_file",
-    "plan_batch",
-    "run_plan",
-    "segment_many",
-    "read_log",
-]
+__all__ = ["Job", "Plan", "BatchResult", "expand_inputs", "overlay_path_for", "segment_file",
+           "plan_batch", "run_plan", "segment_many", "read_log"]
 
 LOG_NAME = "physeg-log.jsonl"
 
@@ -385,8 +376,8 @@ def plan_batch(
         Unknown method, a method that needs a model, ``method`` conflicting with the model,
         invalid parameters, a bad suffix, channel axis or ``max_pixels``, no inputs.
     NotADirectoryError, IsADirectoryError, FileExistsError, ProtectedPathError
-        ``outdir`` is a file; the log is a folder, an input, an output, or an existing file
-        that is not a physeg log (without ``overwrite``).
+        ``outdir`` is a file or holds outputs of other settings; the log is a folder, an
+        input, an output, or an existing non-log file (these two without ``overwrite``).
     """
     paths = expand_inputs(inputs)
     outdir = Path(outdir)
@@ -443,6 +434,7 @@ def plan_batch(
                         seed=seed, model=model, model_sha256=model_sha, overwrite=overwrite,
                         channel_axis=channel_axis, overlay=None if ov is None else str(ov),
                         protect=tuple(protect), max_pixels=max_pixels))
+    check_earlier_outputs(jobs, outdir)  # one error up front, not one per file
     log_path = (outdir / LOG_NAME) if log is True else (Path(log) if log else None)
     log_protect: list[str] = []
     if log_path is not None:
@@ -564,9 +556,9 @@ def segment_many(
         Seed passed as ``rng`` to every file (a Generator contributes one draw), so the
         labels do not depend on the executor or the order.
     overwrite : bool, default False
-        Replace outputs that exist but were produced from another input or other parameters
-        (or not by physeg). Outputs whose provenance matches are always skipped (resume).
-        Inputs are never written, even with ``overwrite``.
+        Replace outputs made from another input, with other settings or not by physeg
+        (without it, other settings are one FileExistsError before any work). Outputs whose
+        provenance matches are always skipped (resume); inputs are never written.
     overlay : bool, default False
         Also write ``outdir/overlays/<stem>.png`` (:func:`physeg.overlay.write_overlay`).
     log : True, path, or None/False, default True
@@ -589,8 +581,9 @@ def segment_many(
 
     Raises
     ------
-    ValueError, FileNotFoundError, TypeError
-        Unknown method or invalid parameters, no inputs, a bad executor: before any work.
+    ValueError, FileNotFoundError, TypeError, FileExistsError
+        Unknown method or invalid parameters, no inputs, a bad executor, outputs of other
+        settings (see ``overwrite``): before any work.
     physeg.io.OutputError
         The output folder or the log cannot be written (one line: why, how to fix it).
     """

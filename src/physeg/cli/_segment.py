@@ -153,9 +153,9 @@ def segment(
     n_skip = result.count("skipped")
     n_ok = len(result.records) - n_fail
     out = _console()
-    out.print(
-        f"segmented {n_ok} of {n_files} file(s) with {plan.method} -> {out_dir}"
-        + (f" ({n_skip} already done, skipped)" if n_skip else "")
+    out.print(  # segmented = this run's work; a resumed run's done files are counted apart
+        f"segmented {n_ok - n_skip} of {n_files} file(s) with {plan.method} -> {out_dir}"
+        + (f" ({n_skip} already done)" if n_skip else "")
         + (f"; {n_fail} failed" if n_fail else "")
         + (f"; log {result.log}" if result.log else "")
         + ("" if result.log_complete else " (its summary line could not be written)")
