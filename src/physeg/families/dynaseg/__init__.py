@@ -568,8 +568,8 @@ register(
         name="dynaseg",
         func=segment_dynaseg,
         params=PARAMS,
-        summary="DynaSeg: per-image unsupervised CNN clustering with FSF/SCF dynamic loss "
-                "weights (torch)",
+        summary="splits a photograph into regions by clustering the features of a small "
+                "network trained on that image alone (DynaSeg, torch); no labels needed",
         supports_3d=False,
         supports_multichannel=True,
         requires=("torch",),

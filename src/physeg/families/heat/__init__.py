@@ -542,8 +542,8 @@ register(
         name="heat",
         func=segment_heat,
         params=HEAT_PARAMS,
-        summary="heat-semigroup threshold dynamics (MBO / Esedoglu-Tsai) for piecewise-constant "
-                "Mumford-Shah; binary and multiphase, grey/colour, 2D/3D",
+        summary="regions of like intensity or colour with smooth boundaries, by heat-flow "
+                "threshold dynamics; no labels needed, or learns from masks or scribbles",
         fit_func=fit_heat,
         load_func=_load_model,
         fit_params=LEARNED_FIT_PARAMS,

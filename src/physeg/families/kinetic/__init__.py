@@ -313,8 +313,8 @@ register(
         name="kinetic",
         func=segment_kinetic,
         params=SEGMENT_PARAMS,
-        summary="kinetic consensus particle model (DSMC) with macroscopic surrogate and CBO "
-        "fitting (seed 000)",
+        summary="particles that move and agree with their neighbours until every pixel "
+        "settles into a class (kinetic consensus model); no labels needed, or fit to a few",
         fit_func=fit_kinetic,
         load_func=_load_model,
         supports_3d=False,

@@ -18,7 +18,7 @@ from .._registry import Model, Param
 __all__ = ["SEGMENT_PARAMS", "FIT_PARAMS", "KineticModel"]
 
 SEGMENT_PARAMS = (
-    Param("classes", "int", 2, "number of labels K (wells at 0..1); 2 = paper's binarisation",
+    Param("classes", "int", 2, "number of labels K (wells at 0..1); 2 = object and background",
           low=2, high=8),
     Param("delta", "float", 0.3, "confidence threshold Delta; larger = more spatial aggregation",
           low=0.0, high=1.8),

@@ -290,7 +290,8 @@ register(
         name="msnet",
         func=None,
         params=PREDICT_PARAMS,
-        summary="MSNet: Mumford-Shah model unrolled on a FAS multigrid (supervised, 2D/3D)",
+        summary="a network trained on a few labelled images (MSNet: the Mumford-Shah model "
+                "unrolled on a multigrid); train it with physeg fit first",
         fit_func=fit_msnet,
         load_func=load_msnet,
         supports_3d=True,

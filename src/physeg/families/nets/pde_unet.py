@@ -352,8 +352,8 @@ register(
         name="pde-unet",
         func=None,
         params=PREDICT_PARAMS,
-        summary="U-Net trained with reaction-diffusion and phase-field priors (supervised, "
-                "2D/3D)",
+        summary="a U-Net trained on labelled images with reaction-diffusion and phase-field "
+                "priors on its output; train it with physeg fit first",
         fit_func=fit_pde_unet,
         load_func=load_pde_unet,
         supports_3d=True,

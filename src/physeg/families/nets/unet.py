@@ -87,7 +87,8 @@ register(
         name="unet",
         func=None,
         params=PREDICT_PARAMS,
-        summary="plain U-Net baseline (supervised, 2D/3D), same trainer as MSNet",
+        summary="a plain U-Net trained on labelled images (the networks' baseline, same "
+                "trainer as MSNet); train it with physeg fit first",
         fit_func=fit_unet,
         load_func=load_unet,
         supports_3d=True,
