@@ -314,7 +314,7 @@ register(
         func=segment_kinetic,
         params=SEGMENT_PARAMS,
         summary="particles that move and agree with their neighbours until every pixel "
-        "settles into a class (kinetic consensus model); no labels needed, or fit to a few",
+        "settles into a class (kinetic consensus model); no labels needed, or fitted to one",
         fit_func=fit_kinetic,
         load_func=_load_model,
         supports_3d=False,
