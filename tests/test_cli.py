@@ -438,3 +438,30 @@ def test_rerun_counts_done_files_apart_and_changed_parameters_fail_once(images, 
     assert "Use --overwrite" in lines[0]
     res = _invoke("segment", src, "-o", out, "-p", "foreground=dark", "--overwrite")
     assert res.exit_code == 0 and "segmented 3 of 3 file(s)" in res.stdout
+
+
+def test_methods_name_shows_one_method_with_every_parameter(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # rich's width: one table row per parameter
+    res = runner.invoke(app, ["methods", "heat"])
+    assert res.exit_code == 0
+    heat = physeg.get_method("heat")
+    assert res.output.startswith(f"heat — {heat.summary} [2D/3D, colour, fit]")
+    for p in heat.params:
+        row = [s for s in res.output.splitlines() if s.startswith(f"│ {p.name} ")]
+        assert len(row) == 1, p.name
+        assert p.type in row[0] and repr(p.default) in row[0] and p.describe() in row[0]
+    for p in heat.fit_params:
+        assert f"│ {p.name} (fit) " in res.output
+    assert "otsu —" not in res.output and "kinetic —" not in res.output
+    doc = json.loads(_invoke("methods", "kinetic", "--json").stdout)
+    assert list(doc) == ["kinetic"]
+    res = runner.invoke(app, ["methods", "kinetc"])
+    assert res.exit_code == 2 and "Did you mean 'kinetic'?" in res.output
+
+
+def test_method_summaries_speak_to_users(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    res = runner.invoke(app, ["methods"])
+    for name, m in physeg.methods().items():
+        assert f"{name} — {m.summary}" in res.output
+        assert "seed 0" not in m.summary and "(seed" not in m.summary, name

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -52,12 +52,22 @@ __all__ = ["app", "main", "parse_params"]
 
 @app.command("methods")
 def list_methods(
+    name: Annotated[
+        Optional[str], typer.Argument(help="Show only this method (e.g. heat).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """List the registered methods and their parameters."""
+    """List the registered methods and their parameters (or one method: physeg methods NAME)."""
+    from ..api import get_method
     from ..api import methods as all_methods
 
     table_map = all_methods()
+    if name is not None:
+        try:
+            m = get_method(name)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        table_map = {m.name: m}
     if as_json:
         doc = {}
         for name, m in table_map.items():
@@ -98,7 +108,7 @@ def list_methods(
         ]
         t = Table(title=f"{name} — {m.summary} [{', '.join(flags)}]", title_justify="left")
         for col in ("parameter", "type", "default", "range", "help"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")  # a narrow terminal folds, never cuts ("ots…")
         for p in m.params:
             t.add_row(p.name, p.type, repr(p.default), p.describe(), p.help)
         for p in m.fit_params:
