@@ -237,9 +237,37 @@ def test_demo_writes_and_scores(tmp_path):
     from physeg.demo import run_demo
 
     # Scores are real: rerunning gives the same numbers, and they are plausible.
-    r = run_demo(tmp_path / "demo", methods=["otsu"], size=64)
+    r = run_demo(tmp_path / "demo", methods=["otsu"], size=64, overwrite=True)
     assert 0.6 < r["synthetic"]["otsu"] < 1.0
-    assert 0 < r["coins"]["otsu"] <= 40
+    assert 0 < r["coin_sized"]["otsu"] <= r["coins"]["otsu"]
+
+
+def test_demo_score_does_not_reward_speckle_and_refuses_to_overwrite(tmp_path):
+    res = _invoke("demo", "-o", tmp_path / "demo")
+    assert res.exit_code == 0
+    from physeg.demo import N_COINS, count_objects
+
+    rows = {}
+    for line in res.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 4 and cells[0] in ("heat", "otsu"):
+            rows[cells[0]] = cells
+    assert set(rows) == {"heat", "otsu"}
+    for name, (_, _, objects, coin_sized) in rows.items():
+        labels = pio.read_mask(tmp_path / "demo" / f"coins_{name}.png")
+        assert int(objects) == count_objects(labels)  # every component, specks included
+        assert int(coin_sized) == count_objects(labels, 300) <= int(objects)
+    # the speckled otsu result (dozens of specks) is now the one far from the 24 coins
+    assert abs(int(rows["otsu"][2]) - N_COINS) > abs(int(rows["heat"][2]) - N_COINS)
+    assert "every object counts (a speck too)" in res.stdout
+    before = (tmp_path / "demo" / "coins.png").stat().st_mtime_ns
+    res = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo")])
+    assert res.exit_code == 2
+    assert f"{tmp_path / 'demo' / 'synthetic.png'} already exists (11 of the demo's 11 files" \
+        in " ".join(res.output.split())
+    assert "use --overwrite" in res.output
+    assert (tmp_path / "demo" / "coins.png").stat().st_mtime_ns == before
+    assert _invoke("demo", "-o", tmp_path / "demo", "--overwrite").exit_code == 0
 
 
 def test_console_script_help():

@@ -7,13 +7,17 @@
    scikit-image, so nothing is downloaded; public domain per scikit-image's data README).
    There is no pixel-level ground truth for it, and the demo does not invent one. What *is*
    known is that the photograph shows 24 coins (4 rows of 6, counted by eye), so the demo
-   reports how many coin-sized objects (connected foreground components of at least
-   ``MIN_COIN_AREA`` pixels, after filling holes) each method finds.
+   counts the **objects** each method finds (every connected foreground component, after
+   filling holes) against those 24, and beside it how many of them are coin-sized (at least
+   ``MIN_COIN_AREA`` pixels). The object count is the score: a speck is an object too, so a
+   result broken into 98 pieces is 74 too many, and no longer "finds 24 coins" because 24 of
+   its pieces happen to be large (counting only the large pieces rewarded the speckled
+   result); fewer than 24 means coins merged with each other or with the background.
 
 The main method is ``heat`` when it is registered, else ``chan-vese``; ``otsu`` always runs
 as the anchor. Everything is written to ``out_dir`` (default ``demo-out/``): the inputs as
-PNG, label images and overlays; the demo replaces its own earlier outputs (fixed names) and
-nothing else.
+PNG, label images and overlays. Like ``physeg segment``, the demo refuses to replace an
+existing file (one error before any work, naming it) unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_demo", "demo_methods", "count_objects", "N_COINS", "MIN_COIN_AREA"]
+__all__ = ["run_demo", "demo_methods", "count_objects", "demo_files", "N_COINS",
+           "MIN_COIN_AREA"]
 
 #: Coins visible in ``skimage.data.coins()`` (4 rows of 6, counted by eye).
 N_COINS = 24
@@ -40,9 +45,10 @@ def demo_methods() -> list[str]:
     return [main, "otsu"]
 
 
-def count_objects(labels: np.ndarray, min_area: int = MIN_COIN_AREA) -> int:
+def count_objects(labels: np.ndarray, min_area: int = 1) -> int:
     """Number of 8-connected foreground components of at least ``min_area`` pixels (holes
-    filled first, so a coin with dark relief inside still counts once)."""
+    filled first, so a coin with dark relief inside still counts once). The default counts
+    every component: the demo's score; ``min_area=MIN_COIN_AREA`` the coin-sized ones."""
     from scipy import ndimage
 
     fg = ndimage.binary_fill_holes(np.asarray(labels) > 0)
@@ -51,6 +57,16 @@ def count_objects(labels: np.ndarray, min_area: int = MIN_COIN_AREA) -> int:
         return 0
     areas = np.bincount(comp.ravel())[1:]
     return int(np.count_nonzero(areas >= min_area))
+
+
+def demo_files(methods: list[str]) -> list[str]:
+    """The names the demo writes into its folder, for ``methods``."""
+    names = ["synthetic.png", "synthetic_truth.png", "coins.png"]
+    for name in methods:
+        key = name.replace("-", "_")
+        names += [f"synthetic_{key}.png", f"synthetic_{key}_overlay.png", f"coins_{key}.png",
+                  f"coins_{key}_overlay.png"]
+    return names
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -64,6 +80,7 @@ def run_demo(
     console: Any = None,
     methods: list[str] | None = None,
     size: int = 128,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; write files into ``out_dir``; print and return the scores.
 
@@ -79,12 +96,16 @@ def run_demo(
         Methods to run (default :func:`demo_methods`).
     size : int, default 128
         Side of the synthetic image.
+    overwrite : bool, default False
+        Replace the files of an earlier demo in ``out_dir``; without it an existing file is
+        a ``FileExistsError`` before any work.
 
     Returns
     -------
     dict
         ``{"methods": [...], "synthetic": {method: dice}, "coins": {method: n_objects},
-        "n_coins": 24, "files": [paths], "ok": True}``.
+        "coin_sized": {method: n_objects >= MIN_COIN_AREA px}, "n_coins": 24,
+        "files": [paths], "ok": True}``.
     """
     import skimage.data
     from rich.table import Table
@@ -100,15 +121,22 @@ def run_demo(
 
         console = Console(highlight=False, markup=False)  # the folder name prints as given
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = list(methods) if methods is not None else demo_methods()
+    existing = [n for n in demo_files(names) if (out / n).exists()]
+    if existing and not overwrite:  # one error before any work, as `physeg segment`
+        raise FileExistsError(
+            f"{out / existing[0]} already exists ({len(existing)} of the demo's "
+            f"{len(demo_files(names))} files are in {out}); use --overwrite to replace them, "
+            "or choose another folder (-o DIR)."
+        )
+    out.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
 
     def put_image(name: str, arr: np.ndarray) -> None:
-        files.append(str(write_image(out / name, arr, overwrite=True)))
+        files.append(str(write_image(out / name, arr, overwrite=overwrite)))
 
     def put_labels(name: str, lab: np.ndarray) -> None:
-        files.append(str(write_labels(out / name, lab, overwrite=True)))
+        files.append(str(write_labels(out / name, lab, overwrite=overwrite)))
 
     noisy, mask = noisy_shape("triangle", size, "gaussian", 3, rng=seed)
     put_image("synthetic.png", _to_uint8(noisy))
@@ -118,6 +146,7 @@ def run_demo(
 
     synth_scores: dict[str, float] = {}
     coin_counts: dict[str, int] = {}
+    coin_sized: dict[str, int] = {}
     for name in names:
         key = name.replace("-", "_")
         lab = segment(noisy, method=name, rng=seed)
@@ -126,15 +155,18 @@ def run_demo(
         put_image(f"synthetic_{key}_overlay.png", overlay(noisy, lab))
         lab_c = segment(coins, method=name, rng=seed)
         coin_counts[name] = count_objects(lab_c)
+        coin_sized[name] = count_objects(lab_c, MIN_COIN_AREA)
         put_labels(f"coins_{key}.png", lab_c)
         put_image(f"coins_{key}_overlay.png", overlay(coins, lab_c))
 
     table = Table(title="physeg demo", title_justify="left")
     table.add_column("method")
     table.add_column(f"Dice, noisy triangle {size}x{size}\n(exact truth)", justify="right")
-    table.add_column(f"coins found\n(image shows {N_COINS})", justify="right")
+    table.add_column(f"objects found\n(photo: {N_COINS} coins)", justify="right")
+    table.add_column(f"of them\ncoin-sized", justify="right")
     for name in names:
-        table.add_row(name, f"{synth_scores[name]:.4f}", str(coin_counts[name]))
+        table.add_row(name, f"{synth_scores[name]:.4f}", str(coin_counts[name]),
+                      str(coin_sized[name]))
     console.print(table)
     console.print(
         "Synthetic: triangle, Gaussian noise s=0.3 in shape and background "
@@ -142,13 +174,15 @@ def run_demo(
     )
     console.print(
         "Real: skimage.data.coins() has no pixel ground truth, so no Dice is claimed for it; "
-        f"the count is objects >= {MIN_COIN_AREA} px against the {N_COINS} coins in the photo."
+        f"every object counts (a speck too) against the {N_COINS} coins in the photo: more "
+        f"means pieces and specks, fewer means merged coins; coin-sized = >= {MIN_COIN_AREA} px."
     )
     console.print(f"{len(files)} files written to {out}/")
     return {
         "methods": names,
         "synthetic": synth_scores,
         "coins": coin_counts,
+        "coin_sized": coin_sized,
         "n_coins": N_COINS,
         "files": files,
         "ok": True,

@@ -125,12 +125,15 @@ def demo(
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="Seed for the noise and the methods.")
     ] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the files of an earlier demo.")
+    ] = False,
 ) -> None:
     """Segment a noisy synthetic image and a small real image; print the scores."""
     from ..demo import run_demo
 
     try:
-        result = run_demo(out_dir, seed=seed, console=_console())
+        result = run_demo(out_dir, seed=seed, console=_console(), overwrite=overwrite)
     except (ValueError, OSError) as exc:
         raise _bad(str(exc)) from None
     if not result.get("ok", True):
