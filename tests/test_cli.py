@@ -493,3 +493,23 @@ def test_method_summaries_speak_to_users(monkeypatch):
     for name, m in physeg.methods().items():
         assert f"{name} — {m.summary}" in res.output
         assert "seed 0" not in m.summary and "(seed" not in m.summary, name
+
+
+def test_readme_command_table_lists_every_command_and_option():
+    import click
+    import typer.main
+
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        if line.startswith("| `physeg "):
+            usage = line.split("`")[1]
+            rows[usage.split()[1]] = usage
+    group = typer.main.get_command(app)
+    assert set(rows) == set(group.commands)  # every command, and no stale one
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert any(opt in rows[name] for opt in param.opts), (name, param.opts)
