@@ -20,9 +20,19 @@ Choices, with the measurement behind them (``docs/methods/heat.md``):
   framing box) is never removed by moving fronts. Each outer round therefore restarts the
   descent from the pointwise decision ``log-odds > 0`` and lets the heat kernel smooth it;
   on 12 horses this raised Dice from 0.58 to 0.71.
-- **The border prior** is what makes the result an object: it initialises the partition
-  (Otsu threshold of D, no box) and, weighted by ``border_prior`` nats, breaks the ties the
-  colours leave (0.71 -> 0.80 on the same horses).
+- **The border prior** is what makes the result an object: the first partition is the image
+  minus a 5 % border strip (GrabCut's rectangle without the box, not clamped), and the
+  geodesic term, weighted by ``border_prior`` nats, breaks the ties the colours leave.
+- **Working resolution.** The rounds run on the image resampled to at most
+  :data:`physeg._regions.WORK_PIXELS` pixels; the last round's score
+  :math:`s = \text{odds} + \beta(2G_\tau*u - 1)` is interpolated back and thresholded at
+  0, so the boundary is smooth at full resolution. ``tau`` and ``lam`` are therefore in
+  working-resolution pixels on this path: the same regularisation, relative to the image, for
+  a 150² photograph and a 600² dermoscopy image.
+- **Small kernels by convolution.** At the default τ = 1 the heat kernel is a Gaussian of
+  standard deviation √2 px: a truncated (4σ) Gaussian filter with reflecting borders (the
+  Neumann condition of the DCT) is 5x cheaper than the DCT and agrees with it to 3e-5;
+  kernels narrower than √2 px (aliasing) or wider than 3 px use the DCT.
 - Binary only: K phases would need a prior for each; ``classes > 2`` uses the means.
 """
 
@@ -37,15 +47,38 @@ from ..._regions import (
     MAX_FIT,
     PhaseMixtures,
     border_geodesic,
-    prior_partition,
+    initial_partition,
     region_features,
+    to_full_resolution,
+    to_working_resolution,
 )
 from ._mbo import heat_multiplier, heat_step
 
-__all__ = ["run_mixtures"]
+__all__ = ["run_mixtures", "diffuse"]
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
-OUTER_ROUNDS = 8
+OUTER_ROUNDS = 6
+#: largest kernel standard deviation (pixels) applied by convolution instead of the DCT
+_FILTER_SIGMA = 3.0
+
+
+def diffuse(u: np.ndarray, tau: float, spacing: Sequence[float], *,
+            workers: int | None = None) -> np.ndarray:
+    r"""Neumann heat semigroup :math:`G_\tau * u` of one float32 field (new array).
+
+    A truncated (4σ) Gaussian filter with reflecting borders when the kernel's standard
+    deviation σ = √(2τ)/h is between √2 and 3 px on every axis (agreement with the DCT to
+    3e-5; below √2 px the sampled kernel aliases, above 3 px the filter costs more than the
+    DCT), the exact DCT multiplier otherwise.
+    """
+    sigmas = [math.sqrt(2.0 * tau) / float(h) for h in spacing]
+    if math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA:
+        from scipy import ndimage as ndi
+
+        return ndi.gaussian_filter(u.astype(np.float32, copy=False), sigmas, mode="reflect",
+                                   truncate=4.0)
+    mult = heat_multiplier(u.shape, tau, spacing)
+    return heat_step(u[None].astype(np.float32), mult, workers=workers)[0]
 
 
 def run_mixtures(
@@ -69,27 +102,27 @@ def run_mixtures(
     of each descent; ``info`` has ``rounds``, ``iterations`` (all steps) and ``brightness``
     (mean lightness feature per phase, for the ``bright`` / ``dark`` rules).
     """
-    feats = region_features(image, channel_axis, texture_sigma=texture)
+    arr = np.asarray(image)
+    full_shape = arr.shape[:-1] if channel_axis is not None else arr.shape
+    feats = region_features(to_working_resolution(arr, channel_axis), channel_axis,
+                            texture_sigma=texture)
     spatial = feats.shape[:-1]
     X = feats.reshape(-1, feats.shape[-1])
-    if not np.ptp(X, axis=0).any():
-        raise ValueError("the image is constant (every pixel has the same colour); there is no "
-                         "object to find. Check that the right image or channel_axis was passed.")
-    geodesic = border_geodesic(feats)
-    prior = (border_prior * (geodesic - 0.5)).astype(np.float32)
-    u = prior_partition(geodesic)
-    mult = heat_multiplier(spatial, tau, spacing)
+    u = initial_partition(feats)  # raises on a constant image
+    prior = (border_prior * (border_geodesic(feats) - 0.5)).astype(np.float32)
     beta = np.float32(2.0 * lam / math.sqrt(tau))
     mixtures = PhaseMixtures(components, MAX_FIT, rng)
     steps = rounds = 0
+    score = np.zeros(spatial, np.float32)
     while rounds < OUTER_ROUNDS:
         rounds += 1
         mixtures.fit(X, u.reshape(-1))
-        odds = mixtures.log_odds(X).astype(np.float32).reshape(spatial) + prior
+        odds = mixtures.log_odds(X).reshape(spatial) + prior
         v = odds > 0
         for _ in range(max_iter):
-            psi = heat_step(v[None].astype(np.float32), mult, workers=workers)[0]
-            new = odds + beta * (2.0 * psi - 1.0) > 0
+            psi = diffuse(v.astype(np.float32), tau, spacing, workers=workers)
+            score = odds + beta * (2.0 * psi - 1.0)
+            new = score > 0
             steps += 1
             if np.array_equal(new, v):
                 break
@@ -98,7 +131,12 @@ def run_mixtures(
             u = v
             break
         u = v
+    # phase brightness (for foreground="bright"/"dark") from the working resolution
     lightness = feats[..., 0]
     brightness = np.array([lightness[~u].mean() if (~u).any() else 0.0,
                            lightness[u].mean() if u.any() else 0.0])
-    return u, {"rounds": rounds, "iterations": steps, "brightness": brightness}
+    if spatial != full_shape:
+        # the last descent's score, interpolated: a smooth boundary at full resolution
+        u = to_full_resolution(score, full_shape) > 0
+    return u, {"rounds": rounds, "iterations": steps, "brightness": brightness,
+               "working_shape": spatial}

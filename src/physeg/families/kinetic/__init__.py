@@ -231,11 +231,12 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
                      rng: np.random.Generator, *, rounds: int = 4) -> np.ndarray:
     r"""The particles' feature for ``fidelity="mixtures"``: p(object | colour, texture, prior).
 
-    Region competition without the spatial term (:mod:`physeg._regions`): the border prior's
-    partition starts it, then ``rounds`` times the two phase mixtures are re-fitted and every
-    pixel takes the phase of its larger posterior. The returned posterior
-    :math:`\sigma(\log p_1 - \log p_0 + w(D - 1/2))` in [0, 1] is what the consensus
-    dynamics aggregate and binarise (the seed's "couple with learning" direction).
+    Region competition without the spatial term (:mod:`physeg._regions`), at the shared
+    working resolution: the image minus a 5 % border strip starts it, then ``rounds`` times
+    the two phase mixtures are re-fitted and every pixel takes the phase of its larger
+    posterior. The log-odds :math:`\log p_1 - \log p_0 + w(D - 1/2)` are interpolated back to
+    full resolution and returned as the posterior :math:`\sigma(\cdot)` in [0, 1], which the
+    consensus dynamics aggregate and binarise (the seed's "couple with learning" direction).
     """
     from ..._regions import (
         BORDER_PRIOR,
@@ -243,15 +244,18 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
         MAX_FIT,
         PhaseMixtures,
         border_geodesic,
-        prior_partition,
+        initial_partition,
         region_features,
+        to_full_resolution,
+        to_working_resolution,
     )
 
-    feats = region_features(image, channel_axis)
+    arr = np.asarray(image)
+    full_shape = arr.shape[:-1] if channel_axis is not None else arr.shape
+    feats = region_features(to_working_resolution(arr, channel_axis), channel_axis)
     X = feats.reshape(-1, feats.shape[-1])
-    geodesic = border_geodesic(feats)
-    prior = (BORDER_PRIOR * (geodesic - 0.5)).reshape(-1)
-    u = prior_partition(geodesic).reshape(-1)
+    u = initial_partition(feats).reshape(-1)
+    prior = (BORDER_PRIOR * (border_geodesic(feats) - 0.5)).reshape(-1)
     mixtures = PhaseMixtures(COMPONENTS, MAX_FIT, rng)
     for _ in range(rounds):
         mixtures.fit(X, u)
@@ -260,8 +264,9 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
         if np.array_equal(new, u) or not new.any() or new.all():
             break
         u = new
+    odds = to_full_resolution(odds.reshape(feats.shape[:-1]), full_shape)
     posterior = 0.5 * (1.0 + np.tanh(0.5 * np.clip(odds, -60, 60)))
-    return posterior.reshape(feats.shape[:-1]).astype(np.float64)
+    return posterior.astype(np.float64)
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:

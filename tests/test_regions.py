@@ -1,0 +1,64 @@
+"""physeg._regions: the shared no-label region models (working resolution, start, densities)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from physeg._regions import (
+    WORK_PIXELS,
+    PhaseMixtures,
+    _log_density,
+    initial_partition,
+    region_features,
+    to_full_resolution,
+    to_working_resolution,
+)
+
+pytest.importorskip("sklearn")
+
+
+def test_the_float32_density_is_scikit_learns():
+    from sklearn.mixture import GaussianMixture
+
+    gen = np.random.default_rng(0)
+    X = np.concatenate([gen.normal(0, [1, 2, 3], (500, 3)), gen.normal(4, 0.5, (300, 3))])
+    model = GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
+    np.testing.assert_allclose(_log_density(model, X), model.score_samples(X), atol=1e-4)
+
+
+def test_log_odds_favour_the_phase_a_pixel_came_from():
+    gen = np.random.default_rng(1)
+    X = np.concatenate([gen.normal(0, 1, (400, 2)), gen.normal(5, 1, (400, 2))])
+    labels = np.r_[np.zeros(400, int), np.ones(400, int)]
+    mix = PhaseMixtures(2, 2000, np.random.default_rng(0))
+    mix.fit(X, labels)
+    odds = mix.log_odds(X)
+    assert odds.dtype == np.float32
+    assert (odds[:400] < 0).mean() > 0.99 and (odds[400:] > 0).mean() > 0.99
+
+
+def test_working_resolution_keeps_dtype_aspect_and_small_images():
+    img = (np.random.default_rng(0).random((300, 200, 3)) * 255).astype(np.uint8)
+    small = to_working_resolution(img, -1)
+    assert small.dtype == np.uint8 and small.shape[-1] == 3
+    assert abs(small.shape[0] / small.shape[1] - 1.5) < 0.05
+    assert 0.9 * WORK_PIXELS <= small.shape[0] * small.shape[1] <= 1.1 * WORK_PIXELS
+    tiny = np.zeros((100, 150))  # fewer than twice the working pixels: untouched
+    assert to_working_resolution(tiny, None) is tiny
+    vol = np.zeros((40, 40, 40), np.float32)  # 3D: every axis by the same factor
+    assert to_working_resolution(vol, None).shape == (22, 22, 22)
+    field = np.linspace(-1, 1, 20 * 30, dtype=np.float32).reshape(20, 30)
+    back = to_full_resolution(field, (40, 60))
+    assert back.shape == (40, 60) and back.dtype == np.float32
+    np.testing.assert_allclose(back.mean(), 0.0, atol=1e-3)  # bilinear: no shift
+
+
+def test_the_first_partition_is_the_image_minus_a_border_strip():
+    feats = region_features(np.random.default_rng(0).random((40, 60)), None)
+    inside = initial_partition(feats)
+    assert not inside[:2].any() and not inside[-2:].any()
+    assert not inside[:, :3].any() and not inside[:, -3:].any()
+    assert inside[2:-2, 3:-3].all()
+    with pytest.raises(ValueError, match="constant"):
+        initial_partition(region_features(np.full((20, 20), 0.5), None))
