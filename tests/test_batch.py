@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from physeg import batch
+from physeg.overlay import LEGEND_ROW
 from physeg import io as pio
 from physeg.data.synthetic import shape_image
 
@@ -243,7 +244,7 @@ def test_overlay_and_grey_conversion(tmp_path, monkeypatch):
     assert res.ok
     assert seen == [(2, None, np.dtype(np.uint8), 11), (2, None, np.dtype(np.float32), 11)]
     ov = np.asarray(Image.open(tmp_path / "out" / "overlays" / "img01_circle.png"))
-    assert ov.shape == (44, 48, 3) and ov.dtype == np.uint8
+    assert ov.shape == (44 + LEGEND_ROW, 48, 3) and ov.dtype == np.uint8
     again = batch.segment_many(tmp_path / "in", tmp_path / "out", method="grey-only",
                                overlay=True, rng=11)
     assert again.count("skipped") == 2
@@ -370,7 +371,8 @@ def test_files_with_channels_are_never_volumes(tmp_path):
     for name in ("la", "five"):
         np.testing.assert_array_equal(pio.read_mask(tmp_path / "out" / f"{name}.png"),
                                       (grey > 0).astype(np.uint8))
-        assert pio.read_image(tmp_path / "out" / "overlays" / f"{name}.png").shape == (24, 20, 3)
+        shape = pio.read_image(tmp_path / "out" / "overlays" / f"{name}.png").shape
+        assert shape == (24 + LEGEND_ROW, 20, 3)  # the picture, then its legend strip
     # ... unless the user says volume
     vol = batch.segment_many(tmp_path / "in" / "five.tif", tmp_path / "vol", method="otsu",
                              channel_axis="none", suffix=".tif")

@@ -71,7 +71,8 @@ def test_segment_folder_exact_labels_and_overlays(images, tmp_path):
         lab = pio.read_mask(out / f"{name}.png")
         np.testing.assert_array_equal(lab, mask.astype(np.uint8))  # clean shapes: exact
         ov = pio.read_image(out / "overlays" / f"{name}.png")
-        assert ov.shape == mask.shape + (3,) and ov.dtype == np.uint8
+        legend = physeg.overlay.LEGEND_ROW  # one row: "labels: [] 1"
+        assert ov.shape == (mask.shape[0] + legend, mask.shape[1], 3) and ov.dtype == np.uint8
 
 
 def test_segment_file_and_glob_inputs(images, tmp_path):
@@ -328,7 +329,8 @@ def test_segment_volume_tiff(tmp_path):
     assert res.exit_code == 0, res.output
     out = pio.read_mask(tmp_path / "out" / "vol.tif")  # 3D labels go to TIFF
     np.testing.assert_array_equal(out, lab)
-    assert pio.read_image(tmp_path / "out" / "overlays" / "vol.png").shape == (24, 24, 3)
+    ov = pio.read_image(tmp_path / "out" / "overlays" / "vol.png")
+    assert ov.shape == (24 + physeg.overlay.LEGEND_ROW, 24, 3)  # middle plane + legend
 
 
 def test_overlay_colours_and_boundaries():

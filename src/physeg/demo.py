@@ -114,7 +114,7 @@ def run_demo(
     from .data.noise import noisy_shape
     from .io import write_image, write_labels
     from .metrics import dice
-    from .overlay import overlay
+    from .overlay import overlay, with_legend
 
     if console is None:
         from rich.console import Console
@@ -152,12 +152,12 @@ def run_demo(
         lab = segment(noisy, method=name, rng=seed)
         synth_scores[name] = float(dice(lab, mask, average="binary"))
         put_labels(f"synthetic_{key}.png", lab)
-        put_image(f"synthetic_{key}_overlay.png", overlay(noisy, lab))
+        put_image(f"synthetic_{key}_overlay.png", with_legend(overlay(noisy, lab), lab))
         lab_c = segment(coins, method=name, rng=seed)
         coin_counts[name] = count_objects(lab_c)
         coin_sized[name] = count_objects(lab_c, MIN_COIN_AREA)
         put_labels(f"coins_{key}.png", lab_c)
-        put_image(f"coins_{key}_overlay.png", overlay(coins, lab_c))
+        put_image(f"coins_{key}_overlay.png", with_legend(overlay(coins, lab_c), lab_c))
 
     table = Table(title="physeg demo", title_justify="left")
     table.add_column("method")

@@ -8,7 +8,9 @@ Choices: the image is mapped to [0, 1] for display only by the colour policy's
 minimum and maximum; a constant image is shown mid-grey). Label 0
 (background) is not tinted. Labels 1, 2, ... take colours from a fixed palette (cycled
 after 10 labels), blended with weight ``alpha``; region boundaries are drawn opaque. A 3D
-volume shows its middle plane (``plane`` chooses another one).
+volume shows its middle plane (``plane`` chooses another one). Written overlays carry a
+legend (:func:`legend_strip`): a strip below the picture naming each label present with its
+colour, so a file read alone says what its colours mean.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 
 from ._validate import display_rgb
 
-__all__ = ["PALETTE", "overlay", "write_overlay", "png_bytes", "shrink"]
+__all__ = ["PALETTE", "overlay", "write_overlay", "legend_strip", "with_legend", "png_bytes",
+           "shrink"]
 
 #: RGB colours (uint8) of labels 1, 2, ... (Tableau 10); cycled for larger labels.
 PALETTE: np.ndarray = np.array(
@@ -123,6 +126,69 @@ def overlay(
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+#: Height of one legend row in pixels, and the most rows a legend takes.
+LEGEND_ROW, LEGEND_MAX_ROWS = 14, 3
+
+
+def legend_strip(labels: Any, width: int,
+                 colors: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """A uint8 RGB strip ``width`` wide naming the labels present in ``labels``.
+
+    One swatch and number per non-zero label, in :func:`overlay`'s colours, after
+    ``"labels:"`` (``"no object (all label 0)"`` when there is none); entries wrap onto at
+    most :data:`LEGEND_MAX_ROWS` rows of :data:`LEGEND_ROW` pixels, the rest summed up as
+    ``"+N"``. Label 0, the background, is untinted in the picture and not listed.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    pal = PALETTE if colors is None else np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    values = [int(v) for v in np.unique(np.asarray(labels)) if v > 0]
+    font = ImageFont.load_default()
+    width = max(int(width), 1)
+
+    def text_width(text: str) -> int:
+        box = font.getbbox(text)
+        return int(box[2] - box[0])
+
+    head = "labels:" if values else "no object (all label 0)"
+    # the heading only where it leaves room for an entry (a narrow picture shows swatches)
+    rows: list[list[tuple[Any, str]]] = [[(None, head)]] if (
+        not values or text_width(head) + 40 <= width) else [[]]
+    x = 2 + (text_width(head) + 6 if rows[0] else 0)
+    shown = 0
+    more = text_width(f"+{len(values)}") + 4  # room kept on the last row for "+N"
+    for i, v in enumerate(values):
+        w = 12 + text_width(str(v)) + 8
+        last = i == len(values) - 1
+        if x + w + (0 if last else more) > width and rows[-1]:
+            if len(rows) == LEGEND_MAX_ROWS:
+                break
+            rows.append([])
+            x = 2
+        rows[-1].append((tuple(int(c) for c in pal[(v - 1) % len(pal)]), str(v)))
+        x += w
+        shown += 1
+    if shown < len(values):  # what did not fit, counted
+        rows[-1].append((None, f"+{len(values) - shown}"))
+    strip = Image.new("RGB", (width, LEGEND_ROW * len(rows)), (40, 40, 40))
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        x, y = 2, r * LEGEND_ROW
+        for colour, text in row:
+            if colour is not None:
+                draw.rectangle([x, y + 3, x + 8, y + 11], fill=colour)
+                x += 12
+            draw.text((x, y + 1), text, fill=(235, 235, 235), font=font)
+            x += text_width(text) + (8 if colour is not None else 6)
+    return np.asarray(strip, dtype=np.uint8)
+
+
+def with_legend(rgb: np.ndarray, labels: Any,
+                colors: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """``rgb`` with :func:`legend_strip` of ``labels`` (the plane shown) appended below."""
+    return np.concatenate([rgb, legend_strip(labels, rgb.shape[1], colors)], axis=0)
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Encode a uint8 RGB (or grey) array as an optimised PNG."""
     from PIL import Image
@@ -141,7 +207,7 @@ def shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
 def write_overlay(path: str | os.PathLike, image: Any, labels: Any, *, alpha: float = 0.35,
                   max_side: int | None = None, overwrite: bool = True,
-                  protect: Collection[str | os.PathLike] = ()) -> Path:
+                  protect: Collection[str | os.PathLike] = (), legend: bool = True) -> Path:
     """Write ``image`` with ``labels`` overlaid (:func:`overlay`) as an RGB PNG.
 
     Parameters
@@ -161,10 +227,16 @@ def write_overlay(path: str | os.PathLike, image: Any, labels: Any, *, alpha: fl
         Replace an existing file; False raises ``FileExistsError`` instead.
     protect : collection of paths, default ()
         Input files that must never be written (:class:`physeg.io.ProtectedPathError`).
+    legend : bool, default True
+        Append :func:`legend_strip` below the picture (the labels of the plane shown); a
+        report whose page carries the legend passes False.
     """
     from .io import atomic_write_bytes
 
     rgb = overlay(image, labels, alpha=alpha)
     if max_side is not None:
         rgb = shrink(rgb, max_side)
+    if legend:
+        lab = np.asarray(labels)
+        rgb = with_legend(rgb, lab[lab.shape[0] // 2] if lab.ndim == 3 else lab)
     return atomic_write_bytes(path, png_bytes(rgb), overwrite=overwrite, protect=protect)

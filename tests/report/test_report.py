@@ -68,6 +68,11 @@ def test_bench_tables_scores_and_files(bench_report):
     otsu = dark["table"][0]
     assert {otsu["metrics"]["dice"]["mean"], otsu["inverted_dice"]} == {0.0, 1.0}
     assert dark["table"][0]["failed"] == 1 and bright["table"][0]["failed"] == 0
+    # the galleries' panels are explained once, on the page and in the Markdown
+    page, md = (out / "index.html").read_text(), (out / "report.md").read_text()
+    assert page.count("<div class='legend'><b>Legend</b>") == 1
+    assert page.index("class='legend'") < page.index("class='gallery'")
+    assert md.count("Legend: truth and prediction: label 0 (background) black") == 1
     assert doc["params"]["heat"]["lam"] == 2.0 and doc["params"]["otsu"]["classes"] == 2
     assert doc["versions"]["numpy"] == np.__version__
     recs = [r for r in doc["records"] if r["status"] == "done"]
@@ -183,10 +188,36 @@ def test_write_overlay(tmp_path):
     img = np.zeros((30, 50), np.uint8)
     lab = np.zeros((30, 50), np.uint8)
     lab[5:20, 10:30] = 1
-    p = write_overlay(tmp_path / "o" / "x.png", img, lab, max_side=25)
+    p = write_overlay(tmp_path / "o" / "x.png", img, lab, max_side=25, legend=False)
     rgb = pio.read_image(p)
     assert rgb.shape == (15, 25, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[5, 10].tolist() != [0, 0, 0]
+
+
+def test_written_overlays_carry_a_legend(tmp_path):
+    from physeg.overlay import LEGEND_ROW, PALETTE, legend_strip, overlay
+
+    img = np.zeros((40, 120), np.uint8)
+    lab = np.zeros((40, 120), np.uint8)
+    lab[5:20, 10:30], lab[25:35, 60:90] = 1, 3
+    rgb = pio.read_image(write_overlay(tmp_path / "x.png", img, lab))
+    assert rgb.shape == (40 + LEGEND_ROW, 120, 3)
+    np.testing.assert_array_equal(rgb[:40], overlay(img, lab))  # the picture is unchanged
+    strip = rgb[40:].reshape(-1, 3).tolist()
+    for label in (1, 3):  # a swatch of each label present, none of an absent one
+        assert PALETTE[label - 1].tolist() in strip
+    assert PALETTE[1].tolist() not in strip
+    empty = legend_strip(np.zeros((4, 4), int), 200)  # says there is nothing, not blank
+    assert empty.shape == (LEGEND_ROW, 200, 3) and (empty > 200).any()
+
+
+def test_report_pages_carry_the_panel_legend():
+    from physeg.report._render import ERROR_LEGEND, _legend_html, _legend_markdown
+
+    page, md = _legend_html(), _legend_markdown()
+    for rgb, text in ERROR_LEGEND:
+        assert text in page and text in md
+    assert "label 0 (background)" in page and "false positive" in md
 
 
 def _chromium():

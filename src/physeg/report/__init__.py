@@ -421,7 +421,8 @@ def _bench_gallery(dataset, records, methods, primary, n, outdir: Path,
                 write_png(outdir / f"{mb}_pred.png",
                           shrink(label_rgb(middle_plane(pred, spatial)), THUMB), inputs)
                 write_overlay(outdir / f"{mb}_overlay.png", middle_plane(shown, spatial),
-                              middle_plane(pred, spatial), max_side=THUMB, protect=inputs)
+                              middle_plane(pred, spatial), max_side=THUMB, protect=inputs,
+                              legend=False)  # the page's legend explains the panels
                 panels += [{"caption": "prediction", "src": f"{mb}_pred.png"},
                            {"caption": "overlay", "src": f"{mb}_overlay.png"}]
             items.append({"id": r["id"], "status": r["status"], "error": r.get("error"),

@@ -59,6 +59,38 @@ def error_rgb(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out
 
 
+#: What the gallery panels' colours mean: (RGB, text), shown above the galleries.
+ERROR_LEGEND = (((235, 235, 235), "correct foreground"),
+                ((214, 39, 40), "false positive (predicted, not in the truth)"),
+                ((31, 119, 180), "false negative (in the truth, missed)"),
+                ((0, 0, 0), "correct background"))
+LEGEND_TEXT = ("truth and prediction: label 0 (background) black, labels 1, 2, 3, ... in "
+               "the colours shown (cycled after 10); overlay: the prediction tinted on the "
+               "image, boundaries opaque; errors: ")
+
+
+def _hex(rgb: Any) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def _legend_markdown() -> str:
+    labels = ", ".join(f"{i + 1} {_hex(c)}" for i, c in enumerate(PALETTE[:5]))
+    errors = "; ".join(f"{_hex(c)} = {t}" for c, t in ERROR_LEGEND)
+    return f"Legend: {LEGEND_TEXT.replace('the colours shown', labels)}{errors}."
+
+
+def _legend_html() -> str:
+    def swatch(rgb: Any, text: str) -> str:
+        return (f"<span class='sw'><i style='background:{_hex(rgb)}'></i>"
+                f"{html.escape(text)}</span>")
+
+    labels = "".join(swatch(c, f"label {i + 1}") for i, c in enumerate(PALETTE[:5]))
+    errors = "".join(swatch(c, t) for c, t in ERROR_LEGEND)
+    return (f"<div class='legend'><b>Legend</b> · {swatch((0, 0, 0), 'label 0 (background)')}"
+            f"{labels}<span class='sw'>… (cycled after 10)</span><br>overlay: the prediction "
+            f"tinted on the image, boundaries opaque · errors: {errors}</div>")
+
+
 def image_rgb(image: np.ndarray) -> np.ndarray:
     """uint8 RGB of an image with colour last (:func:`physeg._validate.display_rgb`)."""
     return np.round(display_rgb(image) * 255).astype(np.uint8)
@@ -146,6 +178,7 @@ def _rule_text(rep: dict[str, Any]) -> str:
 
 def _markdown(rep: dict[str, Any]) -> str:
     metrics = rep["metrics"]
+    legend_done = False  # the legend once, above the first gallery
     lines = [f"# {rep['title']}", "",
              f"Created {rep['created']} · command `{rep['command']}` · "
              f"{rep['machine'].get('cpus')} CPUs · {rep['machine'].get('executor', '')}", ""]
@@ -165,6 +198,9 @@ def _markdown(rep: dict[str, Any]) -> str:
         for g in ds["gallery"]:
             if not g["items"]:
                 continue
+            if not legend_done:
+                lines += [_legend_markdown(), ""]
+                legend_done = True
             lines += [f"### {ds['name']} · {g['method']}: worst {len(g['items'])} by "
                       f"{rep['primary']}", ""]
             for it in g["items"]:
@@ -199,6 +235,9 @@ tr.anchor td{background:#fafaf0}td.best{font-weight:700;background:#e8f4e8}
 .panel img{display:block;max-width:160px;max-height:160px;image-rendering:pixelated;
 border:1px solid #eee}
 #render-check{color:#999;font-size:11px}
+.legend{font-size:12px;margin:4px 0 10px}.sw{margin-right:10px;white-space:nowrap}
+.sw i{display:inline-block;width:10px;height:10px;margin-right:3px;border:1px solid #999;
+vertical-align:middle}
 """
 
 _CHECK_JS = """
@@ -248,6 +287,8 @@ def _html(rep: dict[str, Any]) -> str:
                 for c, f in zip(cells, flags, strict=True)) + "</tr>")
         out.append("</tbody></table>")
     out.append("<h2 id='galleries'>Galleries (worst first)</h2>")
+    if any(g["items"] for ds in rep["datasets"] for g in ds["gallery"]):
+        out.append(_legend_html())
     for ds in rep["datasets"]:
         for g in ds["gallery"]:
             if not g["items"]:
