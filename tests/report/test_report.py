@@ -167,6 +167,9 @@ def test_bench_and_evaluate_commands(tmp_path):
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "dice=1.0000" in res.output and (tmp_path / "r" / "index.html").is_file()
+    n = len(list((ds / "images").iterdir()))
+    assert "bench ━" in res.stderr and f" {n}/{n} " in res.stderr  # the total, not "?"
+    assert "/?" not in res.stderr
     res = runner.invoke(app, ["bench", str(ds), "-o", str(tmp_path / "r2"), "--param", "x=1"])
     assert res.exit_code == 2 and "METHOD.KEY=VALUE" in res.output
     # segment --overlay reuses the report's overlay writer; evaluate --report the renderer

@@ -257,7 +257,8 @@ def bench(
 
             rep = run_bench([str(d) for d in datasets], names, out_dir, params=overrides,
                             metrics=metric_names, limit=limit, gallery=gallery,
-                            executor=executor, rng=seed, progress=on_record, match=match)
+                            executor=executor, rng=seed, progress=on_record, match=match,
+                            on_start=lambda n: progress.update(task, total=n))  # not "33/?"
     except (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError) as exc:
         raise _bad(str(exc)) from None
     finally:

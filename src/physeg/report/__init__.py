@@ -247,6 +247,7 @@ def run_bench(
     progress: Callable[[dict[str, Any]], None] | None = None,
     title: str = "physeg benchmark",
     match: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``methods`` over annotated folders and write the report to ``outdir``.
 
@@ -276,6 +277,9 @@ def run_bench(
         Methods marked as anchors (listed first).
     progress : callable, optional
         Called with each record as it arrives.
+    on_start : callable, optional
+        Called once with the number of (image, method) runs before the first, so that a
+        progress bar shows its total.
     match : bool, default False
         Score Hungarian-matched labels instead of the labels as they are (module notes;
         :func:`physeg.metrics.score_labels`).
@@ -326,6 +330,8 @@ def run_bench(
                     params=given[m.name], metrics=tuple(metrics),
                     label_path=str(outdir / "labels" / d.name / m.name / f"{s.id}.png"),
                     seed=rng, match=bool(match)))
+    if on_start is not None:
+        on_start(len(tasks))
     t0 = time.perf_counter()
     records: list[dict[str, Any] | None] = [None] * len(tasks)
 
