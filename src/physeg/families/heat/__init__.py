@@ -306,13 +306,35 @@ def segment_heat(
     vol = float(np.prod(spacing))
 
     if fidelity == "auto":
-        # measured on the development sets (benchmarks/results/real_images.md): mixtures win
-        # on colour photographs (horses 0.80 vs 0.51, skin lesions 0.73 vs 0.34), means on
-        # grey images, also when stored as RGB (nuclei 0.85 vs 0.72), and on the synthetic grid
-        from ..._regions import is_colour
+        # measured on tuning images of the development sets (docs/methods/heat.md): mixtures
+        # win on colour photographs of one object (horses 0.85 vs 0.51, skin lesions 0.86 vs
+        # 0.34, blood cells 0.94 vs 0.91), means on grey images, also when stored as RGB,
+        # on the synthetic grid, and on colour images of many objects (stained nuclei: 0.85
+        # vs 0.64), which the means recognise themselves (physeg._regions.many_objects)
+        from ..._regions import WORK_PIXELS, is_colour, many_objects, to_working_resolution
 
-        fidelity = "mixtures" if classes == 2 and init == "auto" and init_labels is None \
-            and is_colour(arr, -1 if has_channels else None) else "means"
+        if classes == 2 and init == "auto" and init_labels is None \
+                and is_colour(arr, -1 if has_channels else None):
+            means_params = dict(
+                classes=2, tau=tau, lam=lam, init="auto", reaction=reaction, max_iter=max_iter,
+                tol=tol, fidelity="means", foreground=foreground, objects=objects,
+                components=components, border_prior=border_prior, texture=texture,
+                channel_axis=channel_axis, init_labels=None, workers=workers)
+            # the probe runs at up to 4x the working resolution (a 600² image costs 1.6 s at
+            # full resolution, 0.1 s there); nuclei stay separate objects at that scale
+            probe = to_working_resolution(arr, -1 if has_channels else None, 4 * WORK_PIXELS)
+            same = probe.shape == arr.shape
+            result = segment_heat.unchecked(
+                probe, spacing=spacing if same else None, rng=gen,
+                return_energy=return_energy and same, **means_params)
+            if many_objects(result[0] if return_energy and same else result):
+                if same:
+                    return result
+                return segment_heat.unchecked(image, spacing=spacing, rng=gen,
+                                              return_energy=return_energy, **means_params)
+            fidelity = "mixtures"
+        else:
+            fidelity = "means"
     if fidelity == "mixtures":
         return _segment_mixtures(arr, has_channels, spacing, classes=classes, init=init,
                                  init_labels=init_labels, tau=tau, lam=lam,
