@@ -10,6 +10,7 @@ from physeg._regions import (
     PhaseMixtures,
     _log_density,
     initial_partition,
+    many_objects,
     region_features,
     to_full_resolution,
     to_working_resolution,
@@ -62,3 +63,21 @@ def test_the_first_partition_is_the_image_minus_a_border_strip():
     assert inside[2:-2, 3:-3].all()
     with pytest.raises(ValueError, match="constant"):
         initial_partition(region_features(np.full((20, 20), 0.5), None))
+
+
+def _discs(centres, radius, shape=(96, 96)):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.zeros(shape, bool)
+    for cy, cx in centres:
+        out |= (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    return out
+
+
+def test_many_objects_tells_nuclei_from_one_object_with_specks():
+    grid = [(12 + 24 * i, 12 + 24 * j) for i in range(4) for j in range(4)]
+    assert many_objects(_discs(grid, 5).astype(np.uint8))  # 16 nuclei
+    one = _discs([(48, 48)], 30) | _discs(grid, 1)  # one object and 16 specks
+    assert not many_objects(one.astype(np.uint8))
+    assert not many_objects(_discs(grid[:5], 5).astype(np.uint8))  # too few to be "many"
+    # many, but one of them holds most of the foreground: a salient object with companions
+    assert not many_objects((_discs(grid, 4) | _discs([(48, 48)], 26)).astype(np.uint8))

@@ -127,3 +127,20 @@ def test_kinetic_with_the_mixture_feature_finds_the_same_object():
     img, mask = _two_colour_background()
     lab = physeg.segment(img, method="kinetic", channel_axis=-1, fidelity="mixtures", rng=0)
     assert _dice(lab == 1, mask) > 0.9
+
+
+def test_auto_keeps_the_means_for_a_colour_image_of_many_nuclei():
+    # 16 purple nuclei on pink tissue: the mixtures' border prior models one object, so
+    # fidelity="auto" keeps the region means, which already separate the nuclei
+    gen = np.random.default_rng(5)
+    yy, xx = np.mgrid[:96, :96]
+    mask = np.zeros((96, 96), bool)
+    for i in range(4):
+        for j in range(4):
+            mask |= (yy - 12 - 24 * i) ** 2 + (xx - 12 - 24 * j) ** 2 < 36
+    img = np.where(mask[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
+    img = np.clip(img + gen.normal(0, 0.04, img.shape), 0, 1)
+    auto = physeg.segment(img, method="heat", channel_axis=-1, rng=0)
+    means = physeg.segment(img, method="heat", channel_axis=-1, fidelity="means", rng=0)
+    np.testing.assert_array_equal(auto, means)
+    assert _dice(auto == 1, mask) > 0.95
