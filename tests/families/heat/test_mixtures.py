@@ -140,7 +140,18 @@ def test_auto_keeps_the_means_for_a_colour_image_of_many_nuclei():
             mask |= (yy - 12 - 24 * i) ** 2 + (xx - 12 - 24 * j) ** 2 < 36
     img = np.where(mask[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
     img = np.clip(img + gen.normal(0, 0.04, img.shape), 0, 1)
-    auto = physeg.segment(img, method="heat", channel_axis=-1, rng=0)
+    auto, info = segment_heat(img, channel_axis=-1, rng=0, return_energy=True)
     means = physeg.segment(img, method="heat", channel_axis=-1, fidelity="means", rng=0)
     np.testing.assert_array_equal(auto, means)
+    assert "means" in info and info["init"] != "border prior"  # the means path ran
     assert _dice(auto == 1, mask) > 0.95
+    # one object of the same colours takes the mixtures
+    one = np.where(_disc_mask()[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
+    one = np.clip(one + gen.normal(0, 0.04, one.shape), 0, 1)
+    _, info = segment_heat(one, channel_axis=-1, rng=0, return_energy=True)
+    assert info["init"] == "border prior"
+
+
+def _disc_mask(size=96):
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
