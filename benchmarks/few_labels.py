@@ -128,10 +128,11 @@ def scores(pred: np.ndarray, truth: np.ndarray, dataset: str) -> dict[str, float
 def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
     """heat-fit, heat-fit-adapt0 and the forest's argmax from one posterior (timed apart)."""
     from physeg._validate import as_rng
-    from physeg.families.heat._learned import _adapt, descend
+    from physeg.families.heat._learned import _adapt, descend, prior_channels
 
     t0 = time.perf_counter()
-    logp, border = model.likelihood.log_proba(img, -1, with_border=True)
+    extra = prior_channels(img, -1) if model.params.get("prior") == "default" else None
+    logp, border, mix = model.likelihood.log_proba(img, -1, with_border=True, extra=extra)
     t_lik = time.perf_counter() - t0
     forest = np.argmax(logp, axis=-1).astype(np.uint8)
     p = model.params
@@ -139,9 +140,9 @@ def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, floa
     lab, _ = descend(logp, tau=p["tau"], lam=p["lam"], spacing=(1.0, 1.0))
     t_desc = time.perf_counter() - t0
     out = {"forest": (forest, t_lik), "heat-fit-adapt0": (lab.astype(np.uint8), t_lik + t_desc)}
-    if logp.shape[-1] == 2 and p["adapt"] > 0:
+    if p["adapt"] > 0:
         t0 = time.perf_counter()
-        lab2 = _adapt(img, -1, logp, lab, border, tau=p["tau"], lam=p["lam"], adapt=p["adapt"],
+        lab2 = _adapt(logp, border, mix, lab, tau=p["tau"], lam=p["lam"], adapt=p["adapt"],
                       spacing=(1.0, 1.0), rng=as_rng(0), workers=None)
         out["heat-fit"] = (lab2.astype(np.uint8), t_lik + t_desc + time.perf_counter() - t0)
     else:
@@ -237,8 +238,11 @@ def run(args) -> None:
             for d in range(args.draws):
                 train_idx = draw(pool, S, d, ds)
                 todo = [m for m in methods if m != "default" and key(ds, m, S, d) not in cache]
-                if "kinetic-cbo" in todo and (S > 3 or d > 0):
+                if "kinetic-cbo" in todo and (S > 1 or d > 0):
                     todo.remove("kinetic-cbo")
+                todo = [m for m in todo if not (
+                    (m in ("unet", "msnet") and (d >= args.net_draws or S not in args.net_sizes))
+                    or (m == "kinetic-fit" and d >= args.kinetic_draws))]
                 if any(m in LEARNED for m in todo):
                     todo = [m for m in todo if m not in LEARNED] + ["heat-fit"]
                 if not todo:
@@ -424,11 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--n-test", type=int, default=8)
     ap.add_argument("--net-cpu", type=float, default=30.0)
+    ap.add_argument("--net-draws", type=int, default=3, help="draws with networks (first N)")
+    ap.add_argument("--net-sizes", default="1,3,10", help="S values with networks")
+    ap.add_argument("--kinetic-draws", type=int, default=3, help="draws with kinetic-fit")
     ap.add_argument("--out", default=str(_common.RESULTS))
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--cache", type=Path, default=CACHE,
                     help="records (JSON lines; default out/few_labels_cache, git-ignored)")
     args = ap.parse_args(argv)
+    args.net_sizes = [int(v) for v in str(args.net_sizes).split(",") if v]
     if not args.report:
         run(args)
     report(args)

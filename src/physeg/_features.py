@@ -49,8 +49,8 @@ import numpy as np
 
 from ._validate import to_float01
 
-__all__ = ["SIGMAS", "LEARN_PARAM_SPECS", "pixel_features", "class_values", "sample_pixels",
-           "Forest", "LearnedLikelihood", "encode_array", "decode_array"]
+__all__ = ["SIGMAS", "LEARN_PARAM_SPECS", "pixel_features", "mixture_features", "class_values",
+           "sample_pixels", "Forest", "LearnedLikelihood", "encode_array", "decode_array"]
 
 #: scales (pixels) of the feature bank
 SIGMAS = (1.0, 2.0, 4.0, 8.0)
@@ -127,6 +127,25 @@ def _channels(image: np.ndarray, channel_axis: int | None) -> tuple[list[np.ndar
         [True] * arr.shape[-1]
 
 
+def _border(stack: np.ndarray) -> np.ndarray:
+    """The border geodesic distance; images above ``2**17`` pixels on every second pixel,
+    linearly interpolated back (the distance is smooth; the minimal-path search is the
+    costliest feature)."""
+    from scipy import ndimage as ndi
+
+    from ._regions import border_geodesic
+
+    spatial = stack.shape[:-1]
+    if not np.ptp(stack) > 0:
+        return np.zeros(spatial, np.float32)
+    if int(np.prod(spatial)) <= 1 << 17:
+        return border_geodesic(stack)
+    coarse = border_geodesic(stack[(slice(None, None, 2),) * len(spatial)])
+    zoom = [n / c for n, c in zip(spatial, coarse.shape, strict=True)]
+    out = ndi.zoom(coarse, zoom, order=1, grid_mode=True, mode="nearest")
+    return out[tuple(slice(0, n) for n in spatial)].astype(np.float32)
+
+
 def pixel_features(image: np.ndarray, channel_axis: int | None, *,
                    sigmas: Sequence[float] = SIGMAS, border: bool = True) -> np.ndarray:
     """float32 features (*spatial, F) of a 2D/3D grey or colour image (see the module notes).
@@ -140,14 +159,24 @@ def pixel_features(image: np.ndarray, channel_axis: int | None, *,
     for f, is_full in zip(chans, full, strict=True):
         feats += _bank(f, sigmas, is_full)
     if border:
-        from ._regions import border_geodesic
-
-        geo_in = np.stack([10.0 * c for c in chans], axis=-1)
-        if np.ptp(geo_in) > 0:
-            feats.append(border_geodesic(geo_in))
-        else:
-            feats.append(np.zeros(chans[0].shape, np.float32))
+        feats.append(_border(np.stack([10.0 * c for c in chans], axis=-1)))
     return np.stack(feats, axis=-1).astype(np.float32, copy=False)
+
+
+def mixture_features(F: np.ndarray, lay: str, sigmas: Sequence[float]) -> np.ndarray:
+    """Columns of ``F`` for a per-image colour model: the base channels and the local standard
+    deviation of each full-bank channel at the scale nearest 2 px, times 10 (CIELAB / 10, as
+    :func:`physeg._regions.region_features`)."""
+    n = len(sigmas)
+    j = int(np.argmin([abs(s - 2.0) for s in sigmas])) if n else None
+    full, light = 2 + 4 * n, 1 + n
+    if lay == "colour":
+        cols = [0, full, full + light] + ([] if j is None else [4 + 4 * j])
+    else:
+        c = 1 if lay == "grey" else int(lay[1:])
+        cols = [k * full for k in range(c)] + ([] if j is None else
+                                               [k * full + 4 + 4 * j for k in range(c)])
+    return 10.0 * F[..., cols]
 
 
 def layout(image: np.ndarray, channel_axis: int | None) -> str:
@@ -407,7 +436,8 @@ class LearnedLikelihood:
     """
 
     def __init__(self, forest: Forest, values: np.ndarray, layout: str, ndim: int,
-                 border: bool = True, sigmas: Sequence[float] = SIGMAS):
+                 border: bool = True, sigmas: Sequence[float] = SIGMAS, n_extra: int = 0):
+        self.n_extra = int(n_extra)
         self.forest = forest
         self.values = np.asarray(values, dtype=np.int64)
         self.layout = layout
@@ -419,8 +449,13 @@ class LearnedLikelihood:
     def fit(cls, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
             channel_axes: Sequence[int | None], *, unlabelled: int | None, samples: int,
             trees: int, depth: int, border: bool, rng: np.random.Generator,
-            progress: Progress | None = None) -> "LearnedLikelihood":
-        """Features of every image, ``samples`` pixels per class and image, one forest."""
+            progress: Progress | None = None,
+            extras: Sequence[np.ndarray] | None = None) -> "LearnedLikelihood":
+        """Features of every image, ``samples`` pixels per class and image, one forest.
+
+        ``extras``: per image, more feature channels (*spatial, e) computed by the caller (the
+        same ``e`` for every image; ``log_proba`` then needs them too), appended last.
+        """
         values = class_values(masks, unlabelled)
         lut_keys = values
         n = len(images)
@@ -442,6 +477,8 @@ class LearnedLikelihood:
             if progress is not None:
                 progress(i, total, f"features of training image {i + 1}/{n}")
             F = pixel_features(img, ca, border=border)
+            if extras is not None:
+                F = _append(F, extras[i])
             X, y = sample_pixels(F, cls_img, samples, rng)
             Xs.append(X)
             ys.append(y)
@@ -452,7 +489,8 @@ class LearnedLikelihood:
         if progress is not None:
             progress(n, total, f"random forest on {X.shape[0]} pixels, {X.shape[1]} features")
         forest = Forest.fit(X, y, values.size, trees=trees, depth=depth, rng=rng)
-        return cls(forest, values, lay, nd, border=border)
+        n_extra = 0 if extras is None else np.shape(extras[0])[-1]
+        return cls(forest, values, lay, nd, border=border, n_extra=n_extra)
 
     def check(self, image: np.ndarray, channel_axis: int | None) -> None:
         this = layout(image, channel_axis)
@@ -462,25 +500,34 @@ class LearnedLikelihood:
                              f"a {this} {nd}D image (check channel_axis / the image kind).")
 
     def log_proba(self, image: np.ndarray, channel_axis: int | None, *,
-                  floor: float = 1e-3, with_border: bool = False) -> Any:
+                  floor: float = 1e-3, with_border: bool = False,
+                  extra: np.ndarray | None = None) -> Any:
         """float32 (*spatial, K): log of the forest's fractions, floored at ``floor``.
 
-        ``with_border=True`` returns ``(logp, D)`` with ``D`` the border geodesic distance
-        (the feature when the model uses it, else computed).
+        ``with_border=True`` returns ``(logp, D, M)`` with ``D`` the border geodesic distance
+        (the feature when the model uses it, else computed) and ``M`` (*spatial, m) the
+        features a per-image colour model uses (:func:`mixture_features`).
         """
         self.check(image, channel_axis)
         F = pixel_features(image, channel_axis, sigmas=self.sigmas, border=self.border)
+        n_base = F.shape[-1]
+        if self.n_extra:
+            if extra is None or np.shape(extra)[-1] != self.n_extra:
+                raise ValueError(f"this likelihood needs {self.n_extra} extra feature channels")
+            F = _append(F, extra)
         p = self.forest.proba(F.reshape(-1, F.shape[-1]))
         logp = np.log(np.maximum(p, floor)).astype(np.float32).reshape(F.shape[:-1] + (-1,))
         if not with_border:
             return logp
         if self.border:
-            return logp, F[..., -1].copy()
-        return logp, pixel_features(image, channel_axis, sigmas=(), border=True)[..., -1].copy()
+            border = F[..., n_base - 1]
+        else:
+            border = pixel_features(image, channel_axis, sigmas=(), border=True)[..., -1]
+        return logp, border, mixture_features(F, self.layout, self.sigmas)
 
     def to_state(self) -> dict[str, Any]:
         return {"values": self.values.tolist(), "layout": self.layout, "ndim": self.ndim,
-                "border": self.border, "sigmas": list(self.sigmas),
+                "border": self.border, "sigmas": list(self.sigmas), "n_extra": self.n_extra,
                 "forest": self.forest.to_state()}
 
     @classmethod
@@ -503,13 +550,24 @@ class LearnedLikelihood:
         forest = Forest.from_state(state.get("forest"))
         if forest.n_classes != len(values):
             raise ValueError("the forest's class count differs from the class values")
+        n_extra = state.get("n_extra", 0)
+        if not (isinstance(n_extra, int) and 0 <= n_extra <= 64):
+            raise ValueError(f"n_extra must be an int in 0..64, got {n_extra!r}")
         out = cls(forest, np.asarray(values), lay, nd, border=bool(state.get("border", True)),
-                  sigmas=sigmas)
-        expected = _n_features(lay, len(sigmas), out.border)
+                  sigmas=sigmas, n_extra=n_extra)
+        expected = _n_features(lay, len(sigmas), out.border) + n_extra
         if forest.n_features != expected:
             raise ValueError(f"the forest expects {forest.n_features} features; a {lay} image "
                              f"gives {expected}")
         return out
+
+
+def _append(F: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    extra = np.asarray(extra, dtype=np.float32)
+    if extra.shape[:-1] != F.shape[:-1]:
+        raise ValueError(f"extra features of shape {extra.shape} for an image of spatial "
+                         f"shape {F.shape[:-1]}")
+    return np.concatenate([F, extra], axis=-1)
 
 
 def _n_features(lay: str, n_sigmas: int, border: bool) -> int:

@@ -467,6 +467,7 @@ def fit_heat(
     depth: int,
     adapt: float,
     border_feature: bool,
+    prior: str,
     rng: Any,
     progress: Any = None,
     taus: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
@@ -521,7 +522,7 @@ def fit_heat(
                 "belong to the no-label model: pass learn='grid' to search tau and lam with them."
             )
         return fit_learned(images, masks, unlabelled=unlabelled, samples=samples, trees=trees,
-                           depth=depth, adapt=adapt, border_feature=border_feature,
+                           depth=depth, adapt=adapt, border_feature=border_feature, prior=prior,
                            tau=fixed.get("tau"), lam=fixed.get("lam"),
                            rng=0 if rng is None else rng, progress=progress)
     fixed = {k: v for k, v in fixed.items() if k not in ("tau", "lam")}

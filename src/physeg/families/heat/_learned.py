@@ -15,12 +15,13 @@ until no pixel changes (the energy never increases). :math:`\lambda` is a length
 per nat: the fidelity is in nats, so ``lam`` here is not the variance-relative λ of the
 no-label model.
 
-Per-image adaptation (``adapt > 0``, binary): the colours of an object change between images
-(a brown and a white horse), the forest knows only the training images. After the descent a
-Gaussian mixture per phase (:class:`physeg._regions.PhaseMixtures`, CIELAB + texture) is fitted
-on this image's own partition and ``adapt`` times its log-odds is added to the learned log-odds;
-the descent is repeated (``ADAPT_ROUNDS`` times): region competition started from the learned
-segmentation, the no-label model's loop with the labels' knowledge as the prior.
+Per-image adaptation (``adapt > 0``): the colours of an object change between images (a brown
+and a white horse), the forest knows only the training images. After the descent a diagonal
+Gaussian mixture per class (5 components, CIELAB/10 + local contrast, the no-label model's
+region features) is fitted on this image's own partition, ``adapt`` times its log-likelihood is
+added to the learned log-probabilities, for K = 2 also ``adapt`` × 20 nats × (D − 1/2) with D
+the border geodesic distance (the no-label object prior), and the descent is repeated
+(``ADAPT_ROUNDS`` = 2 times): region competition started from the learned segmentation.
 
 Labels: the classes are the distinct mask values (other than ``unlabelled``) in increasing
 order, and class k is label k of the output. With ``unlabelled=0`` scribbles 1..K are labels
@@ -48,6 +49,11 @@ LEARNED_TAU = 1.0
 LEARNED_LAM = 4.0
 ADAPT = 1.0
 ADAPT_ROUNDS = 2
+#: the adaptation's border-prior weight (nats) and pixels per mixture fit; the learned model's
+#: own values (measured with it), independent of the no-label model's in physeg._regions
+ADAPT_BORDER_PRIOR = 20.0
+ADAPT_MAX_FIT = 4000
+PRIOR_SCALES = (2.0, 8.0)
 _MAX_ITER = 200
 
 LEARNED_FIT_PARAMS: tuple[Param, ...] = (
@@ -58,6 +64,9 @@ LEARNED_FIT_PARAMS: tuple[Param, ...] = (
     Param("adapt", "float", ADAPT, "weight of the per-image colour mixtures re-fitted on the "
           "learned partition and of the border prior (binary; 0 = the learned likelihood "
           "alone)", low=0.0, high=100.0),
+    Param("prior", "str", "default", "default: the no-label heat segmentation (its object "
+          "mask and two smoothings) is a feature, so the forest learns when to trust it; none: "
+          "image features alone", choices=("default", "none")),
     Param("rng", "int", None, "seed of the pixel sampling and the forest (none = 0)", low=0,
           high=2**63 - 1),
 )
@@ -142,20 +151,36 @@ class LearnedHeatModel(Model):
             raise ValueError(f"spacing must give one positive size per spatial axis "
                              f"({len(spatial)}); got {spacing}.")
         tau, lam, adapt = params["tau"], params["lam"], params["adapt"]
-        binary_adapt = adapt > 0 and self.likelihood.values.size == 2
+        extra = prior_channels(arr, cax) if params.get("prior") == "default" else None
         if return_proba:
-            return np.exp(self.likelihood.log_proba(arr, cax))
-        if binary_adapt:
-            logp, border = self.likelihood.log_proba(arr, cax, with_border=True)
+            return np.exp(self.likelihood.log_proba(arr, cax, extra=extra))
+        if adapt > 0:
+            logp, border, mix = self.likelihood.log_proba(arr, cax, with_border=True,
+                                                          extra=extra)
         else:
-            logp, border = self.likelihood.log_proba(arr, cax), None
+            logp = self.likelihood.log_proba(arr, cax, extra=extra)
         lab, _ = descend(logp, tau=tau, lam=lam, spacing=spacing, workers=workers)
-        if binary_adapt:
-            lab = _adapt(arr, cax, logp, lab, border, tau=tau, lam=lam, adapt=adapt,
+        if adapt > 0:
+            lab = _adapt(logp, border, mix, lab, tau=tau, lam=lam, adapt=adapt,
                          spacing=spacing, rng=as_rng(0 if rng is None else rng),
                          workers=workers)
         K = logp.shape[-1]
         return lab.astype(np.uint8 if K <= 255 else np.int32)
+
+
+def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
+    """The no-label model's opinion as features: its object mask u (the binary default
+    ``heat`` segmentation, rng 0) and :math:`G_s*u` for ``PRIOR_SCALES``; float32 (*spatial, 3).
+    The registered method is called through the registry (this module may not import the
+    package that imports it)."""
+    from scipy import ndimage as ndi
+
+    from .._registry import get_method
+
+    m = get_method("heat")
+    lab = m.func(arr, channel_axis=cax, spacing=None, rng=0, **{**m.defaults(), "classes": 2})
+    u = (np.asarray(lab) == 1).astype(np.float32)
+    return np.stack([u, *(ndi.gaussian_filter(u, s) for s in PRIOR_SCALES)], axis=-1)
 
 
 def _param(name: str) -> Param:
@@ -165,24 +190,50 @@ def _param(name: str) -> Param:
     return get_method("heat").param(name)
 
 
-def _adapt(arr, cax, logp, lab, border, *, tau, lam, adapt, spacing, rng, workers):
-    """Re-fit colour mixtures per phase on this image's partition, add their log-odds and the
-    border prior, descend (the no-label model's region competition, started from ``lab``)."""
-    from ..._regions import BORDER_PRIOR, COMPONENTS, MAX_FIT, PhaseMixtures, region_features
+def _adapt(logp, border, M, lab, *, tau, lam, adapt, spacing, rng, workers):
+    """Fit one colour mixture per class on this image's partition ``lab``, add ``adapt`` times
+    its log-likelihood (and, binary, the border prior) to the learned log-probabilities and
+    descend again: the no-label model's region competition, started from the learned result."""
+    import warnings
 
-    feats = region_features(arr, cax)
-    X = feats.reshape(-1, feats.shape[-1])
-    mixtures = PhaseMixtures(COMPONENTS, MAX_FIT, rng)
-    base = logp[..., 1] - logp[..., 0] + np.float32(adapt * BORDER_PRIOR) * (border - 0.5)
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    from ..._regions import COMPONENTS, PhaseMixtures
+
+    K = logp.shape[-1]
+    X = M.reshape(-1, M.shape[-1])
+    base = logp.copy()
+    if K == 2:
+        base[..., 1] += np.float32(adapt * ADAPT_BORDER_PRIOR) * (border - 0.5)
+    phases = PhaseMixtures(COMPONENTS, ADAPT_MAX_FIT, rng) if K == 2 else None
     for _ in range(ADAPT_ROUNDS):
-        counts = np.bincount(lab.reshape(-1), minlength=2)
-        if counts.min() < 2 * COMPONENTS:
+        flat = lab.reshape(-1)
+        if np.bincount(flat, minlength=K).min() < 2 * COMPONENTS:
             break
-        mixtures.fit(X, lab.reshape(-1))
-        odds = base + np.float32(adapt) * mixtures.log_odds(X).astype(np.float32).reshape(
-            base.shape)
-        two = np.stack([np.zeros_like(odds), odds], axis=-1)
-        new, _ = descend(two, tau=tau, lam=lam, spacing=spacing, workers=workers)
+        if phases is not None:  # binary: the no-label model's warm-started phase mixtures
+            phases.fit(X, flat)
+            odds = phases.log_odds(X).astype(np.float32).reshape(base.shape[:-1])
+            total = base.copy()
+            total[..., 1] += np.float32(adapt) * odds
+            new, _ = descend(total, tau=tau, lam=lam, spacing=spacing, workers=workers)
+            if np.array_equal(new, lab):
+                break
+            lab = new
+            continue
+        ll = np.empty((X.shape[0], K), np.float32)
+        for k in range(K):
+            idx = np.flatnonzero(flat == k)
+            if idx.size > ADAPT_MAX_FIT:
+                idx = rng.choice(idx, ADAPT_MAX_FIT, replace=False)
+            gm = GaussianMixture(COMPONENTS, covariance_type="diag", reg_covar=1e-2, tol=1e-2,
+                                 max_iter=10, random_state=int(rng.integers(2**31 - 1)),
+                                 init_params="k-means++")
+            with warnings.catch_warnings():  # a few EM steps per round, on purpose
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                ll[:, k] = gm.fit(X[idx]).score_samples(X)
+        total = base + np.float32(adapt) * ll.reshape(base.shape)
+        new, _ = descend(total, tau=tau, lam=lam, spacing=spacing, workers=workers)
         if np.array_equal(new, lab):
             break
         lab = new
@@ -191,8 +242,8 @@ def _adapt(arr, cax, logp, lab, border, *, tau, lam, adapt, spacing, rng, worker
 
 def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int | None,
                 samples: int, trees: int, depth: int, adapt: float, border_feature: bool,
-                tau: float | None = None, lam: float | None = None, rng: Any = None,
-                progress: Progress | None = None) -> LearnedHeatModel:
+                prior: str = "default", tau: float | None = None, lam: float | None = None,
+                rng: Any = None, progress: Progress | None = None) -> LearnedHeatModel:
     """Learn p(k | x) on ``images`` / ``masks``; see :func:`physeg.families.heat.fit_heat`."""
     from ..._features import LearnedLikelihood
 
@@ -208,13 +259,16 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
         labs.append(check_labels_like(msk, spatial, name=f"masks[{i}]"))
         axes.append(None if ca is None else -1)
     t0, c0 = time.perf_counter(), time.process_time()
+    extras = [prior_channels(a, c) for a, c in zip(arrs, axes, strict=True)] \
+        if prior == "default" else None
     lik = LearnedLikelihood.fit(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
                                 trees=trees, depth=depth, border=border_feature, rng=gen,
-                                progress=progress)
+                                progress=progress, extras=extras)
     if progress is not None:
         progress(len(arrs) + 1, len(arrs) + 1, "random forest trained")
     params = {"tau": LEARNED_TAU if tau is None else float(tau),
-              "lam": LEARNED_LAM if lam is None else float(lam), "adapt": float(adapt)}
+              "lam": LEARNED_LAM if lam is None else float(lam), "adapt": float(adapt),
+              "prior": prior}
     info = {"learn": "features", "class_values": lik.values.tolist(), "layout": lik.layout,
             "ndim": lik.ndim, "n_train": len(arrs), "unlabelled": unlabelled,
             "samples": samples, "trees": trees, "depth": depth,
@@ -233,8 +287,10 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
     lik = LearnedLikelihood.from_state(state["learned"])
     raw = data.get("params", {})
     params = {}
-    for key in ("tau", "lam", "adapt"):
+    for key in ("tau", "lam", "adapt", "prior"):
         if key not in raw:
             raise ValueError(f"the learned model's params lack {key!r}")
         params[key] = _param(key).convert(raw[key])
+    if (params["prior"] == "default") != (lik.n_extra == len(PRIOR_SCALES) + 1):
+        raise ValueError("the prior setting does not match the forest's features")
     return LearnedHeatModel(lik, params, data.get("info", {}))
