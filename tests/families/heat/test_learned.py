@@ -181,6 +181,26 @@ def test_tampered_file_is_refused_in_one_line(tmp_path, tamper, reason):
     assert str(err.value).startswith("not a physeg model file:") and "\n" not in str(err.value)
 
 
+def test_prior_setting_must_match_the_forest(tmp_path):
+    model, _ = _fitted()
+    assert model.params["prior"] == "default" and model.likelihood.n_extra == 3
+    path = model.save(tmp_path / "learned.json")
+    doc = json.loads(path.read_text())
+    doc["params"]["prior"] = "none"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="prior setting does not match"):
+        physeg.load(path)
+
+
+def test_prior_none_uses_image_features_only():
+    gen = np.random.default_rng(8)
+    img, mask = shape_image("circle", 48, channels=3, shape_value=(0.9, 0.5, 0.1))
+    img = np.clip(img + gen.normal(0, 0.15, img.shape), 0, 1)
+    model = physeg.fit("heat", [img], [mask], rng=0, trees=8, prior="none")
+    assert model.likelihood.n_extra == 0 and model.info["n_features"] == 29
+    assert _dice(model.predict(img, channel_axis=-1) == 1, mask) > 0.97
+
+
 def _enc(a):
     from physeg._features import encode_array
 
