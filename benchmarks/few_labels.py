@@ -366,7 +366,36 @@ def markdown(summary: list[dict], tg: list[dict], meta: dict) -> str:
         lines.append(f"| {t['target']} | {t['dataset']} | {t['S']} | {t['value']:+.3f} | "
                      f"{'yes' if t['met'] else 'no'} |")
     lines += ["", "![Score vs S](few_labels.png)", ""]
+    lines += errors(meta["cache"], tg)
     return "\n".join(lines) + "\n"
+
+
+def errors(cache: dict, tg: list[dict], n: int = 3) -> list[str]:
+    """Where each unmet target loses: per test image, heat-fit minus the other row (mean over
+    the draws they share), the ``n`` largest deficits."""
+    other = {"heat-fit >= forest + 0.03": "forest", "heat-fit >= U-Net": "unet"}
+    out = ["## Where the unmet targets lose (per test image, mean over draws)", ""]
+    for t in tg:
+        if t["met"] or "CPU" in t["target"]:
+            continue
+        ds, S = t["dataset"], t["S"]
+        o = other.get(t["target"], "default")
+        metric = "miou" if ds == "wbc" else "dice"
+        if o == "default" and ds == "wbc":
+            metric = "dice_cell"
+        per: dict[str, list[float]] = {}
+        for d in range(10):
+            h = cache.get(key(ds, "heat-fit", S, d))
+            r = cache.get(key(ds, o, 0 if o == "default" else S, 0 if o == "default" else d))
+            if not h or not r or "per_image" not in h or "per_image" not in r:
+                continue
+            ref = {p["id"]: p[metric] for p in r["per_image"]}
+            for p in h["per_image"]:
+                per.setdefault(p["id"], []).append(p[metric] - ref[p["id"]])
+        worst = sorted(per.items(), key=lambda kv: np.mean(kv[1]))[:n]
+        out.append(f"- {t['target']}, {ds}, S={S} ({t['value']:+.3f}): " + ", ".join(
+            f"{i[:12]} {np.mean(v):+.2f}" for i, v in worst))
+    return out + [""]
 
 
 def figure(summary: list[dict], path: Path) -> None:
@@ -403,7 +432,7 @@ def report(args) -> None:
     cache = read_cache(args.cache)
     summary = summarise(cache)
     tg = targets(summary)
-    meta = {"n_test": args.n_test, "draws": args.draws, "net_cpu": args.net_cpu,
+    meta = {"n_test": args.n_test, "draws": args.draws, "net_cpu": args.net_cpu, "cache": cache,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
                        "shared with other jobs"}
     out = Path(args.out)
@@ -412,7 +441,8 @@ def report(args) -> None:
            f"--n-test {args.n_test} --draws {args.draws} --net-cpu {args.net_cpu:g}"
            f" (then `python benchmarks/few_labels.py --report`)")
     (out / "few_labels.json").write_text(json.dumps(
-        {"meta": {**meta, "command": cmd}, "summary": summary, "targets": tg,
+        {"meta": {**{k: v for k, v in meta.items() if k != "cache"}, "command": cmd},
+         "summary": summary, "targets": tg,
          "records": sorted(cache.values(), key=lambda r: r["key"])}, indent=1))
     (out / "few_labels.md").write_text(_common.with_regenerate(markdown(summary, tg, meta), cmd))
     figure(summary, out / "few_labels.png")
