@@ -74,7 +74,7 @@ WORK_PIXELS = 10_000
 __all__ = ["COMPONENTS", "MAX_FIT", "BORDER_PRIOR", "TEXTURE", "BORDER_MARGIN", "WORK_PIXELS",
            "region_features", "border_geodesic", "PhaseMixtures",
            "initial_partition", "to_working_resolution", "to_full_resolution", "is_colour",
-           "many_objects"]
+           "many_objects", "otsu_partition"]
 
 
 def is_colour(image: np.ndarray, channel_axis: int | None) -> bool:
@@ -108,6 +108,18 @@ def many_objects(labels: np.ndarray, *, count: int = 8, area: float = 1e-3,
     sizes = np.bincount(components.ravel())[1:]
     big = sizes[sizes >= area * components.size]
     return big.size >= count and big.max() < largest * sizes.sum()
+
+
+def otsu_partition(features: np.ndarray) -> np.ndarray:
+    """Phase 1 = lightness above Otsu's threshold (bool, spatial shape): the global start of
+    the grey posterior, and the cheap partition that :func:`many_objects` probes."""
+    from skimage.filters import threshold_otsu
+
+    lightness = features[..., 0]
+    if float(lightness.max()) == float(lightness.min()):
+        raise ValueError("the image is constant (every pixel has the same value); there is no "
+                         "object to find. Check that the right image or channel_axis was passed.")
+    return lightness > threshold_otsu(lightness)
 
 
 def region_features(image: np.ndarray, channel_axis: int | None, *,
@@ -177,8 +189,9 @@ def to_working_resolution(image: np.ndarray, channel_axis: int | None,
 
     Returned unchanged when it has fewer than twice that many: resampling by less than √2
     per axis saves little and its interpolation shifts the boundaries of small objects
-    (a radius-6 ball in a 20 x 24 x 24 volume grew by 20 % of its voxels). The aspect ratio is kept; every spatial axis
-    shrinks by the same factor (a 3D volume by the cube root of the pixel ratio).
+    (a radius-6 ball in a 20 x 24 x 24 volume grew by 20 % of its voxels). The aspect ratio
+    is kept; every spatial axis shrinks by the same factor (a 3D volume by the cube root of
+    the pixel ratio).
     """
     arr = np.asarray(image)
     spatial = arr.shape[:-1] if channel_axis is not None else arr.shape

@@ -520,3 +520,28 @@ def test_macro_on_a_rectangle_is_symmetric_under_transposition():
     # the second agent's r = 0.2 blurs the 16-pixel disc away: 11.6%)
     bright = outs[0]["rho"][0, 0, 20:].sum() / 40
     assert abs(bright - m.mean()) < 0.02
+
+
+def _nuclei(size=96, seed=0):
+    """16 small bright nuclei (radius 5) on a dark background, grey, noisy."""
+    gen = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.zeros((size, size), bool)
+    for i in range(4):
+        for j in range(4):
+            mask |= (yy - 12 - 24 * i) ** 2 + (xx - 12 - 24 * j) ** 2 < 25
+    return np.where(mask, 0.35, 0.05) + gen.normal(0, 0.03, mask.shape), mask
+
+
+def test_auto_gives_grey_nuclei_the_posterior_feature_and_one_object_the_intensities():
+    from physeg.families.kinetic import _auto_fidelity
+
+    img, mask = _nuclei()
+    assert _auto_fidelity(img, None, 2) == "mixtures"
+    lab = physeg.segment(img, method="kinetic", rng=0)
+    inter = np.sum((lab == 1) & mask)
+    assert 2 * inter / ((lab == 1).sum() + mask.sum()) > 0.9
+    disc = np.zeros((64, 64))
+    disc[16:48, 16:48] = 1.0
+    assert _auto_fidelity(disc, None, 2) == "means"
+    assert _auto_fidelity(img, None, 3) == "means"

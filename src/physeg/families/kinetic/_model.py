@@ -43,8 +43,9 @@ SEGMENT_PARAMS = (
           choices=("mean", "nanbu")),
     Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
     Param("fidelity", "str", "auto", "particle feature: means (the image's intensities), "
-          "mixtures (the object posterior of colour/texture mixtures + border prior; K = 2) or "
-          "auto (mixtures for a binary colour image whose channels differ, means otherwise)",
+          "mixtures (the posterior of two phase mixtures, + border prior for colour; K = 2) or "
+          "auto (mixtures for a binary colour image, or a grey image of many objects such as "
+          "nuclei, means otherwise)",
           choices=("auto", "means", "mixtures")),
     Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less of "
           "the image border), bright or dark; K > 2: label 0 = background",
