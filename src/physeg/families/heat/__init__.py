@@ -48,7 +48,8 @@ Choices (the measurements behind them: ``docs/methods/heat.md``)
 - **Region model** (``fidelity``): ``"means"`` is the model above; ``"mixtures"``
   (:mod:`._mixtures`) replaces :math:`|f-c_k|^2` by :math:`-\log p_k(f)` under a colour/texture
   mixture per phase plus a border-distance prior; ``"auto"`` takes the mixtures for binary
-  colour images, where they measured best, and the means otherwise.
+  colour images of one object, where they measured best, and the means otherwise (grey
+  images, K > 2, and colour images whose region means already find many separate objects).
 - **Reaction** ``r > 0``: heatdiff's relaxed update :math:`v_k=(1-r)\psi_k + r\,t_k`, so a seed
   mask (``init="mask"``) grows into the data-compatible region; energy decrease is only
   guaranteed for ``r = 0``.
@@ -104,8 +105,9 @@ HEAT_PARAMS: tuple[Param, ...] = (
     Param("tol", "float", 0.0, "also stop when the relative energy decrease is below tol "
           "(0 = only when no pixel changes)", low=0.0, high=1.0),
     Param("fidelity", "str", "auto", "region model: means (piecewise-constant Mumford-Shah), "
-          "mixtures (colour/texture Gaussian mixtures per phase + border prior; K = 2) or auto "
-          "(mixtures for a binary colour image whose channels differ, means otherwise)",
+          "mixtures (colour Gaussian mixtures per phase + border prior; K = 2) or auto "
+          "(mixtures for a binary colour image of one object, means otherwise: grey images, "
+          "and colour images whose means find many objects such as nuclei)",
           choices=_FIDELITIES),
     Param("foreground", "str", "auto", "which phase is label 1: auto (the one holding less "
           "of the image border), bright or dark; K > 2: label 0 = background",
@@ -217,9 +219,12 @@ def segment_heat(
         Region model. ``"means"``: piecewise-constant (the energy above). ``"mixtures"``
         (K = 2, ``init="auto"`` only): a Gaussian mixture per phase on CIELAB (+ texture),
         re-estimated between descents, started from the image minus a 5 % border strip, with
-        the border prior (:mod:`._mixtures`); it runs at a working resolution of at most
-        40 000 pixels (τ and λ in those pixels) and interpolates the result back. ``"auto"``: mixtures for a binary colour
-        image whose channels differ (not a grey image stored as RGB), means otherwise.
+        the border prior (:mod:`._mixtures`); it runs at a working resolution of about
+        10 000 pixels (τ and λ in those pixels) and interpolates the result back.
+        ``"auto"``: mixtures for a binary colour image (not a grey image stored as RGB) unless
+        its region means already find many separate objects (8 or more, none holding 35 %
+        of the foreground: nuclei, cells), means otherwise. Fails for: a colour image of a
+        few objects (the prior favours one), and grey photographs of one object (means).
     foreground : {"auto", "bright", "dark"}, default "auto"
         Which phase is label 1: ``"auto"`` = the one holding less of the image border (ties:
         the minority; fails for an object that fills the frame), ``"bright"`` / ``"dark"`` =

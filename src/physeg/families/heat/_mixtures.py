@@ -2,7 +2,8 @@ r"""Threshold dynamics with a mixture fidelity: two-phase region competition, no
 
 The piecewise-constant fidelity :math:`|f-c_k|^2` of :mod:`physeg.families.heat` is replaced by
 the negative log-likelihood of the pixel's features under a Gaussian mixture per phase
-(:mod:`physeg._regions`: CIELAB + texture), and the border prior adds its evidence:
+(:mod:`physeg._regions`: CIELAB, optionally a texture channel), and the border prior adds
+its evidence:
 
 .. math::
 
