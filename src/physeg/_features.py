@@ -59,6 +59,7 @@ SAMPLES = 2000
 TREES = 32
 DEPTH = 12
 MIN_LEAF = 5
+MAX_FEATURES = "sqrt"  # features tried per split (scikit-learn's default for classifiers)
 _CHUNK = 1 << 17  # pixels per forest evaluation (bounds the memory of large volumes)
 
 Progress = Callable[[int, "int | None", str], None]
@@ -291,6 +292,7 @@ class Forest:
 
         rf = RandomForestClassifier(n_estimators=trees, max_depth=depth,
                                     min_samples_leaf=MIN_LEAF, n_jobs=1,
+                                    max_features=MAX_FEATURES,
                                     random_state=int(rng.integers(2**31 - 1)))
         rf.fit(X, y)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in

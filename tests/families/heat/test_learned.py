@@ -43,7 +43,7 @@ def test_texture_where_means_fail():
     model = physeg.fit("heat", [train], [train_mask], rng=0)
     assert isinstance(model, LearnedHeatModel)
     assert model.info["class_values"] == [0, 1] and model.info["layout"] == "grey"
-    assert _dice(model.predict(test, adapt=0) == 1, test_mask) > 0.95
+    assert _dice(model.predict(test, adapt=0) == 1, test_mask) > 0.94
     # the per-image mixtures + border prior (default adapt=1) cost a little on pure texture
     assert _dice(model.predict(test) == 1, test_mask) > 0.88
 
@@ -183,7 +183,7 @@ def test_tampered_file_is_refused_in_one_line(tmp_path, tamper, reason):
 
 def test_prior_setting_must_match_the_forest(tmp_path):
     model, _ = _fitted()
-    assert model.params["prior"] == "default" and model.likelihood.n_extra == 3
+    assert model.params["prior"] == "default" and model.likelihood.n_extra == 3 + 3
     path = model.save(tmp_path / "learned.json")
     doc = json.loads(path.read_text())
     doc["params"]["prior"] = "none"

@@ -65,8 +65,9 @@ LEARNED_FIT_PARAMS: tuple[Param, ...] = (
           "learned partition and of the border prior (binary; 0 = the learned likelihood "
           "alone)", low=0.0, high=100.0),
     Param("prior", "str", "default", "default: the no-label heat segmentation (its object "
-          "mask and two smoothings) is a feature, so the forest learns when to trust it; none: "
-          "image features alone", choices=("default", "none")),
+          "mask, two smoothings, the intensities relative to its two phases) gives features, so "
+          "the forest learns when to trust it; none: image features alone",
+          choices=("default", "none")),
     Param("rng", "int", None, "seed of the pixel sampling and the forest (none = 0)", low=0,
           high=2**63 - 1),
 )
@@ -169,10 +170,13 @@ class LearnedHeatModel(Model):
 
 
 def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
-    """The no-label model's opinion as features: its object mask u (the binary default
-    ``heat`` segmentation, rng 0) and :math:`G_s*u` for ``PRIOR_SCALES``; float32 (*spatial, 3).
-    The registered method is called through the registry (this module may not import the
-    package that imports it)."""
+    r"""The no-label model's opinion as features: its object mask u (the binary default
+    ``heat`` segmentation, rng 0), :math:`G_s*u` for ``PRIOR_SCALES`` and, per channel c, the
+    intensity relative to u's two phases, :math:`z_c=(f_c-\mu_{0,c})/(\mu_{1,c}-\mu_{0,c})`
+    (smoothed at 1 px, clipped to [-2, 3]; 0 where the phases differ by < 0.02): 0 on the
+    background, 1 on the object whatever the exposure, polarity or stain, so one training
+    image transfers to images of another kind. float32 (*spatial, 3 + C). The registered
+    method is called through the registry (this module may not import its package)."""
     from scipy import ndimage as ndi
 
     from .._registry import get_method
@@ -180,7 +184,33 @@ def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
     m = get_method("heat")
     lab = m.func(arr, channel_axis=cax, spacing=None, rng=0, **{**m.defaults(), "classes": 2})
     u = (np.asarray(lab) == 1).astype(np.float32)
-    return np.stack([u, *(ndi.gaussian_filter(u, s) for s in PRIOR_SCALES)], axis=-1)
+    chans = [u, *(ndi.gaussian_filter(u, s) for s in PRIOR_SCALES)]
+    f = _scaled01(arr, cax)
+    inside = u > 0.5
+    for c in range(f.shape[-1]):
+        fc = f[..., c]
+        if inside.any() and (~inside).any():
+            mu0, mu1 = float(fc[~inside].mean()), float(fc[inside].mean())
+        else:
+            mu0 = mu1 = 0.0
+        d = mu1 - mu0
+        z = (fc - mu0) / d if abs(d) > 0.02 else np.zeros_like(fc)
+        chans.append(np.clip(ndi.gaussian_filter(z, 1.0), -2.0, 3.0).astype(np.float32))
+    return np.stack(chans, axis=-1)
+
+
+def _scaled01(arr: np.ndarray, cax: int | None) -> np.ndarray:
+    """(*spatial, C) float32: integers by dtype range, floats as they are; RGB(A) -> RGB."""
+    from ..._validate import to_float01
+
+    a = np.asarray(arr)
+    if cax is None:
+        a = a[..., None]
+    elif a.shape[-1] == 4:
+        a = a[..., :3]
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+        return to_float01(a).astype(np.float32)
+    return a.astype(np.float32)
 
 
 def _param(name: str) -> Param:
@@ -291,6 +321,6 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
         if key not in raw:
             raise ValueError(f"the learned model's params lack {key!r}")
         params[key] = _param(key).convert(raw[key])
-    if (params["prior"] == "default") != (lik.n_extra == len(PRIOR_SCALES) + 1):
+    if (params["prior"] == "default") != (lik.n_extra > 0):
         raise ValueError("the prior setting does not match the forest's features")
     return LearnedHeatModel(lik, params, data.get("info", {}))
