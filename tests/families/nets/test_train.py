@@ -391,3 +391,32 @@ def test_rotation_and_elastic_warp_keep_image_and_mask_aligned():
     b = random_warp(x, y, v, np.random.default_rng(7), True, 2.0)
     for p, q in zip(a, b, strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+def test_fit_defaults_are_the_shipped_checkpoints_recipe(monkeypatch):
+    """`physeg fit --method msnet|unet` with no --param trains as models/msnet_wbc_s30.pt was
+    trained: every stored training parameter and the widths equal the defaults, except
+    those the defaults leave automatic (patch, channel_axis: found from the images) and the
+    wall-clock limit (the recipe's budget is CPU time)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    import physeg
+    from physeg.cli import app
+
+    shipped = physeg.load(Path(__file__).parents[3] / "models" / "msnet_wbc_s30.pt")
+    for name in ("msnet", "unet"):
+        m = physeg.get_method(name)
+        defaults = {p.name: p.default for p in m.fit_params}
+        differ = {k for k, v in shipped.params.items() if k in defaults and defaults[k] != v}
+        assert differ == {"patch", "max_time", "channel_axis"}, (name, differ)
+        assert shipped.params["patch"] == 128  # what patch=auto gives for WBC's <= 128 px
+        assert defaults["widths"] == ",".join(map(str, shipped.config["widths"]))
+    monkeypatch.setenv("COLUMNS", "300")
+    out = CliRunner().invoke(app, ["methods", "msnet"]).output
+    for name, shown in (("loss", "'dice_ce'"), ("input_norm", "'image'"), ("clip_grad", "1.0"),
+                        ("max_cpu_time", "1150.0"), ("widths", "'8,16,32,64,128'"),
+                        ("iterations", "3000"), ("threads", "1")):
+        row = next(s for s in out.splitlines() if s.startswith(f"│ {name} (fit) "))
+        assert f"│ {shown} " in row, row

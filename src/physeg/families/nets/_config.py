@@ -2,7 +2,12 @@
 
 :data:`TRAIN_PARAMS` is the one source of the trainer's defaults and ranges: the registry
 checks ``physeg.fit`` parameters against it, and :class:`TrainConfig` takes its field defaults
-from it. :data:`PREDICT_PARAMS` declares ``NetworkModel.predict``'s options. The helpers split a
+from it. The defaults are the recipe that trained the shipped ``models/msnet_wbc_s30.pt``
+(``benchmarks/msnet_wbc.py``, "v2"; its checkpoint's stored parameters): Dice + cross-entropy,
+per-image input standardisation, gradient clipping at 1, augmentation with intensity 0.2,
+colour mixing 0.1 and zoom 0.15, validation every 25 iterations with patience 30, at most
+3000 iterations within 1150 CPU seconds on one torch thread; whole images padded to one patch
+(``patch`` auto: 128 for the ~120 px WBC images), batch 4, Adam lr 1e-3, StepLR 0.8 / 200. :data:`PREDICT_PARAMS` declares ``NetworkModel.predict``'s options. The helpers split a
 validated parameter dict into architecture, training and data keywords and parse the
 architecture strings the CLI passes (``widths="8,16,32"``, ``strides="1,2,2;2"``).
 """
@@ -27,43 +32,44 @@ __all__ = [
 ]
 
 TRAIN_PARAMS: tuple[Param, ...] = (
-    Param("iterations", "int", 2000,
+    Param("iterations", "int", 3000,
           "training iterations (mini-batches); more = longer, better fit", low=1, high=1_000_000),
     Param("batch_size", "int", 4, "images per mini-batch", low=1, high=1024),
     Param("lr", "float", 1e-3, "Adam initial learning rate", low=1e-7, high=1.0),
     Param("step_size", "int", 200, "StepLR: iterations between learning-rate decays (paper 200)",
           low=1, high=1_000_000),
     Param("gamma", "float", 0.8, "StepLR decay factor (paper 0.8)", low=0.01, high=1.0),
-    Param("loss", "str", "dice", "training loss", choices=("dice", "dice_ce")),
+    Param("loss", "str", "dice_ce", "training loss: soft Dice + cross-entropy, or soft Dice alone",
+          choices=("dice", "dice_ce")),
     Param("ce_weight", "float", 1.0, "weight of cross-entropy in dice_ce", low=0.0, high=100.0),
     Param("val_fraction", "float", 0.2,
           "fraction of the training images held out for validation/early stopping (0 = none)",
           low=0.0, high=0.9),
-    Param("val_every", "int", 50, "iterations between validations", low=1, high=1_000_000),
-    Param("patience", "int", 10, "validations without improvement before stopping",
+    Param("val_every", "int", 25, "iterations between validations", low=1, high=1_000_000),
+    Param("patience", "int", 30, "validations without improvement before stopping",
           low=1, high=1_000_000),
     Param("patch", "int", None, "training patch side (auto: largest image, rounded up)",
           low=4, high=4096),
     Param("augment", "bool", True, "random flips, 90-degree rotations, intensity changes"),
-    Param("intensity", "float", 0.1, "intensity augmentation strength s (x <- a x + b)",
+    Param("intensity", "float", 0.2, "intensity augmentation strength s (x <- a x + b)",
           low=0.0, high=1.0),
     Param("device", "str", "cpu", "torch device", choices=("cpu", "cuda", "auto")),
-    Param("threads", "int", 2, "CPU threads for torch (at most)", low=1, high=256),
+    Param("threads", "int", 1, "CPU threads for torch (at most); the CPU budget counts all "
+          "of them", low=1, high=256),
     Param("max_time", "float", None, "stop training after this many seconds", low=1.0),
-    Param("max_cpu_time", "float", None,
+    Param("max_cpu_time", "float", 1150.0,
           "stop training after this many CPU seconds of the process (all threads; a "
-          "machine-load-independent budget)", low=1.0),
+          "machine-load-independent budget; 0 = no budget)", low=0.0),
     Param("progress", "bool", False, "show a rich progress bar while training (Python calls; "
           "`physeg fit` always shows its own)"),
-    Param("clip_grad", "float", None, "clip the gradient norm to this value (None = no clip)",
-          low=1e-6),
-    Param("colour", "float", 0.0,
+    Param("clip_grad", "float", 1.0, "clip the gradient norm to this value", low=1e-6),
+    Param("colour", "float", 0.1,
           "colour augmentation: random channel mixing x <- M x, M = I + N(0, colour^2) per "
           "entry (0 = off); simulates stain changes between slides", low=0.0, high=1.0),
-    Param("zoom", "float", 0.0,
+    Param("zoom", "float", 0.15,
           "scale augmentation: random zoom by a factor in [1/(1+zoom), 1+zoom] before the "
           "crop (0 = off)", low=0.0, high=1.0),
-    Param("input_norm", "str", "dataset",
+    Param("input_norm", "str", "image",
           "input standardisation: 'dataset' (training mean/std per channel) or 'image' (each "
           "image by its own mean/std per channel; removes stain/brightness offsets)",
           choices=("dataset", "image")),

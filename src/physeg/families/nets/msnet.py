@@ -71,8 +71,9 @@ __all__ = ["build_msnet", "fit_msnet", "load_msnet", "ms_threshold_dynamics", "m
            "softmax_u_update", "ARCH_PARAMS"]
 
 ARCH_PARAMS: tuple[Param, ...] = (
-    Param("widths", "str", "32,64,128,256,512",
-          "feature channels per level (J = their count); wider = more capacity, slower"),
+    Param("widths", "str", "8,16,32,64,128",
+          "feature channels per level (J = their count); wider = more capacity, slower "
+          "(default: the shipped WBC recipe's)"),
     Param("relaxations", "int", 1, "FEM relaxations per level (pre and post); more = deeper",
           low=1, high=8),
     Param("head_kernel", "int", 3, "head convolution kernel size", low=1, high=9),

@@ -363,7 +363,7 @@ def train_network(
                 bar.update(task, advance=1, description=f"loss {hist['loss'][-1]:.4f}")
             elapsed = time.perf_counter() - t0
             over = ((cfg.max_time is not None and elapsed > cfg.max_time)
-                    or (cfg.max_cpu_time is not None
+                    or (cfg.max_cpu_time  # None or 0: no CPU budget
                         and time.process_time() - c0 > cfg.max_cpu_time))
             last = it == cfg.iterations or over
             if val_xs and (it % cfg.val_every == 0 or last):

@@ -29,8 +29,9 @@ from ._config import PREDICT_PARAMS, TRAIN_PARAMS
 __all__ = ["build_unet", "fit_unet", "load_unet", "ARCH_PARAMS"]
 
 ARCH_PARAMS: tuple[Param, ...] = (
-    Param("widths", "str", "16,32,64,128,256",
-          "feature channels per level (J = their count); wider = more capacity, slower"),
+    Param("widths", "str", "8,16,32,64,128",
+          "feature channels per level (J = their count); wider = more capacity, slower "
+          "(default: the shipped WBC recipe's)"),
     Param("strides", "str", None, "per-level strides, e.g. '1,2,2;2;2' (default 2 everywhere)"),
     Param("norm", "str", "none", "normalisation after each conv",
           choices=("none", "batch", "group")),
