@@ -17,9 +17,10 @@ Phase models (:class:`PhaseMixtures`)
     previous fit; the fidelity of phase k is :math:`-\log p_k(f(x))` (nats), the region
     competition / GrabCut data term.
 Working resolution (:func:`to_working_resolution`)
-    the region competition runs on the image resampled (anti-aliased) to at most
-    :data:`WORK_PIXELS` pixels, and its result is interpolated back: a mixture has a handful of
-    parameters, so fitting it on 40 000 pixels loses nothing, the heat kernel's scale becomes a
+    the region competition runs on the image resampled (anti-aliased) to about
+    :data:`WORK_PIXELS` (10 000) pixels when it has at least twice as many, and its result is
+    interpolated back: a mixture has a handful of parameters, so fitting it on 10 000 pixels
+    loses nothing, the heat kernel's scale becomes a
     fraction of the object rather than of a pixel (a 574 x 765 dermoscopy image and a
     152 x 229 photograph get the same regularisation), and the cost stops growing with the
     pixel count. The price: boundaries are placed to about one working pixel (a 320 x 288
@@ -43,14 +44,15 @@ Object prior (:func:`border_geodesic`)
     enclosed by contrast. This is the boundary-connectivity prior of salient-object detection
     (Zhu et al., CVPR 2014), the "phase that holds less of the border" of
     :mod:`physeg._foreground` made spatial. It adds :math:`w\,(D - 1/2)` nats in favour of the
-    object, :math:`w` = :data:`BORDER_PRIOR` = 8: on the tuning images (every third
-    development image from the second on, disjoint from the benchmark's) 4 favoured WBC
-    (cells whose cytoplasm is barely contrasted), 12 favoured PH2 (lesions inside a vignette),
-    8 was the best compromise (horses 0.84, WBC 0.92, PH2 0.78).
+    object, :math:`w` = :data:`BORDER_PRIOR` = 8: on 16 tuning images per dataset (every
+    third development image from the second on, disjoint from the benchmark's) w = 5 / 8 / 12
+    scored horses 0.846 / 0.851 / 0.838, WBC 0.962 / 0.944 / 0.919 (cells whose cytoplasm is
+    barely contrasted want a weak prior), PH2 0.798 / 0.861 / 0.885 (lesions inside a
+    vignette want a strong one); 8 is the compromise.
 Texture
     the local-contrast channel (``texture_sigma`` > 0) is off by default: on the same tuning
-    images it lowered Dice on horses (0.85 -> 0.82), WBC (0.94 -> 0.92) and PH2; it stays
-    available for images whose phases differ by texture alone.
+    images it lowered Dice on horses (0.85 -> 0.82), WBC (0.94 -> 0.92) and PH2 (0.81 -> 0.79,
+    6 images); it stays available for images whose phases differ by texture alone.
 """
 
 from __future__ import annotations
