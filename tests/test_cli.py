@@ -515,3 +515,25 @@ def test_readme_command_table_lists_every_command_and_option():
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
                 assert any(opt in rows[name] for opt in param.opts), (name, param.opts)
+
+
+def test_fit_of_a_network_shows_its_iterations_and_training_score(images, tmp_path):
+    pytest.importorskip("torch")
+    src, gt, _ = images
+    res = runner.invoke(app, ["fit", "-m", "unet", "--images", str(src), "--masks", str(gt),
+                              "-o", str(tmp_path / "u.pt"), "-p", "iterations=4"])
+    assert res.exit_code == 2  # two grey images and one colour: one line, in the user's terms
+    assert "error: fitting failed: the training images mix colour and grey" in res.output
+    (src / "c.png").unlink()
+    (gt / "c.png").unlink()
+    res = runner.invoke(app, ["fit", "-m", "unet", "--images", str(src), "--masks", str(gt),
+                              "-o", str(tmp_path / "u.pt"), "-p", "iterations=4",
+                              "-p", "widths=4,8", "-p", "val_every=2"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "fit unet" in res.stderr and "iteration 4/4, loss " in res.stderr
+    assert "validation Dice" in res.stderr and " 4/4 " in res.stderr
+    line = [s for s in res.stdout.splitlines() if s.startswith("fit unet: ")]
+    assert len(line) == 1 and line[0].startswith("fit unet: training loss ")
+    assert line[0].endswith("on the 2 training images")
+    if float(line[0].split("Dice ")[1].split()[0]) < 0.5:  # 4 iterations: a poor score
+        assert "warning: the fitted model scores Dice" in res.stderr

@@ -61,9 +61,16 @@ def prepare_training_data(images: Sequence[Any], masks: Sequence[Any] | None,
     if masks is None:
         raise ValueError("training needs one mask per image; got masks=None.")
     raw = [np.asarray(im) for im in images]
-    if (channel_axis is None and spatial_dims != 3 and raw
-            and all(a.ndim == 3 and a.shape[-1] in (3, 4) for a in raw)):
+    colour = [a.ndim == 3 and a.shape[-1] in (3, 4) for a in raw]
+    if channel_axis is None and spatial_dims != 3 and raw and all(colour):
         channel_axis = -1  # every image is (rows, cols, 3|4): colour, not a thin volume
+    elif channel_axis is None and spatial_dims != 3 and any(colour):
+        i, j = colour.index(True), colour.index(False)
+        raise ValueError(
+            f"the training images mix colour and grey (image {i} has shape {raw[i].shape}, "
+            f"image {j} {raw[j].shape}); a network takes one kind: convert them all to "
+            "colour or all to grey."
+        )
     arrs = [check_image(a, channel_axis=channel_axis, name=f"image {i}")
             for i, a in enumerate(raw)]
     spatial = [a.shape[:-1] if channel_axis is not None else a.shape for a in arrs]
