@@ -240,7 +240,7 @@ class PhysegWidget(Container):
         from .._validate import prepare_colour
 
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-        arr = np.asarray(data)
+        arr = np.array(data, copy=True)  # the worker's own: the layer may change meanwhile
         arr, axis = prepare_colour(arr, method.supports_multichannel,
                                    channel_axis=-1 if layer.rgb else None)
         spatial = arr.ndim - (axis is not None)
@@ -347,7 +347,8 @@ class PhysegWidget(Container):
                 raise ValueError("no Labels layer selected: add one (the layer list's Labels "
                                  "button), paint on the image, and pick it under 'labels'.")
             arr, _ = self._prepare(layer, m)
-            mask = np.asarray(self.viewer.layers[self.mask_layer.value].data)
+            # a copy: painting on the layer while the worker fits must not change its input
+            mask = np.array(self.viewer.layers[self.mask_layer.value].data, copy=True)
             params = self.values(fit=True)
             scribbles = fit_takes_scribbles(m)
             if scribbles:
