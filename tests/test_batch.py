@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from physeg import batch
-from physeg.overlay import LEGEND_ROW
 from physeg import io as pio
 from physeg.data.synthetic import shape_image
+from physeg.overlay import LEGEND_ROW
 
 SHAPES = ("square", "circle", "triangle", "rhombus", "ellipse")
 

@@ -498,10 +498,10 @@ def test_method_summaries_speak_to_users(monkeypatch):
 
 
 def test_readme_command_table_lists_every_command_and_option():
+    from pathlib import Path
+
     import click
     import typer.main
-
-    from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     rows = {}

@@ -163,7 +163,7 @@ def run_demo(
     table.add_column("method")
     table.add_column(f"Dice, noisy triangle {size}x{size}\n(exact truth)", justify="right")
     table.add_column(f"objects found\n(photo: {N_COINS} coins)", justify="right")
-    table.add_column(f"of them\ncoin-sized", justify="right")
+    table.add_column("of them\ncoin-sized", justify="right")
     for name in names:
         table.add_row(name, f"{synth_scores[name]:.4f}", str(coin_counts[name]),
                       str(coin_sized[name]))

@@ -218,7 +218,7 @@ def test_report_pages_carry_the_panel_legend():
     from physeg.report._render import ERROR_LEGEND, _legend_html, _legend_markdown
 
     page, md = _legend_html(), _legend_markdown()
-    for rgb, text in ERROR_LEGEND:
+    for _rgb, text in ERROR_LEGEND:
         assert text in page and text in md
     assert "label 0 (background)" in page and "false positive" in md
 

@@ -7,7 +7,8 @@ from it. The defaults are the recipe that trained the shipped ``models/msnet_wbc
 per-image input standardisation, gradient clipping at 1, augmentation with intensity 0.2,
 colour mixing 0.1 and zoom 0.15, validation every 25 iterations with patience 30, at most
 3000 iterations within 1150 CPU seconds on one torch thread; whole images padded to one patch
-(``patch`` auto: 128 for the ~120 px WBC images), batch 4, Adam lr 1e-3, StepLR 0.8 / 200. :data:`PREDICT_PARAMS` declares ``NetworkModel.predict``'s options. The helpers split a
+(``patch`` auto: 128 for the ~120 px WBC images), batch 4, Adam lr 1e-3, StepLR 0.8 / 200.
+:data:`PREDICT_PARAMS` declares ``NetworkModel.predict``'s options. The helpers split a
 validated parameter dict into architecture, training and data keywords and parse the
 architecture strings the CLI passes (``widths="8,16,32"``, ``strides="1,2,2;2"``).
 """
