@@ -141,14 +141,25 @@ def test_colour_layer_goes_as_colour_and_3d_as_the_method_declares(widget, viewe
     (vol, vkw, _), _vtruth = _sample.ellipsoids()
     viewer.add_image(vol, **vkw)
     widget.image.value = vkw["name"]
-    widget.method.value = "chan-vese"  # 2D only: refused, in the status line
-    widget.run_segment()
-    assert widget.worker is None
-    assert widget.status.value.startswith("error: chan-vese segments 2D images")
-    widget.method.value = "otsu"  # 2D/3D: the whole volume
+    widget.method.value = "chan-vese"  # 2D only: the plane the viewer shows
+    viewer.dims.set_current_step(0, 11)
     widget.run_segment()
     _wait_idle(qtbot, widget)
-    assert viewer.layers[vkw["name"] + " labels"].data.shape == vol.shape
+    got = viewer.layers[vkw["name"] + " labels"].data
+    assert got.shape == vol.shape and "plane 11" in widget.status.value
+    np.testing.assert_array_equal(got[11], physeg.segment(vol[11], method="chan-vese", rng=0))
+    assert not got[:11].any() and not got[12:].any()
+    widget.method.value = "otsu"  # 2D/3D: the whole volume, in the same layer
+    widget.run_segment()
+    _wait_idle(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers[vkw["name"] + " labels"].data,
+                                  physeg.segment(vol, method="otsu", rng=0))
+    # a 2D model applied to every image skips the volume and says so
+    widget.model = physeg.Model("chan-vese")  # a model of a 2D-only method
+    widget.run_apply(every=True)
+    _wait_idle(qtbot, widget)
+    assert widget.status.value == ("applied the model to 1 image(s); skipped (3D, the model "
+                                   f"is 2D): {vkw['name']}.")
 
 
 def test_fit_from_a_labels_layer_segments_a_second_image(widget, viewer, qtbot, tmp_path):

@@ -11,8 +11,8 @@ Work runs in a napari worker thread, so the viewer stays responsive:
   layer ``"<image> labels"``. An RGB layer goes to the method as colour (``channel_axis=-1``)
   when the method declares colour, else as the mean of R, G, B (physeg's one colour policy,
   :func:`physeg._validate.prepare_colour`); a 3D layer is a volume for methods that declare
-  3D and is refused, in the status line, by 2D-only methods. The layer's scale is the
-  ``spacing``.
+  3D, and a 2D-only method segments the plane the viewer shows, into that plane of the labels
+  volume. The layer's scale is the ``spacing``.
 * **Fit** calls ``physeg.fit(method, [image], [labels], ...)`` on the selected Image and
   Labels layers. When the method's fit declares scribbles (an ``unlabelled`` fit
   parameter), 0 in the Labels layer means "unlabelled" (``unlabelled=0``): paint a few strokes
@@ -236,7 +236,11 @@ class PhysegWidget(Container):
 
     # ------------------------------------------------------------------ running work
 
-    def _prepare(self, layer: Any, method: Any) -> tuple[np.ndarray, int | None]:
+    def _prepare(self, layer: Any, method: Any, *, plane_ok: bool = False
+                 ) -> tuple[np.ndarray, int | None, int | None]:
+        """``(array, channel_axis, plane)`` for ``method``: a 3D layer goes whole to a 2D/3D
+        method; to a 2D-only one, with ``plane_ok``, as the plane the viewer shows (``plane``
+        its index), else it is refused."""
         from .._validate import prepare_colour
 
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
@@ -245,9 +249,13 @@ class PhysegWidget(Container):
                                    channel_axis=-1 if layer.rgb else None)
         spatial = arr.ndim - (axis is not None)
         if spatial == 3 and not method.supports_3d:
-            raise ValueError(f"{method.name} segments 2D images and {layer.name!r} is 3D; "
-                             "choose a method marked 2D/3D.")
-        return arr, axis
+            if not plane_ok:
+                raise ValueError(f"{method.name} segments 2D images and {layer.name!r} is "
+                                 "3D; choose a method marked 2D/3D.")
+            step = layer.world_to_data(self.viewer.dims.point)[0]
+            plane = int(np.clip(round(float(step)), 0, arr.shape[0] - 1))
+            return arr[plane], axis, plane
+        return arr, axis, None
 
     def _spacing(self, layer: Any, ndim: int) -> tuple[float, ...] | None:
         scale = tuple(float(s) for s in layer.scale[-ndim:])
@@ -318,7 +326,7 @@ class PhysegWidget(Container):
         try:
             m = self._methods[self.method.value]
             layer = self._image_layer()
-            arr, axis = self._prepare(layer, m)
+            arr, axis, plane = self._prepare(layer, m, plane_ok=True)
             params = m.validate(self.values())  # schema errors now, in the status line
             m.check_segments_without_model()
             spacing = self._spacing(layer, arr.ndim - (axis is not None))
@@ -326,13 +334,15 @@ class PhysegWidget(Container):
             self._say(f"error: {_one_line(exc)}")
             return
         seed, name = int(self.seed.value), layer.name
-        self._say(f"segmenting {name} with {m.name} ...")
+        where = "" if plane is None else f" (plane {plane}: {m.name} is 2D only)"
+        self._say(f"segmenting {name}{where} with {m.name} ...")
 
         def work() -> np.ndarray:
             return api.segment(arr, m.name, channel_axis=axis, spacing=spacing, rng=seed,
                                **params)
 
-        self._start(work, lambda lab: self._put_labels(name, lab, m.name), steps=False)
+        self._start(work, lambda lab: self._put_labels(name, lab, m.name, plane=plane),
+                    steps=False)
 
     def run_fit(self, event: Any = None) -> None:
         """Fit the chosen method on the selected Image and Labels layers (a worker)."""
@@ -346,7 +356,7 @@ class PhysegWidget(Container):
             if self.mask_layer.value is None or self.mask_layer.value not in self.viewer.layers:
                 raise ValueError("no Labels layer selected: add one (the layer list's Labels "
                                  "button), paint on the image, and pick it under 'labels'.")
-            arr, _ = self._prepare(layer, m)
+            arr, _, _ = self._prepare(layer, m)
             # a copy: painting on the layer while the worker fits must not change its input
             mask = np.array(self.viewer.layers[self.mask_layer.value].data, copy=True)
             params = self.values(fit=True)
@@ -389,11 +399,24 @@ class PhysegWidget(Container):
         try:
             layers = ([la for la in self.viewer.layers if type(la).__name__ == "Image"]
                       if every else [self._image_layer()])
-            inputs = [(la.name, *self._prepare(la, m)) for la in layers]
+            inputs, skipped = [], []
+            for la in layers:
+                try:
+                    arr, axis, _ = self._prepare(la, m)
+                except ValueError:
+                    if not every:
+                        raise
+                    skipped.append(la.name)  # e.g. a volume for a 2D model: said below
+                    continue
+                inputs.append((la.name, arr, axis))
+            if not inputs:
+                raise ValueError(f"no open image suits the {m.name} model (2D only: "
+                                 f"{', '.join(skipped)} are 3D).")
         except ValueError as exc:
             self._say(f"error: {_one_line(exc)}")
             return
         model, total = self.model, len(inputs)
+        note = f"; skipped (3D, the model is 2D): {', '.join(skipped)}" if skipped else ""
 
         def work():
             for i, (name, arr, axis) in enumerate(inputs):
@@ -401,7 +424,7 @@ class PhysegWidget(Container):
                     raise Cancelled
                 self._relay(i, total, f"applying the model to {name} ({i + 1}/{total})")
                 yield name, model.predict(arr, channel_axis=axis)
-            self._relay(total, total, f"applied the model to {total} image(s).")
+            self._relay(total, total, f"applied the model to {total} image(s){note}.")
 
         self._start(work, lambda _: None, steps=True, generator=True,
                     on_yield=lambda item: self._put_labels(item[0], item[1], model.method))
@@ -417,18 +440,33 @@ class PhysegWidget(Container):
 
     # ------------------------------------------------------------------ results and files
 
-    def _put_labels(self, image_name: str, labels: np.ndarray, method: str) -> None:
+    def _put_labels(self, image_name: str, labels: np.ndarray, method: str, *,
+                    plane: int | None = None) -> None:
         name = image_name + LABELS_SUFFIX
         labels = np.asarray(labels)
-        if name in self.viewer.layers and type(self.viewer.layers[name]).__name__ == "Labels":
-            self.viewer.layers[name].data = labels
+        existing = (self.viewer.layers[name] if name in self.viewer.layers
+                    and type(self.viewer.layers[name]).__name__ == "Labels" else None)
+        if plane is not None and image_name in self.viewer.layers:
+            # one plane of a volume: into that plane of a labels volume
+            source = self.viewer.layers[image_name]
+            depth = (source.data[0] if getattr(source, "multiscale", False)
+                     else source.data).shape[0]
+            shape = (depth,) + labels.shape
+            volume = (np.array(existing.data, copy=True)
+                      if existing is not None and existing.data.shape == shape
+                      else np.zeros(shape, labels.dtype))
+            volume[plane] = labels
+            labels = volume
+        if existing is not None:
+            existing.data = labels
         else:
             source = self.viewer.layers[image_name] if image_name in self.viewer.layers else None
             kw = {} if source is None else {"scale": tuple(source.scale)[-labels.ndim:],
                                             "translate": tuple(source.translate)[-labels.ndim:]}
             self.viewer.add_labels(labels, name=name, **kw)
-        found = len(np.unique(labels))
-        self._say(f"{method}: {name} ({found} label{'s' if found != 1 else ''}).")
+        found = len(np.unique(labels if plane is None else labels[plane]))
+        where = "" if plane is None else f", plane {plane}"
+        self._say(f"{method}: {name}{where} ({found} label{'s' if found != 1 else ''}).")
 
     def save_model(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model to ``path`` (``.json``, or ``.pt`` for networks) with physeg.io:
