@@ -25,11 +25,12 @@ Features (:func:`pixel_features`), float32 (*spatial, F), 2D or 3D
 Classifier (:class:`Forest`)
     scikit-learn's random forest (``trees`` trees, depth ≤ ``depth``, ≥ 5 pixels per leaf),
     trained on at most ``samples`` pixels drawn per class and image, so training does not grow
-    with the image size. Chosen by measurement (``benchmarks/results/few_labels.md``; S = 3,
-    12 test images each): pixel Dice / fg mIoU of forest, logistic regression and histogram
-    gradient boosting were 0.62 / 0.63 / 0.61 (horses), 0.73 / 0.68 / 0.76 (ph2), 0.82 / 0.83 /
-    0.82 (dsb2018), 0.77 / 0.58 / 0.78 (wbc); the forest is never far from the best and is
-    3-20× faster to evaluate than boosting.
+    with the image size. Chosen by an exploratory measurement (``docs/methods/heat.md``; S = 3
+    development images, 12 others tested, image features without the prior ones): pointwise
+    Dice / fg mIoU of forest, logistic regression and histogram gradient boosting were
+    0.62 / 0.63 / 0.61 (horses), 0.73 / 0.68 / 0.76 (ph2), 0.82 / 0.83 / 0.82 (dsb2018),
+    0.77 / 0.58 / 0.78 (wbc); the forest is never far from the best and is 3-20× faster to
+    evaluate than boosting.
 Model arrays (:meth:`Forest.to_state`, :meth:`Forest.from_state`)
     The trees are kept as plain arrays (children, feature, threshold, class fractions per node)
     and written as base64 little-endian bytes with dtype and shape in the JSON model file; no
