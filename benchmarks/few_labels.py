@@ -437,9 +437,10 @@ def report(args) -> None:
                        "shared with other jobs"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = ("OMP_NUM_THREADS=1 nice python benchmarks/few_labels.py "
-           f"--n-test {args.n_test} --draws {args.draws} --net-cpu {args.net_cpu:g}"
-           f" (then `python benchmarks/few_labels.py --report`)")
+    cmd = args.regenerate or (
+        "OMP_NUM_THREADS=1 nice python benchmarks/few_labels.py "
+        f"--n-test {args.n_test} --draws {args.draws} --net-cpu {args.net_cpu:g}"
+        " (then `python benchmarks/few_labels.py --report`)")
     (out / "few_labels.json").write_text(json.dumps(
         {"meta": {**{k: v for k, v in meta.items() if k != "cache"}, "command": cmd},
          "summary": summary, "targets": tg,
@@ -463,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinetic-draws", type=int, default=3, help="draws with kinetic-fit")
     ap.add_argument("--out", default=str(_common.RESULTS))
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--regenerate", default=None,
+                    help="the commands that made the cache, for the Markdown's Regenerate line")
     ap.add_argument("--cache", type=Path, default=CACHE,
                     help="records (JSON lines; default out/few_labels_cache, git-ignored)")
     args = ap.parse_args(argv)
