@@ -107,6 +107,8 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
     lik = LearnedLikelihood.fit(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
                                 trees=trees, depth=depth, border=border_feature,
                                 rng=as_rng(0 if rng is None else rng), progress=progress)
+    if progress is not None:
+        progress(len(arrs) + 1, len(arrs) + 1, "random forest trained")
     if lik.values.size > 8:
         raise ValueError(f"the kinetic model has at most 8 wells; the masks hold "
                          f"{lik.values.size} classes.")
