@@ -72,7 +72,11 @@ def segment(
     method : str
         A name from :func:`methods` (``physeg methods`` on the command line).
     channel_axis : int or None
-        Axis holding colour channels; ``None`` means grey.
+        Axis holding colour channels; ``None`` means no colour axis (scikit-image's
+        convention). A (rows, cols, 3 | 4) array with ``channel_axis=None`` raises
+        ``ValueError`` ("looks like a colour image ... pass channel_axis=-1"): read as a
+        volume its planes would be 3 or 4 pixels wide, so it is an RGB(A) array whose axis
+        was not named (:func:`physeg._validate.looks_like_colour`).
     spacing : sequence of float, optional
         Physical pixel size per spatial axis; ``None`` means unit pixels.
     rng : None, int or numpy.random.Generator
