@@ -188,13 +188,17 @@ def resolved_params(row: str) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=str))
 
 
-SHARED_CODE = ("api.py", "_validate.py", "_kmeans.py", "_optional.py", "families/_registry.py")
+#: besides its family package, a row's stamp hashes every top-level module of physeg (the
+#: shared numerics a family may import: _regions, _foreground, _features, _kmeans, ...; a
+#: list of names had missed _regions, so a changed rule was served from the cache) and the
+#: registry
+SHARED_CODE = ("families/_registry.py",)
 
 
 def code_stamp(row: str) -> str:
-    """A hash of the code a row runs: the physeg family's source files and the shared modules
-    under it (so that a cached record is recomputed after the method changed), or the
-    anchor library's version."""
+    """A hash of the code a row runs: the physeg family's source files, every top-level physeg
+    module and the registry (so that a cached record is recomputed after the method or a
+    shared module changed), or the anchor library's version."""
     if row in ANCHORS:
         import importlib.metadata as md
 
@@ -212,7 +216,7 @@ def code_stamp(row: str) -> str:
     files = sorted(src.parent.rglob("*.py")) if src.name == "__init__.py" else [src]
     root = Path(physeg.__file__).parent
     h = hashlib.sha1()
-    for f in [*files, *(root / s for s in SHARED_CODE)]:
+    for f in [*files, *sorted(root.glob("*.py")), *(root / s for s in SHARED_CODE)]:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()[:12]
