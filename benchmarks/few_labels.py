@@ -352,13 +352,16 @@ def markdown(summary: list[dict], tg: list[dict], meta: dict) -> str:
              f"trained on; S training images from the rest, {meta['draws']} random draws; "
              f"networks {meta['net_cpu']:.0f} CPU s each (one thread). Score: plain Dice of label "
              "1 (binary) / foreground mIoU (wbc: cytoplasm, nucleus), mean over the draws (± "
-             "std over draws). `default` = the no-label `physeg.segment(image, 'heat')`. "
+             "std over draws; rows with 1 draw ran on the first draw only, for CPU time). "
+             "`default` = the no-label `physeg.segment(image, 'heat')`. "
              f"Machine: {meta['machine']}.", "",
-             "| dataset | S | method | score | ± | wbc cell Dice | train CPU s | infer s/img |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dataset | S | method | draws | score | ± | wbc cell Dice | train CPU s | "
+             "infer s/img |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         cell = f"{r['dice_cell']:.3f}" if "dice_cell" in r else ""
-        lines.append(f"| {r['dataset']} | {r['S']} | {r['method']} | {r['score']:.3f} | "
+        lines.append(f"| {r['dataset']} | {r['S']} | {r['method']} | {r['draws']} | "
+                     f"{r['score']:.3f} | "
                      f"{r['score_std']:.3f} | {cell} | {r['train_cpu_s']:.1f} | "
                      f"{r['infer_s']:.2f} |")
     lines += ["", "## Targets", "", "| target | dataset | S | value | met |",
