@@ -27,11 +27,11 @@ brightness.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["FOREGROUND_RULES", "OBJECT_RULES", "BORDER_MARGIN", "border_shares",
+__all__ = ["FOREGROUND_RULES", "OBJECT_RULES", "BORDER_MARGIN", "border_mask", "border_shares",
            "foreground_order", "order_by_foreground", "keep_one_object", "apply_rules"]
 
 FOREGROUND_RULES = ("auto", "bright", "dark")
@@ -40,19 +40,20 @@ OBJECT_RULES = ("all", "one")
 BORDER_MARGIN = 0.1
 
 
-def _border_mask(shape: tuple[int, ...]) -> np.ndarray:
+def border_mask(shape: tuple[int, ...], width: int | Sequence[int] = 1) -> np.ndarray:
+    """True on the outer ``width`` pixels of every axis (an int, or one per axis)."""
+    widths = [width] * len(shape) if np.ndim(width) == 0 else list(width)
     border = np.zeros(shape, bool)
-    for axis, n in enumerate(shape):
-        index = [slice(None)] * len(shape)
-        for edge in (0, n - 1):
-            index[axis] = edge
-            border[tuple(index)] = True
+    for axis, (n, w) in enumerate(zip(shape, widths, strict=True)):
+        index: list[Any] = [slice(None)] * len(shape)
+        index[axis] = np.r_[0:w, n - w:n]
+        border[tuple(index)] = True
     return border
 
 
 def border_shares(labels: np.ndarray, classes: int) -> np.ndarray:
     """Fraction of the border pixels held by each phase 0..classes-1 (sums to 1)."""
-    on_border = labels[_border_mask(labels.shape)]
+    on_border = labels[border_mask(labels.shape)]
     return np.bincount(on_border.ravel(), minlength=classes)[:classes] / on_border.size
 
 

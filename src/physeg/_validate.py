@@ -42,6 +42,7 @@ import numpy as np
 __all__ = [
     "as_rng",
     "channel_axis_from_mask",
+    "check_training_pairs",
     "check_image",
     "channels_last",
     "colour_axis",
@@ -302,6 +303,26 @@ def channels_last(image: np.ndarray, channel_axis: int | str | None = "auto",
 def channel_axis_from_mask(image: np.ndarray, mask: np.ndarray) -> int | None:
     """``-1`` when ``image`` has one more axis than its ``mask`` (colour last), else None."""
     return -1 if np.ndim(image) == np.ndim(mask) + 1 else None
+
+
+def check_training_pairs(images: Any, masks: Any, *, allow_3d: bool
+                         ) -> tuple[list[np.ndarray], list[np.ndarray], list[int | None]]:
+    """Validated training (image, mask) pairs: images, masks and each image's channel axis.
+
+    A pair is colour when the image has one more axis than its mask
+    (:func:`channel_axis_from_mask`); errors name ``images[i]`` / ``masks[i]``.
+    """
+    arrs, labs, axes = [], [], []
+    for i, (img, msk) in enumerate(zip(images, masks, strict=True)):
+        img = np.asarray(img)
+        ca = channel_axis_from_mask(img, msk)
+        arr = check_image(img, channel_axis=ca, allow_3d=allow_3d, allow_channels=True,
+                          name=f"images[{i}]")
+        spatial = arr.shape[:-1] if ca is not None else arr.shape
+        arrs.append(arr)
+        labs.append(check_labels_like(msk, spatial, name=f"masks[{i}]"))
+        axes.append(None if ca is None else -1)
+    return arrs, labs, axes
 
 
 def to_grey(image: np.ndarray, channel_axis: int | None, *,

@@ -537,11 +537,11 @@ def test_auto_gives_grey_nuclei_the_posterior_feature_and_one_object_the_intensi
     from physeg.families.kinetic import _auto_fidelity
 
     img, mask = _nuclei()
-    assert _auto_fidelity(img, None, 2) == "mixtures"
+    assert _auto_fidelity(img, None, 2)[0] == "mixtures"
     lab = physeg.segment(img, method="kinetic", rng=0)
     inter = np.sum((lab == 1) & mask)
     assert 2 * inter / ((lab == 1).sum() + mask.sum()) > 0.9
     disc = np.zeros((64, 64))
     disc[16:48, 16:48] = 1.0
-    assert _auto_fidelity(disc, None, 2) == "means"
-    assert _auto_fidelity(img, None, 3) == "means"
+    assert _auto_fidelity(disc, None, 2)[0] == "means"
+    assert _auto_fidelity(img, None, 3)[0] == "means"

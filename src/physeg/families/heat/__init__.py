@@ -311,11 +311,12 @@ def segment_heat(
     vol = float(np.prod(spacing))
 
     if fidelity == "auto":
-        # measured on tuning images of the development sets (docs/methods/heat.md): mixtures
-        # win on colour photographs of one object (horses 0.85 vs 0.51, skin lesions 0.86 vs
-        # 0.34, blood cells 0.94 vs 0.91), means on grey images, also when stored as RGB,
-        # on the synthetic grid, and on colour images of many objects (stained nuclei: 0.85
-        # vs 0.64), which the means recognise themselves (physeg._regions.many_objects)
+        # measured (benchmarks/results/real_images.md, every 3rd development image): mixtures
+        # win on colour photographs of one object (horses 0.83 vs 0.51, skin lesions 0.86 vs
+        # 0.34, blood cells 0.95 vs 0.91), means on grey images, also when stored as RGB,
+        # and on the synthetic grid; on colour images of many objects, which the means
+        # recognise themselves (physeg._regions.many_objects), the means win too (5 stained
+        # nuclei tuning images: 0.85 vs 0.64; docs/methods/heat.md)
         from ..._regions import WORK_PIXELS, is_colour, many_objects, to_working_resolution
 
         if classes == 2 and init == "auto" and init_labels is None \

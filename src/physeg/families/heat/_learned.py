@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..._features import LEARN_PARAM_SPECS
-from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
+from ..._validate import as_rng, check_image, check_training_pairs
 from .._registry import Model, Param
 from ._mbo import heat_multiplier, heat_step
 
@@ -278,16 +278,7 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
     from ..._features import LearnedLikelihood
 
     gen = as_rng(rng)
-    arrs, labs, axes = [], [], []
-    for i, (img, msk) in enumerate(zip(images, masks, strict=True)):
-        img = np.asarray(img)
-        ca = channel_axis_from_mask(img, msk)
-        arr = check_image(img, channel_axis=ca, allow_3d=True, allow_channels=True,
-                          name=f"images[{i}]")
-        spatial = arr.shape[:-1] if ca is not None else arr.shape
-        arrs.append(arr)
-        labs.append(check_labels_like(msk, spatial, name=f"masks[{i}]"))
-        axes.append(None if ca is None else -1)
+    arrs, labs, axes = check_training_pairs(images, masks, allow_3d=True)
     t0, c0 = time.perf_counter(), time.process_time()
     extras = [prior_channels(a, c) for a, c in zip(arrs, axes, strict=True)] \
         if prior == "default" else None

@@ -205,13 +205,14 @@ def segment_kinetic(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
     gen = as_rng(rng)
+    probed = None  # a grey image's region features, computed once by the auto rule
     if fidelity == "auto":
-        fidelity = _auto_fidelity(img, channel_axis, classes)
+        fidelity, probed = _auto_fidelity(img, channel_axis, classes)
     if fidelity == "mixtures":
         if classes != 2:
             raise ValueError(f"fidelity='mixtures' gives two phases (got classes={classes}); "
                              "use fidelity='means' for K > 2.")
-        feats = object_posterior(img, channel_axis, gen)[..., None]
+        feats = object_posterior(img, channel_axis, gen, grey_features=probed)[..., None]
     else:
         feats = image_features(img, channel_axis)
     params = _params(
@@ -225,9 +226,12 @@ def segment_kinetic(
     return apply_rules(labels, np.arange(classes), foreground, objects)
 
 
-def _auto_fidelity(img: np.ndarray, channel_axis: int | None, classes: int) -> str:
+def _auto_fidelity(img: np.ndarray, channel_axis: int | None,
+                   classes: int) -> tuple[str, np.ndarray | None]:
     """``fidelity="auto"``: the mixtures' posterior for a binary colour image and for a grey
     image of many objects (where the intensities collapse, below), the intensities otherwise.
+    Returns the fidelity and, for a binary grey image, the region features it probed (the
+    posterior reuses them).
 
     Measured on tuning images of the development sets (``docs/methods/heat.md``): on grey
     nuclei (dsb2018) the consensus of the raw intensities merges the small bright objects
@@ -235,25 +239,28 @@ def _auto_fidelity(img: np.ndarray, channel_axis: int | None, classes: int) -> s
     nucleus) while the posterior, already near 0 or 1, is binarised as it is (0.81). "Many"
     is 3 or more objects here (:func:`physeg._regions.many_objects` with ``count=3``); the
     synthetic shapes of the seed's experiments (one object) keep the intensities, on which
-    the posterior, without a spatial term, scores lower (0.96-0.99 vs 0.99-1.0 at level 2).
+    the posterior, without a spatial term, scores lower under Gaussian and Poisson noise
+    (0.96-0.99 vs 0.99-1.0 on 3 shapes at level 2; speckle: 0.998-0.999 vs 0.989-0.995).
     """
     from ..._foreground import foreground_order
     from ..._regions import is_colour, many_objects, otsu_partition, region_features
 
     if classes != 2:
-        return "means"
+        return "means", None
     if is_colour(img, channel_axis):
-        return "mixtures"
-    phase = otsu_partition(region_features(img, channel_axis)).astype(np.uint8)
+        return "mixtures", None
+    feats = region_features(img, channel_axis)
+    phase = otsu_partition(feats).astype(np.uint8)
     order = foreground_order(phase, np.array([0.0, 1.0]), "auto")
     # three objects suffice: on the 50 grey tuning images the posterior beat the intensities
-    # on 5 of the 6 with fewer than 8 objects (mean Dice 0.75 vs 0.24)
+    # on 5 of the 6 with fewer than 8 objects (mean Dice over the 6: 0.71 vs 0.24)
     objects = (phase == order[1]).astype(np.uint8)
-    return "mixtures" if many_objects(objects, count=3, largest=0.5) else "means"
+    return ("mixtures" if many_objects(objects, count=3, largest=0.5) else "means"), feats
 
 
 def object_posterior(image: np.ndarray, channel_axis: int | None,
-                     rng: np.random.Generator, *, rounds: int = 4) -> np.ndarray:
+                     rng: np.random.Generator, *, rounds: int = 4,
+                     grey_features: np.ndarray | None = None) -> np.ndarray:
     r"""The particles' feature for ``fidelity="mixtures"``: p(phase 1 | colour or intensity).
 
     Region competition without the spatial term (:mod:`physeg._regions`): ``rounds`` times
@@ -266,6 +273,8 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     log-odds :math:`\log p_1 - \log p_0 (+ \text{prior})`, interpolated back to full
     resolution, are returned as the posterior :math:`\sigma(\cdot)` in [0, 1], which the consensus
     dynamics aggregate and binarise (the seed's "couple with learning" direction).
+    ``grey_features``: :func:`physeg._regions.region_features` of a grey image when the
+    caller has them already (the ``auto`` rule's probe), so they are not computed twice.
     """
     from ..._regions import (
         BORDER_PRIOR,
@@ -286,8 +295,10 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     colour = is_colour(arr, channel_axis)
     # grey: full resolution (no spatial term to make resolution-independent, and the small
     # objects it is for blur at the working resolution: 8 nuclei tuning images 0.81 vs 0.77)
-    feats = region_features(to_working_resolution(arr, channel_axis) if colour else arr,
-                            channel_axis)
+    if colour:
+        feats = region_features(to_working_resolution(arr, channel_axis), channel_axis)
+    else:
+        feats = region_features(arr, channel_axis) if grey_features is None else grey_features
     X = feats.reshape(-1, feats.shape[-1])
     if colour:
         u = initial_partition(feats).reshape(-1)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..._validate import as_rng, channel_axis_from_mask, check_image, check_labels_like
+from ..._validate import as_rng, check_image, check_training_pairs
 from ._model import SEGMENT_PARAMS, KineticModel
 
 __all__ = ["LearnedKineticModel", "fit_learned", "learned_from_dict"]
@@ -94,15 +94,7 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
     if unknown:
         raise ValueError(f"likelihood='learned' keeps the settings {list(_THETA)}; {unknown} "
                          "belong to the CBO fit (likelihood='none').")
-    arrs, labs, axes = [], [], []
-    for i, (img, msk) in enumerate(zip(images, masks, strict=True)):
-        img = np.asarray(img)
-        ca = channel_axis_from_mask(img, msk)
-        arr = check_image(img, channel_axis=ca, allow_3d=False, allow_channels=True,
-                          name=f"images[{i}]")
-        arrs.append(arr)
-        labs.append(check_labels_like(msk, arr.shape[:2], name=f"masks[{i}]"))
-        axes.append(None if ca is None else -1)
+    arrs, labs, axes = check_training_pairs(images, masks, allow_3d=False)
     t0, c0 = time.perf_counter(), time.process_time()
     lik = LearnedLikelihood.fit(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
                                 trees=trees, depth=depth, border=border_feature,
