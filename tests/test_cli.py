@@ -537,3 +537,14 @@ def test_fit_of_a_network_shows_its_iterations_and_training_score(images, tmp_pa
     assert line[0].endswith("on the 2 training images")
     if float(line[0].split("Dice ")[1].split()[0]) < 0.5:  # 4 iterations: a poor score
         assert "warning: the fitted model scores Dice" in res.stderr
+
+
+def test_ci_runs_the_test_command_the_readme_gives():
+    # CI must run what a user is told to run: .ci/run's pytest line appears verbatim in README
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    ci_lines = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()
+                if "python -m pytest" in line and not line.lstrip().startswith("#")]
+    assert len(ci_lines) == 1
+    assert ci_lines[0] in (root / "README.md").read_text()
