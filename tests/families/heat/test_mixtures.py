@@ -8,8 +8,7 @@ import pytest
 import physeg
 from physeg._regions import border_geodesic, region_features
 from physeg.families.heat import segment_heat
-from physeg.families.heat._mbo import heat_multiplier, heat_step
-from physeg.families.heat._mixtures import diffuse
+from physeg.families.heat._mbo import diffuse, heat_multiplier, heat_step
 
 pytest.importorskip("sklearn")
 

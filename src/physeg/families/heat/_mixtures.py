@@ -30,10 +30,10 @@ Choices, with the measurement behind them (``docs/methods/heat.md``):
   0, so the boundary is smooth at full resolution. ``tau`` and ``lam`` are therefore in
   working-resolution pixels on this path: the same regularisation, relative to the image, for
   a 150² photograph and a 600² dermoscopy image.
-- **Small kernels by convolution.** At the default τ = 1 the heat kernel is a Gaussian of
-  standard deviation √2 px: a truncated (4σ) Gaussian filter with reflecting borders (the
-  Neumann condition of the DCT) is 5x cheaper than the DCT and agrees with it to 3e-5;
-  kernels narrower than √2 px (aliasing) or wider than 3 px use the DCT.
+- **Small kernels by convolution** (:func:`._mbo.diffuse`). At the default τ = 1 the heat
+  kernel is a Gaussian of standard deviation √2 px: a truncated (4σ) Gaussian filter with
+  reflecting borders (the Neumann condition of the DCT) is 5x cheaper than the DCT and agrees
+  with it to 3e-5; kernels narrower than √2 px (aliasing) or wider than 3 px use the DCT.
 - Binary only: K phases would need a prior for each; ``classes > 2`` uses the means.
 """
 
@@ -53,35 +53,12 @@ from ..._regions import (
     to_full_resolution,
     to_working_resolution,
 )
-from ._mbo import heat_multiplier, heat_step
+from ._mbo import diffuse
 
-__all__ = ["run_mixtures", "diffuse"]
+__all__ = ["run_mixtures"]
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
 OUTER_ROUNDS = 6
-#: largest kernel standard deviation (pixels) applied by convolution instead of the DCT
-_FILTER_SIGMA = 3.0
-
-
-def diffuse(u: np.ndarray, tau: float, spacing: Sequence[float], *,
-            workers: int | None = None) -> np.ndarray:
-    r"""Neumann heat semigroup :math:`G_\tau * u` of one float32 field (new array).
-
-    A truncated (4σ) Gaussian filter with reflecting borders when the kernel's standard
-    deviation σ = √(2τ)/h is between √2 and 3 px on every axis (agreement with the DCT to
-    3e-5; below √2 px the sampled kernel aliases, above 3 px the filter costs more than the
-    DCT), the exact DCT multiplier otherwise.
-    """
-    sigmas = [math.sqrt(2.0 * tau) / float(h) for h in spacing]
-    if math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA:
-        from scipy import ndimage as ndi
-
-        return ndi.gaussian_filter(u.astype(np.float32, copy=False), sigmas, mode="reflect",
-                                   truncate=4.0)
-    mult = heat_multiplier(u.shape, tau, spacing)
-    return heat_step(u[None].astype(np.float32), mult, workers=workers)[0]
-
-
 def run_mixtures(
     image: np.ndarray,
     channel_axis: int | None,
