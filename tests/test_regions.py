@@ -7,11 +7,15 @@ import pytest
 
 from physeg._regions import (
     WORK_PIXELS,
+    DiagonalMixture,
     PhaseMixtures,
     _log_density,
+    em_steps,
     initial_partition,
     many_objects,
+    may_be_many_objects,
     region_features,
+    seed_mixture,
     to_full_resolution,
     to_working_resolution,
 )
@@ -26,6 +30,49 @@ def test_the_float32_density_is_scikit_learns():
     X = np.concatenate([gen.normal(0, [1, 2, 3], (500, 3)), gen.normal(4, 0.5, (300, 3))])
     model = GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
     np.testing.assert_allclose(_log_density(model, X), model.score_samples(X), atol=1e-4)
+
+
+def _two_clusters(seed=0):
+    gen = np.random.default_rng(seed)
+    return np.concatenate([gen.normal(0, [1, 2, 3], (1500, 3)), gen.normal(4, 0.5, (500, 3))])
+
+
+@pytest.mark.parametrize("max_iter, tol", [(1, 1e-2), (3, 1e-2), (10, 1e-2), (10, 0.0)])
+def test_warm_em_steps_are_scikit_learns(max_iter, tol):
+    import warnings
+
+    from sklearn.mixture import GaussianMixture
+
+    X = _two_clusters()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns when max_iter stops it
+        start = GaussianMixture(5, covariance_type="diag", max_iter=2, random_state=0).fit(X[:999])
+        ref = GaussianMixture(5, covariance_type="diag", reg_covar=1e-2, tol=tol,
+                              max_iter=max_iter, weights_init=start.weights_,
+                              means_init=start.means_, precisions_init=start.precisions_
+                              ).fit(X + 0.3)
+    ours = em_steps(start, X + 0.3, max_iter=max_iter, tol=tol, reg_covar=1e-2)
+    for name in ("weights_", "means_", "precisions_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-9,
+                                   atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_seeded_fit_is_scikit_learns_kmeans_plusplus_fit(seed):
+    import warnings
+
+    from sklearn.mixture import GaussianMixture
+
+    X = _two_clusters(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = GaussianMixture(5, covariance_type="diag", reg_covar=1e-2, tol=1e-2, max_iter=10,
+                              init_params="k-means++", random_state=seed).fit(X)
+    ours = em_steps(seed_mixture(X, 5, seed), X, max_iter=10, tol=1e-2, reg_covar=1e-2)
+    assert isinstance(ours, DiagonalMixture)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ours.precisions_, ref.precisions_, rtol=1e-9)
+    np.testing.assert_allclose(_log_density(ours, X), ref.score_samples(X), atol=1e-4)
 
 
 def test_log_odds_favour_the_phase_a_pixel_came_from():
@@ -81,3 +128,12 @@ def test_many_objects_tells_nuclei_from_one_object_with_specks():
     assert not many_objects(_discs(grid[:5], 5).astype(np.uint8))  # too few to be "many"
     # many, but one of them holds most of the foreground: a salient object with companions
     assert not many_objects((_discs(grid, 4) | _discs([(48, 48)], 26)).astype(np.uint8))
+
+
+def test_the_cheap_many_objects_test_passes_nuclei_and_rejects_one_object():
+    grid = [(12 + 24 * i, 12 + 24 * j) for i in range(4) for j in range(4)]
+    pink, purple = np.array([230, 180, 200], np.uint8), np.array([90, 40, 140], np.uint8)
+    nuclei = np.where(_discs(grid, 6)[..., None], purple, pink)
+    horse = np.where(_discs([(48, 48)], 30)[..., None], purple, pink)
+    assert may_be_many_objects(nuclei, -1)
+    assert not may_be_many_objects(horse, -1)
