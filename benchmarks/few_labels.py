@@ -127,9 +127,13 @@ def scores(pred: np.ndarray, truth: np.ndarray, dataset: str) -> dict[str, float
 
 
 def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
-    """heat-fit, heat-fit-adapt0 and the forest's argmax from one posterior (timed apart)."""
+    """heat-fit, heat-fit-adapt0 and the forest's argmax from one posterior (timed apart).
+
+    heat-fit is the model's own pipeline (``segment_posterior`` with the fitted ``adapt`` and
+    ``prior_weight``, as ``model.predict``); heat-fit-adapt0 the same without the adaptation.
+    """
     from physeg._validate import as_rng
-    from physeg.families.heat._learned import _adapt, descend, prior_channels
+    from physeg.families.heat._learned import prior_channels, segment_posterior
 
     t0 = time.perf_counter()
     extra = prior_channels(img, -1) if model.params.get("prior") == "default" else None
@@ -137,17 +141,14 @@ def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, floa
     t_lik = time.perf_counter() - t0
     forest = np.argmax(logp, axis=-1).astype(np.uint8)
     p = model.params
-    t0 = time.perf_counter()
-    lab, _ = descend(logp, tau=p["tau"], lam=p["lam"], spacing=(1.0, 1.0))
-    t_desc = time.perf_counter() - t0
-    out = {"forest": (forest, t_lik), "heat-fit-adapt0": (lab.astype(np.uint8), t_lik + t_desc)}
-    if p["adapt"] > 0:
+    prior = None if extra is None else extra[..., 1]
+    out = {"forest": (forest, t_lik)}
+    for name, a in (("heat-fit-adapt0", 0.0), ("heat-fit", p["adapt"])):
         t0 = time.perf_counter()
-        lab2 = _adapt(logp, border, mix, lab, tau=p["tau"], lam=p["lam"], adapt=p["adapt"],
-                      spacing=(1.0, 1.0), rng=as_rng(0), workers=None)
-        out["heat-fit"] = (lab2.astype(np.uint8), t_lik + t_desc + time.perf_counter() - t0)
-    else:
-        out["heat-fit"] = out["heat-fit-adapt0"]
+        lab = segment_posterior(logp, border, mix, prior, tau=p["tau"], lam=p["lam"], adapt=a,
+                                prior_weight=p.get("prior_weight", 0.0), spacing=(1.0, 1.0),
+                                rng=as_rng(0))
+        out[name] = (lab.astype(np.uint8), t_lik + time.perf_counter() - t0)
     return out
 
 

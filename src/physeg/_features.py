@@ -51,7 +51,8 @@ import numpy as np
 from ._validate import to_float01
 
 __all__ = ["SIGMAS", "LEARN_PARAM_SPECS", "pixel_features", "mixture_features", "class_values",
-           "sample_pixels", "Forest", "LearnedLikelihood", "encode_array", "decode_array"]
+           "sample_pixels", "Forest", "TrainingRows", "LearnedLikelihood", "encode_array",
+           "decode_array"]
 
 #: scales (pixels) of the feature bank
 SIGMAS = (1.0, 2.0, 4.0, 8.0)
@@ -431,6 +432,50 @@ def _depth(left: np.ndarray, right: np.ndarray) -> int:
 # ---- the learned likelihood ----------------------------------------------------------------
 
 
+class TrainingRows:
+    """The sampled training pixels of every image: ``X[i]`` (rows, F) float32, ``y[i]`` classes,
+    and the class ``values``, ``layout``, ``ndim``, ``border``, ``n_extra`` they were made with;
+    ``classes[i]`` is image i's class map (-1 = unlabelled)."""
+
+    def __init__(self, X, y, classes, values, layout, ndim, border, n_extra):
+        self.X, self.y, self.classes = X, y, classes
+        self.values, self.layout, self.ndim = values, layout, ndim
+        self.border, self.n_extra = border, n_extra
+
+    @classmethod
+    def sample(cls, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+               channel_axes: Sequence[int | None], *, unlabelled: int | None, samples: int,
+               border: bool, rng: np.random.Generator, progress: Progress | None = None,
+               extras: Sequence[np.ndarray] | None = None) -> "TrainingRows":
+        values = class_values(masks, unlabelled)
+        n = len(images)
+        Xs, ys, cls_maps, lay, nd = [], [], [], None, None
+        for i, (img, msk, ca) in enumerate(zip(images, masks, channel_axes, strict=True)):
+            this = layout(img, ca)
+            spatial_nd = np.ndim(img) - (ca is not None)
+            if lay is None:
+                lay, nd = this, spatial_nd
+            elif this != lay or spatial_nd != nd:
+                raise ValueError(f"images[{i}] is {this} {spatial_nd}D but images[0] is {lay} "
+                                 f"{nd}D; one model learns one kind of image.")
+            m = np.asarray(msk)
+            cls_img = np.searchsorted(values, m)
+            cls_img = np.where((cls_img < values.size)
+                               & (values[np.minimum(cls_img, values.size - 1)] == m),
+                               cls_img, -1)
+            if progress is not None:
+                progress(i, n + 1, f"features of training image {i + 1}/{n}")
+            F = pixel_features(img, ca, border=border)
+            if extras is not None:
+                F = _append(F, extras[i])
+            X, y = sample_pixels(F, cls_img, samples, rng)
+            Xs.append(X)
+            ys.append(y)
+            cls_maps.append(cls_img)
+        n_extra = 0 if extras is None else int(np.shape(extras[0])[-1])
+        return cls(Xs, ys, cls_maps, values, lay, nd, bool(border), n_extra)
+
+
 class LearnedLikelihood:
     """Features + forest: ``log_proba(image)`` gives :math:`\\log p(k\\mid x)` per pixel.
 
@@ -459,41 +504,29 @@ class LearnedLikelihood:
         ``extras``: per image, more feature channels (*spatial, e) computed by the caller (the
         same ``e`` for every image; ``log_proba`` then needs them too), appended last.
         """
-        values = class_values(masks, unlabelled)
-        lut_keys = values
-        n = len(images)
-        total = n + 1
-        Xs, ys, lay, nd = [], [], None, None
-        for i, (img, msk, ca) in enumerate(zip(images, masks, channel_axes, strict=True)):
-            this = layout(img, ca)
-            spatial_nd = np.ndim(img) - (ca is not None)
-            if lay is None:
-                lay, nd = this, spatial_nd
-            elif this != lay or spatial_nd != nd:
-                raise ValueError(f"images[{i}] is {this} {spatial_nd}D but images[0] is {lay} "
-                                 f"{nd}D; one model learns one kind of image.")
-            m = np.asarray(msk)
-            cls_img = np.searchsorted(lut_keys, m)
-            cls_img = np.where((cls_img < values.size)
-                               & (lut_keys[np.minimum(cls_img, values.size - 1)] == m),
-                               cls_img, -1)
-            if progress is not None:
-                progress(i, total, f"features of training image {i + 1}/{n}")
-            F = pixel_features(img, ca, border=border)
-            if extras is not None:
-                F = _append(F, extras[i])
-            X, y = sample_pixels(F, cls_img, samples, rng)
-            Xs.append(X)
-            ys.append(y)
-        X, y = np.concatenate(Xs), np.concatenate(ys)
-        missing = sorted(set(range(values.size)) - set(np.unique(y).tolist()))
-        if missing:  # pragma: no cover - class_values saw every value
-            raise ValueError(f"no training pixel of classes {missing}")
+        rows = TrainingRows.sample(images, masks, channel_axes, unlabelled=unlabelled,
+                                   samples=samples, border=border, rng=rng, progress=progress,
+                                   extras=extras)
         if progress is not None:
-            progress(n, total, f"random forest on {X.shape[0]} pixels, {X.shape[1]} features")
-        forest = Forest.fit(X, y, values.size, trees=trees, depth=depth, rng=rng)
-        n_extra = 0 if extras is None else np.shape(extras[0])[-1]
-        return cls(forest, values, lay, nd, border=border, n_extra=n_extra)
+            n = len(images)
+            progress(n, n + 1, f"random forest on {sum(x.shape[0] for x in rows.X)} pixels, "
+                               f"{rows.X[0].shape[1]} features")
+        return cls.from_rows(rows, range(len(images)), trees=trees, depth=depth, rng=rng)
+
+    @classmethod
+    def from_rows(cls, rows: "TrainingRows", which: Sequence[int], *, trees: int, depth: int,
+                  rng: np.random.Generator) -> "LearnedLikelihood":
+        """One forest on the sampled rows of the training images ``which`` (a cross-validation
+        fold trains on a subset without computing any feature again)."""
+        which = list(which)
+        X = np.concatenate([rows.X[i] for i in which])
+        y = np.concatenate([rows.y[i] for i in which])
+        missing = sorted(set(range(rows.values.size)) - set(np.unique(y).tolist()))
+        if missing and len(which) == len(rows.X):  # pragma: no cover - class_values saw all
+            raise ValueError(f"no training pixel of classes {missing}")
+        forest = Forest.fit(X, y, rows.values.size, trees=trees, depth=depth, rng=rng)
+        return cls(forest, rows.values, rows.layout, rows.ndim, border=rows.border,
+                   n_extra=rows.n_extra)
 
     def check(self, image: np.ndarray, channel_axis: int | None) -> None:
         this = layout(image, channel_axis)

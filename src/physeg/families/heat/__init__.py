@@ -482,9 +482,10 @@ def fit_heat(
     samples: int,
     trees: int,
     depth: int,
-    adapt: float,
+    adapt: float | None,
     border_feature: bool,
     prior: str,
+    prior_weight: float | None,
     rng: Any,
     progress: Any = None,
     taus: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
@@ -497,7 +498,9 @@ def fit_heat(
     features learns p(k | x) from the masks (or scribbles, ``unlabelled=``), and
     the model segments by threshold dynamics with fidelity -log p and the heat-kernel
     perimeter (``tau``, ``lam`` in ``fixed``; defaults 1 px² and 4 px/nat), plus per-image
-    colour mixtures weighted ``adapt`` (binary). Labels 0..K-1 are the distinct mask values
+    colour mixtures weighted ``adapt`` (binary) and the no-label segmentation as a prior of
+    ``prior_weight`` nats (both None = chosen at fit time, by cross-validation over the
+    training images when there are two or more). Labels 0..K-1 are the distinct mask values
     other than ``unlabelled``, in increasing order. Other parameters: ``samples`` pixels per
     class and image (10..1e7), ``trees`` (1..500), ``depth`` (1..40), ``border_feature`` (the
     border geodesic distance as a feature), ``rng`` (seed of the sampling and the forest;
@@ -540,7 +543,7 @@ def fit_heat(
             )
         return fit_learned(images, masks, unlabelled=unlabelled, samples=samples, trees=trees,
                            depth=depth, adapt=adapt, border_feature=border_feature, prior=prior,
-                           tau=fixed.get("tau"), lam=fixed.get("lam"),
+                           prior_weight=prior_weight, tau=fixed.get("tau"), lam=fixed.get("lam"),
                            rng=0 if rng is None else rng, progress=progress)
     fixed = {k: v for k, v in fixed.items() if k not in ("tau", "lam")}
     classes = fixed.get("classes") or _DEFAULTS["classes"]

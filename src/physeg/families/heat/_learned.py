@@ -39,7 +39,7 @@ import numpy as np
 from ..._features import LEARN_PARAM_SPECS
 from ..._validate import as_rng, check_image, check_training_pairs
 from .._registry import Model, Param
-from ._mbo import heat_multiplier, heat_step
+from ._mbo import diffuse
 
 __all__ = ["LEARNED_FIT_PARAMS", "LearnedHeatModel", "fit_learned", "learned_from_dict"]
 
@@ -54,6 +54,18 @@ ADAPT_ROUNDS = 2
 ADAPT_BORDER_PRIOR = 20.0
 ADAPT_MAX_FIT = 4000
 PRIOR_SCALES = (2.0, 8.0)
+#: the no-label prior's weight (nats) and the adaptation's weight when they are chosen at fit
+#: time: with one training image the values below (measured on development images, not the
+#: benchmark's test images: docs/methods/heat.md), with more by cross-validation over the
+#: training images (``CV_FOLDS`` folds by image, forests of ``CV_TREES`` trees, the full
+#: pipeline scored on at most ``CV_MAX_EVAL`` held-out images) over the candidates
+PRIOR_WEIGHT_ONE = 4.0
+ADAPT_ONE = 1.0
+PRIOR_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)
+ADAPTS = (0.0, 1.0)
+CV_FOLDS = 3
+CV_TREES = 12
+CV_MAX_EVAL = 6
 _MAX_ITER = 200
 
 LEARNED_FIT_PARAMS: tuple[Param, ...] = (
@@ -61,9 +73,14 @@ LEARNED_FIT_PARAMS: tuple[Param, ...] = (
           "random forest; fidelity -log p) or grid (search tau, lam of the no-label model)",
           choices=("features", "grid")),
     *(Param(**spec) for spec in LEARN_PARAM_SPECS),
-    Param("adapt", "float", ADAPT, "weight of the per-image colour mixtures re-fitted on the "
+    Param("adapt", "float", None, "weight of the per-image colour mixtures re-fitted on the "
           "learned partition and of the border prior (binary; 0 = the learned likelihood "
-          "alone)", low=0.0, high=100.0),
+          "alone; none = chosen at fit time: 1 for one training image, else 0 or 1 by "
+          "cross-validation over the training images)", low=0.0, high=100.0),
+    Param("prior_weight", "float", None, "nats by which the no-label heat segmentation (prior="
+          "default) shifts the learned log-odds towards itself (0 = the forest's posterior "
+          "alone; larger = closer to the no-label result; none = chosen at fit time: 4 for one "
+          "training image, else 0, 1, 2, 4 or 8 by cross-validation)", low=0.0, high=100.0),
     Param("prior", "str", "default", "default: the no-label heat segmentation (its object "
           "mask, two smoothings, the intensities relative to its two phases) gives features, so "
           "the forest learns when to trust it; none: image features alone",
@@ -79,19 +96,18 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
             max_iter: int = _MAX_ITER, workers: int | None = None,
             start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Threshold dynamics on the fidelity ``-logp`` (*spatial, K); returns (labels, steps)."""
-    spatial = logp.shape[:-1]
     K = logp.shape[-1]
     lab = np.argmax(logp, axis=-1) if start is None else start
     if lam <= 0:
         return lab.astype(np.intp), 0
-    mult = heat_multiplier(spatial, tau, spacing)
     beta = np.float32(2.0 * lam / math.sqrt(tau))
     steps = 0
     if K == 2:
         odds = logp[..., 1] - logp[..., 0]
         v = lab == 1
         for _ in range(max_iter):
-            psi = heat_step(v[None].astype(np.float32), mult, workers=workers)[0]
+            # the Gaussian filter where it agrees with the DCT (τ = 1: 5x cheaper), see diffuse
+            psi = diffuse(v.astype(np.float32), tau, spacing, workers=workers)
             new = odds + beta * (2.0 * psi - 1.0) > 0
             steps += 1
             if np.array_equal(new, v):
@@ -99,9 +115,9 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
             v = new
         return v.astype(np.intp), steps
     for _ in range(max_iter):
-        onehot = np.stack([lab == k for k in range(K)]).astype(np.float32)
-        psi = heat_step(onehot, mult, workers=workers)
-        new = np.argmax(logp + beta * np.moveaxis(psi, 0, -1), axis=-1)
+        psi = np.stack([diffuse((lab == k).astype(np.float32), tau, spacing, workers=workers)
+                        for k in range(K)], axis=-1)
+        new = np.argmax(logp + beta * psi, axis=-1)
         steps += 1
         if np.array_equal(new, lab):
             break
@@ -137,11 +153,12 @@ class LearnedHeatModel(Model):
         """
         params = dict(self.params)
         for key, value in kwargs.items():
-            if key not in ("tau", "lam", "adapt"):
-                raise ValueError(f"a learned heat model takes tau, lam and adapt; got {key!r}.")
+            if key not in ("tau", "lam", "adapt", "prior_weight"):
+                raise ValueError("a learned heat model takes tau, lam, adapt and prior_weight; "
+                                 f"got {key!r}.")
             p = _param(key)
             v = p.convert(value)
-            params[key] = p.default if v is None else v
+            params[key] = self.params.get(key, 0.0) if v is None else v
         arr = check_image(image, channel_axis=channel_axis, allow_3d=True, allow_channels=True)
         cax = -1 if channel_axis is not None else None
         spatial = arr.shape[:-1] if cax is not None else arr.shape
@@ -151,22 +168,46 @@ class LearnedHeatModel(Model):
         if len(spacing) != len(spatial) or min(spacing) <= 0:
             raise ValueError(f"spacing must give one positive size per spatial axis "
                              f"({len(spatial)}); got {spacing}.")
-        tau, lam, adapt = params["tau"], params["lam"], params["adapt"]
         extra = prior_channels(arr, cax) if params.get("prior") == "default" else None
         if return_proba:
             return np.exp(self.likelihood.log_proba(arr, cax, extra=extra))
-        if adapt > 0:
+        if params["adapt"] > 0:
             logp, border, mix = self.likelihood.log_proba(arr, cax, with_border=True,
                                                           extra=extra)
         else:
-            logp = self.likelihood.log_proba(arr, cax, extra=extra)
-        lab, _ = descend(logp, tau=tau, lam=lam, spacing=spacing, workers=workers)
-        if adapt > 0:
-            lab = _adapt(logp, border, mix, lab, tau=tau, lam=lam, adapt=adapt,
-                         spacing=spacing, rng=as_rng(0 if rng is None else rng),
-                         workers=workers)
+            logp, border, mix = self.likelihood.log_proba(arr, cax, extra=extra), None, None
+        lab = segment_posterior(logp, border, mix, None if extra is None else extra[..., 1],
+                                tau=params["tau"], lam=params["lam"], adapt=params["adapt"],
+                                prior_weight=params.get("prior_weight", 0.0),
+                                spacing=spacing, rng=as_rng(0 if rng is None else rng),
+                                workers=workers)
         K = logp.shape[-1]
         return lab.astype(np.uint8 if K <= 255 else np.int32)
+
+
+def segment_posterior(logp: np.ndarray, border: np.ndarray | None, mix: np.ndarray | None,
+                      prior: np.ndarray | None, *, tau: float, lam: float, adapt: float,
+                      prior_weight: float, spacing: Sequence[float], rng: np.random.Generator,
+                      workers: int | None = None) -> np.ndarray:
+    r"""Labels from the learned log-probabilities: prior shift, descent, adaptation.
+
+    ``prior`` is :math:`G_2*u` of the no-label object mask u (``prior_channels``'s second
+    channel; None = no prior): the object classes gain and the background loses
+    :math:`\tfrac w2(2G_2*u-1)` nats, ``w = prior_weight``, so at w = 0 the forest's posterior
+    is used as it is and a large w follows the no-label result where the forest hesitates.
+    Then threshold dynamics (:func:`descend`) and, for ``adapt > 0``, the per-image mixtures
+    (``border``, ``mix`` from ``log_proba(with_border=True)``).
+    """
+    if prior is not None and prior_weight > 0:
+        q = (np.float32(prior_weight / 2.0) * (2.0 * prior - 1.0)).astype(np.float32)
+        logp = logp.copy()
+        logp[..., 0] -= q
+        logp[..., 1:] += q[..., None]
+    lab, _ = descend(logp, tau=tau, lam=lam, spacing=spacing, workers=workers)
+    if adapt > 0:
+        lab = _adapt(logp, border, mix, lab, tau=tau, lam=lam, adapt=adapt, spacing=spacing,
+                     rng=rng, workers=workers)
+    return lab
 
 
 def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
@@ -271,31 +312,124 @@ def _adapt(logp, border, M, lab, *, tau, lam, adapt, spacing, rng, workers):
 
 
 def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int | None,
-                samples: int, trees: int, depth: int, adapt: float, border_feature: bool,
+                samples: int, trees: int, depth: int, adapt: float | None, border_feature: bool,
                 prior: str = "default", tau: float | None = None, lam: float | None = None,
-                rng: Any = None, progress: Progress | None = None) -> LearnedHeatModel:
-    """Learn p(k | x) on ``images`` / ``masks``; see :func:`physeg.families.heat.fit_heat`."""
-    from ..._features import LearnedLikelihood
+                prior_weight: float | None = None, rng: Any = None,
+                progress: Progress | None = None) -> LearnedHeatModel:
+    """Learn p(k | x) on ``images`` / ``masks``; see :func:`physeg.families.heat.fit_heat`.
+
+    ``adapt`` / ``prior_weight`` None: chosen here (:data:`ADAPT_ONE`,
+    :data:`PRIOR_WEIGHT_ONE` for one image; else by :func:`_cross_validate`).
+    """
+    from ..._features import LearnedLikelihood, TrainingRows
 
     gen = as_rng(rng)
     arrs, labs, axes = check_training_pairs(images, masks, allow_3d=True)
     t0, c0 = time.perf_counter(), time.process_time()
     extras = [prior_channels(a, c) for a, c in zip(arrs, axes, strict=True)] \
         if prior == "default" else None
-    lik = LearnedLikelihood.fit(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
-                                trees=trees, depth=depth, border=border_feature, rng=gen,
-                                progress=progress, extras=extras)
+    rows = TrainingRows.sample(arrs, labs, axes, unlabelled=unlabelled, samples=samples,
+                               border=border_feature, rng=gen, progress=progress, extras=extras)
+    n = len(arrs)
     if progress is not None:
-        progress(len(arrs) + 1, len(arrs) + 1, "random forest trained")
-    params = {"tau": LEARNED_TAU if tau is None else float(tau),
-              "lam": LEARNED_LAM if lam is None else float(lam), "adapt": float(adapt),
-              "prior": prior}
+        progress(n, n + 1, f"random forest on {sum(x.shape[0] for x in rows.X)} pixels, "
+                           f"{rows.X[0].shape[1]} features")
+    lik = LearnedLikelihood.from_rows(rows, range(n), trees=trees, depth=depth, rng=gen)
+    tau = LEARNED_TAU if tau is None else float(tau)
+    lam = LEARNED_LAM if lam is None else float(lam)
+    if prior != "default":
+        prior_weight = 0.0
+    cv = None
+    if adapt is None or prior_weight is None:
+        if n == 1:  # nothing to cross-validate on: the development-measured values
+            adapt = ADAPT_ONE if adapt is None else adapt
+            if prior_weight is None:
+                # scaled by how well the no-label result fits the labelled image (0 below
+                # Dice 0.5, the full weight from 0.8): the labels' truth is known, so a
+                # no-label model that fails there (texture, a wrong object) is not trusted
+                d = _score((extras[0][..., 0] > 0.5).astype(np.intp),
+                           np.where(rows.classes[0] > 0, 1, rows.classes[0]), 2)
+                prior_weight = PRIOR_WEIGHT_ONE * float(np.clip((d - 0.5) / 0.3, 0.0, 1.0))
+        else:
+            cv = _cross_validate(arrs, axes, rows, extras, trees=min(trees, CV_TREES),
+                                 depth=depth, tau=tau, lam=lam,
+                                 adapts=ADAPTS if adapt is None else (float(adapt),),
+                                 weights=PRIOR_WEIGHTS if prior_weight is None
+                                 else (float(prior_weight),),
+                                 rng=np.random.default_rng(int(gen.integers(2**63 - 1))))
+            adapt, prior_weight = cv["adapt"], cv["prior_weight"]
+    if progress is not None:
+        progress(n + 1, n + 1, "random forest trained")
+    params = {"tau": tau, "lam": lam, "adapt": float(adapt), "prior": prior,
+              "prior_weight": float(prior_weight)}
     info = {"learn": "features", "class_values": lik.values.tolist(), "layout": lik.layout,
-            "ndim": lik.ndim, "n_train": len(arrs), "unlabelled": unlabelled,
+            "ndim": lik.ndim, "n_train": n, "unlabelled": unlabelled,
             "samples": samples, "trees": trees, "depth": depth,
             "n_features": lik.forest.n_features, "nodes": int(lik.forest.arrays["offsets"][-1]),
+            **({} if cv is None else {"cross_validation": cv["table"]}),
             "fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
     return LearnedHeatModel(lik, params, info)
+
+
+def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts, weights, rng):
+    """Choose (adapt, prior_weight) by the held-out score of the whole pipeline.
+
+    The training images are split into ``min(n, CV_FOLDS)`` folds (a seeded permutation, image
+    j of it in fold j mod folds); each fold's images are segmented by a forest of ``trees``
+    trees trained on the other folds' sampled rows (no feature is computed twice for
+    training), with every candidate pair; the score is the mean over at most ``CV_MAX_EVAL``
+    held-out images of Dice of label 1 (binary) or the mean IoU of labels 1..K-1, on the
+    labelled pixels. The best mean wins; ties go to the smaller weight, then the smaller
+    adapt (the simpler model). Only training images and their masks are used.
+    """
+    from ..._features import LearnedLikelihood
+
+    n = len(arrs)
+    folds = min(n, CV_FOLDS)
+    order = rng.permutation(n)
+    fold_of = np.empty(n, np.intp)
+    fold_of[order] = np.arange(n) % folds
+    evaluate = set(order[:CV_MAX_EVAL].tolist())
+    cands = [(a, w) for w in weights for a in adapts]
+    scores = np.zeros(len(cands))
+    for f in range(folds):
+        held = [i for i in range(n) if fold_of[i] == f and i in evaluate]
+        if not held:
+            continue
+        lik = LearnedLikelihood.from_rows(rows, [i for i in range(n) if fold_of[i] != f],
+                                          trees=trees, depth=depth, rng=rng)
+        for i in held:
+            extra = None if extras is None else extras[i]
+            logp, border, mix = lik.log_proba(arrs[i], axes[i], with_border=True, extra=extra)
+            truth = rows.classes[i]
+            spacing = (1.0,) * truth.ndim
+            for c, (a, w) in enumerate(cands):
+                lab = segment_posterior(logp, border, mix,
+                                        None if extra is None else extra[..., 1], tau=tau,
+                                        lam=lam, adapt=a, prior_weight=w, spacing=spacing,
+                                        rng=as_rng(0))
+                scores[c] += _score(lab, truth, logp.shape[-1])
+    best = int(np.argmax(scores))  # argmax keeps the first: smaller weight, smaller adapt
+    m = max(1, len(evaluate))
+    return {"adapt": cands[best][0], "prior_weight": cands[best][1],
+            "table": [{"adapt": a, "prior_weight": w, "score": float(v / m)}
+                      for (a, w), v in zip(cands, scores, strict=True)]}
+
+
+def _score(lab: np.ndarray, truth: np.ndarray, K: int) -> float:
+    """Dice of label 1 (K = 2) or mean IoU of labels 1..K-1, on the labelled pixels."""
+    known = truth >= 0
+    a, b = lab[known], truth[known]
+    if K == 2:
+        x, y = a == 1, b == 1
+        denom = int(x.sum()) + int(y.sum())
+        return 2.0 * float((x & y).sum()) / denom if denom else 1.0
+    ious = []
+    for k in range(1, K):
+        x, y = a == k, b == k
+        union = int((x | y).sum())
+        ious.append(float((x & y).sum()) / union if union else 1.0)
+    return float(np.mean(ious))
 
 
 def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
@@ -312,6 +446,11 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
         if key not in raw:
             raise ValueError(f"the learned model's params lack {key!r}")
         params[key] = _param(key).convert(raw[key])
+    # files written before the prior weight existed used none
+    params["prior_weight"] = _param("prior_weight").convert(raw.get("prior_weight", 0.0))
+    for key in ("tau", "lam", "adapt", "prior_weight"):
+        if params[key] is None:
+            raise ValueError(f"the learned model's {key!r} is not set")
     if (params["prior"] == "default") != (lik.n_extra > 0):
         raise ValueError("the prior setting does not match the forest's features")
     return LearnedHeatModel(lik, params, data.get("info", {}))
