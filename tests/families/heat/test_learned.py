@@ -262,3 +262,31 @@ def test_cli_fit_scribbles_end_to_end(tmp_path):
                               "--masks", str(folders["strokes"]), "-o",
                               str(tmp_path / "m2.json"), "--scribbles"])
     assert res.exit_code == 2
+
+
+def test_prior_weight_follows_how_well_the_no_label_model_fits_the_labels():
+    """Known answers for the fit-time choice of the no-label prior's weight.
+
+    Texture (the no-label model separates nothing, Dice < 0.5 on the labelled image): weight 0
+    with one image, and cross-validation over three images keeps the learned posterior alone
+    (weight 0) because the prior only lowers the held-out Dice. A clean two-level image (the
+    no-label model is exact): the full one-image weight, and the fitted choice is saved.
+    """
+    from physeg.families.heat._learned import PRIOR_WEIGHT_ONE, PRIOR_WEIGHTS
+
+    train, train_mask = _texture("circle", seed=0)
+    one = physeg.fit("heat", [train], [train_mask], rng=0, trees=8)
+    assert one.params["prior_weight"] == 0.0 and one.params["adapt"] == 1.0
+    pairs = [_texture(s, seed=k) for k, s in enumerate(("circle", "square", "triangle"))]
+    three = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=0, trees=8)
+    table = three.info["cross_validation"]
+    assert len(table) == 2 * len(PRIOR_WEIGHTS)
+    assert three.params["prior_weight"] == 0.0
+    best = max(table, key=lambda r: r["score"])
+    assert best["score"] > max(r["score"] for r in table if r["prior_weight"] >= 4.0)
+    img, mask = shape_image("circle", 64)
+    clean = physeg.fit("heat", [img], [mask], rng=0, trees=8)
+    assert clean.params["prior_weight"] == PRIOR_WEIGHT_ONE
+    fixed = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=0, trees=8,
+                       prior_weight=2.0, adapt=0.0)
+    assert fixed.params["prior_weight"] == 2.0 and "cross_validation" not in fixed.info
