@@ -7,7 +7,7 @@ import pytest
 
 import physeg
 from physeg.families.heat import segment_heat
-from physeg.families.heat._mbo import heat_multiplier, heat_step
+from physeg.families.heat._mbo import heat_multiplier, heat_smoother, heat_step
 
 
 def _disc(shape, centre, radius):
@@ -309,3 +309,16 @@ def test_fit_names_the_pair_whose_mask_has_another_size():
     rgb = np.repeat(images[0][..., None], 3, axis=-1)
     with pytest.raises(ValueError, match=r"masks\[0\] shape \(32, 30\) .* \(32, 32\)"):
         physeg.fit("heat", [rgb], [masks[1]], learn="grid", init="otsu")
+
+
+def test_the_smoother_diffuses_a_stack_of_phases_as_the_dct_does():
+    # threshold dynamics diffuses one field (binary) or one per phase (K > 2): the Gaussian
+    # filter must not mix the phases, and match the exact semigroup to its truncation
+    gen = np.random.default_rng(4)
+    stack = (gen.random((3, 29, 41)) > 0.5).astype(np.float32)
+    for tau, spacing in ((1.0, (1.0, 1.0)), (2.0, (1.0, 1.5)), (0.3, (1.0, 1.0))):
+        exact = heat_step(stack, heat_multiplier(stack.shape[1:], tau, spacing))
+        got = heat_smoother(stack.shape[1:], tau, spacing)(stack)
+        assert got.dtype == np.float32 and got.shape == stack.shape
+        np.testing.assert_allclose(got, exact, atol=1e-4)
+        np.testing.assert_allclose(got.sum(axis=(1, 2)), stack.sum(axis=(1, 2)), rtol=1e-4)

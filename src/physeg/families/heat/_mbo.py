@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ __all__ = [
     "kmeans_labels",
     "otsu_labels",
     "otsu_threshold_1d",
+    "heat_smoother",
     "run_binary",
     "run_multi",
 ]
@@ -108,23 +109,43 @@ def heat_step(
 _FILTER_SIGMA = 3.0
 
 
-def diffuse(u: np.ndarray, tau: float, spacing: Sequence[float], *,
-            workers: int | None = None) -> np.ndarray:
-    r"""Neumann heat semigroup :math:`G_\tau * u` of one float32 field (new array).
+def heat_smoother(shape: Sequence[int], tau: float, spacing: Sequence[float] | None = None, *,
+                  workers: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    r"""The Neumann heat semigroup :math:`u\mapsto G_\tau * u` on fields of spatial ``shape``.
 
-    A truncated (4σ) Gaussian filter with reflecting borders when the kernel's standard
-    deviation σ = √(2τ)/h is between √2 and 3 px on every axis (agreement with the DCT to
-    3e-5; below √2 px the sampled kernel aliases, above 3 px the filter costs more than the
-    DCT), the exact DCT multiplier otherwise.
+    Returns a function of a float32 array whose last ``len(shape)`` axes are ``shape`` (leading
+    axes: a stack of fields, one per phase) that returns a new float32 array. A truncated (4σ)
+    Gaussian filter with reflecting borders when the kernel's standard deviation
+    σ = √(2τ)/h is between √2 and 3 px on every axis (agreement with the DCT to 3e-5; below
+    √2 px the sampled kernel aliases, above 3 px the filter costs more than the DCT), the exact
+    DCT multiplier (:func:`heat_step`) otherwise. At the default τ = 1 the filter is 5x
+    cheaper than the DCT pair (0.7 vs 3.7 ms on a 35 000-pixel image).
     """
-    sigmas = [math.sqrt(2.0 * tau) / float(h) for h in spacing]
+    shape = tuple(int(n) for n in shape)
+    spacing = (1.0,) * len(shape) if spacing is None else tuple(float(h) for h in spacing)
+    sigmas = [math.sqrt(2.0 * tau) / h for h in spacing]
     if math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA:
         from scipy import ndimage as ndi
 
-        return ndi.gaussian_filter(u.astype(np.float32, copy=False), sigmas, mode="reflect",
-                                   truncate=4.0)
-    mult = heat_multiplier(u.shape, tau, spacing)
-    return heat_step(u[None].astype(np.float32), mult, workers=workers)[0]
+        def by_filter(u: np.ndarray) -> np.ndarray:
+            stack = (0.0,) * (u.ndim - len(shape))  # no smoothing across the phases
+            return ndi.gaussian_filter(u.astype(np.float32, copy=False), stack + tuple(sigmas),
+                                       mode="reflect", truncate=4.0)
+
+        return by_filter
+    mult = heat_multiplier(shape, tau, spacing)
+
+    def by_dct(u: np.ndarray) -> np.ndarray:
+        return heat_step(u, mult, workers=workers)
+
+    return by_dct
+
+
+def diffuse(u: np.ndarray, tau: float, spacing: Sequence[float], *,
+            workers: int | None = None) -> np.ndarray:
+    r"""Neumann heat semigroup :math:`G_\tau * u` of one float32 field (new array): the
+    :func:`heat_smoother` of its shape applied once."""
+    return heat_smoother(u.shape, tau, spacing, workers=workers)(u)
 
 
 def otsu_labels(feats: np.ndarray, classes: int) -> np.ndarray:
@@ -209,7 +230,7 @@ def otsu_threshold_1d(z: np.ndarray, classes: int, nbins: int = 256) -> np.ndarr
 def run_binary(
     f: np.ndarray,
     mask: np.ndarray,
-    mult: np.ndarray,
+    smooth: Callable[[np.ndarray], np.ndarray],
     *,
     lam: float,
     tau: float,
@@ -218,7 +239,6 @@ def run_binary(
     tol: float,
     want_energy: bool,
     vol: float,
-    workers: int | None,
 ) -> dict:
     """Two-phase threshold dynamics (one diffusion per iteration: psi_0 = 1 - psi_1).
 
@@ -259,7 +279,7 @@ def run_binary(
     tmp = np.empty(spatial, dtype=np.float32)
     psi = None
     while it < max_iter:
-        psi = heat_step(u, mult, workers=workers)
+        psi = smooth(u)
         if want_energy or tol > 0:
             fid = f_sq - (n_pix - n1) * float(means[0] @ means[0]) - n1 * float(means[1] @ means[1])
             per = 2.0 * per_w * (n1 - float(_chunked_dot(u.reshape(-1), psi.reshape(-1, 1))[0]))
@@ -297,7 +317,7 @@ def run_binary(
         means = update_means(u.reshape(-1), n1)
         psi = None
     if want_energy and (stop == "max_iter"):
-        psi = heat_step(u, mult, workers=workers)
+        psi = smooth(u)
         fid = f_sq - (n_pix - n1) * float(means[0] @ means[0]) - n1 * float(means[1] @ means[1])
         per = 2.0 * per_w * (n1 - float(_chunked_dot(u.reshape(-1), psi.reshape(-1, 1))[0]))
         energies.append(vol * (max(fid, 0.0) + per))
@@ -309,7 +329,7 @@ def run_binary(
 def run_multi(
     f: np.ndarray,
     labels: np.ndarray,
-    mult: np.ndarray,
+    smooth: Callable[[np.ndarray], np.ndarray],
     classes: int,
     *,
     lam: float,
@@ -319,7 +339,6 @@ def run_multi(
     tol: float,
     want_energy: bool,
     vol: float,
-    workers: int | None,
 ) -> dict:
     """K-phase threshold dynamics: K diffusions per iteration, argmin over phases (ties: lowest)."""
     spatial = labels.shape
@@ -358,7 +377,7 @@ def run_multi(
     it = 0
     psi = None
     while it < max_iter:
-        psi = heat_step((labels[None] == karange).astype(np.float32), mult, workers=workers)
+        psi = smooth((labels[None] == karange).astype(np.float32))
         if want_energy or tol > 0:
             energies.append(energy(psi))
             if tol > 0 and len(energies) > 1 and (
@@ -389,7 +408,7 @@ def run_multi(
         means, counts = update_means(labels.reshape(-1), means)
         psi = None
     if want_energy and stop == "max_iter":
-        psi = heat_step((labels[None] == karange).astype(np.float32), mult, workers=workers)
+        psi = smooth((labels[None] == karange).astype(np.float32))
         energies.append(energy(psi))
     return {"labels": labels, "means": means, "counts": counts.astype(np.int64),
             "energy": energies, "changed": changed, "iterations": it, "stop": stop}
