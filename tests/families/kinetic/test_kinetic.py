@@ -545,3 +545,35 @@ def test_auto_gives_grey_nuclei_the_posterior_feature_and_one_object_the_intensi
     disc[16:48, 16:48] = 1.0
     assert _auto_fidelity(disc, None, 2)[0] == "means"
     assert _auto_fidelity(img, None, 3)[0] == "means"
+
+
+def test_large_colour_images_run_the_particles_at_the_working_resolution(monkeypatch):
+    # 200 x 240 = 48 000 px: the posterior and the particles at about 10 000 px, the labels
+    # interpolated back to full size; the disc's boundary within about one working pixel
+    pytest.importorskip("sklearn")
+    seen = []
+    run = _dsmc.run_particle_model
+
+    def recording(features, *args, **kwargs):
+        seen.append(features.shape[:2])
+        return run(features, *args, **kwargs)
+
+    monkeypatch.setattr(_dsmc, "run_particle_model", recording)
+    gen = np.random.default_rng(5)
+    yy, xx = np.mgrid[:200, :240]
+    disc = (yy - 95) ** 2 + (xx - 125) ** 2 < 55**2
+    img = np.where(disc[..., None], [0.25, 0.2, 0.6], [0.8, 0.7, 0.4])
+    img = np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1)
+    lab = physeg.segment(img, "kinetic", channel_axis=-1, rng=0)
+    assert lab.shape == disc.shape and lab.dtype == np.uint8
+    assert len(seen) == 1 and 9000 <= seen[0][0] * seen[0][1] <= 11000
+    assert 2 * np.sum((lab == 1) & disc) / (np.sum(lab == 1) + disc.sum()) > 0.97
+    wrong = (lab == 1) != disc
+    assert _distance_to_boundary(disc)[wrong].max() <= 4  # about 2 working pixels
+
+
+def _distance_to_boundary(mask):
+    """Distance (px) of every pixel to the boundary of ``mask``."""
+    from scipy import ndimage as ndi
+
+    return np.maximum(ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
