@@ -25,12 +25,8 @@ Features (:func:`pixel_features`), float32 (*spatial, F), 2D or 3D
 Classifier (:class:`Forest`)
     scikit-learn's random forest (``trees`` trees, depth ≤ ``depth``, ≥ 5 pixels per leaf),
     trained on at most ``samples`` pixels drawn per class and image, so training does not grow
-    with the image size. Chosen by an exploratory measurement (``docs/methods/heat.md``; S = 3
-    development images, 12 others tested, image features without the prior ones): pointwise
-    Dice / fg mIoU of forest, logistic regression and histogram gradient boosting were
-    0.62 / 0.63 / 0.61 (horses), 0.73 / 0.68 / 0.76 (ph2), 0.82 / 0.83 / 0.82 (dsb2018),
-    0.77 / 0.58 / 0.78 (wbc); the forest is never far from the best and is 3-20× faster to
-    evaluate than boosting.
+    with the image size; chosen against logistic regression and gradient boosting by an
+    exploratory measurement (the numbers: ``docs/methods/heat.md``, "learned fidelity").
 Model arrays (:meth:`Forest.to_state`, :meth:`Forest.from_state`)
     The trees are kept as plain arrays (children, feature, threshold, class fractions per node)
     and written as base64 little-endian bytes with dtype and shape in the JSON model file; no
@@ -438,17 +434,15 @@ class TrainingRows:
     ``classes[i]`` is image i's class map (-1 = unlabelled)."""
 
     def __init__(self, X, y, classes, values, layout, ndim, border, n_extra):
-        self.X, self.y, self.classes = X, y, classes
-        self.values, self.layout, self.ndim = values, layout, ndim
-        self.border, self.n_extra = border, n_extra
+        self.X, self.y, self.classes, self.values = X, y, classes, values
+        self.layout, self.ndim, self.border, self.n_extra = layout, ndim, border, n_extra
 
     @classmethod
     def sample(cls, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                channel_axes: Sequence[int | None], *, unlabelled: int | None, samples: int,
                border: bool, rng: np.random.Generator, progress: Progress | None = None,
                extras: Sequence[np.ndarray] | None = None) -> "TrainingRows":
-        values = class_values(masks, unlabelled)
-        n = len(images)
+        values, n = class_values(masks, unlabelled), len(images)
         Xs, ys, cls_maps, lay, nd = [], [], [], None, None
         for i, (img, msk, ca) in enumerate(zip(images, masks, channel_axes, strict=True)):
             this = layout(img, ca)
@@ -459,19 +453,15 @@ class TrainingRows:
                 raise ValueError(f"images[{i}] is {this} {spatial_nd}D but images[0] is {lay} "
                                  f"{nd}D; one model learns one kind of image.")
             m = np.asarray(msk)
-            cls_img = np.searchsorted(values, m)
-            cls_img = np.where((cls_img < values.size)
-                               & (values[np.minimum(cls_img, values.size - 1)] == m),
-                               cls_img, -1)
+            c = np.minimum(np.searchsorted(values, m), values.size - 1)
+            cls_img = np.where(values[c] == m, c, -1)  # -1: unlabelled (or any other value)
             if progress is not None:
                 progress(i, n + 1, f"features of training image {i + 1}/{n}")
             F = pixel_features(img, ca, border=border)
             if extras is not None:
                 F = _append(F, extras[i])
             X, y = sample_pixels(F, cls_img, samples, rng)
-            Xs.append(X)
-            ys.append(y)
-            cls_maps.append(cls_img)
+            Xs, ys, cls_maps = [*Xs, X], [*ys, y], [*cls_maps, cls_img]
         n_extra = 0 if extras is None else int(np.shape(extras[0])[-1])
         return cls(Xs, ys, cls_maps, values, lay, nd, bool(border), n_extra)
 
@@ -500,17 +490,13 @@ class LearnedLikelihood:
             progress: Progress | None = None,
             extras: Sequence[np.ndarray] | None = None) -> "LearnedLikelihood":
         """Features of every image, ``samples`` pixels per class and image, one forest.
-
         ``extras``: per image, more feature channels (*spatial, e) computed by the caller (the
-        same ``e`` for every image; ``log_proba`` then needs them too), appended last.
-        """
+        same ``e`` for every image; ``log_proba`` then needs them too), appended last."""
         rows = TrainingRows.sample(images, masks, channel_axes, unlabelled=unlabelled,
                                    samples=samples, border=border, rng=rng, progress=progress,
                                    extras=extras)
         if progress is not None:
-            n = len(images)
-            progress(n, n + 1, f"random forest on {sum(x.shape[0] for x in rows.X)} pixels, "
-                               f"{rows.X[0].shape[1]} features")
+            progress(len(images), len(images) + 1, "random forest")
         return cls.from_rows(rows, range(len(images)), trees=trees, depth=depth, rng=rng)
 
     @classmethod
@@ -518,12 +504,8 @@ class LearnedLikelihood:
                   rng: np.random.Generator) -> "LearnedLikelihood":
         """One forest on the sampled rows of the training images ``which`` (a cross-validation
         fold trains on a subset without computing any feature again)."""
-        which = list(which)
         X = np.concatenate([rows.X[i] for i in which])
         y = np.concatenate([rows.y[i] for i in which])
-        missing = sorted(set(range(rows.values.size)) - set(np.unique(y).tolist()))
-        if missing and len(which) == len(rows.X):  # pragma: no cover - class_values saw all
-            raise ValueError(f"no training pixel of classes {missing}")
         forest = Forest.fit(X, y, rows.values.size, trees=trees, depth=depth, rng=rng)
         return cls(forest, rows.values, rows.layout, rows.ndim, border=rows.border,
                    n_extra=rows.n_extra)
