@@ -135,5 +135,5 @@ def test_the_cheap_many_objects_test_passes_nuclei_and_rejects_one_object():
     pink, purple = np.array([230, 180, 200], np.uint8), np.array([90, 40, 140], np.uint8)
     nuclei = np.where(_discs(grid, 6)[..., None], purple, pink)
     horse = np.where(_discs([(48, 48)], 30)[..., None], purple, pink)
-    assert may_be_many_objects(nuclei, -1)
-    assert not may_be_many_objects(horse, -1)
+    assert may_be_many_objects(region_features(nuclei, -1))
+    assert not may_be_many_objects(region_features(horse, -1))

@@ -323,6 +323,7 @@ def segment_heat(
         spacing = (1.0,) * ndim
     vol = float(np.prod(spacing))
 
+    work_features = None  # the mixtures' working-resolution features, when the rule made them
     if fidelity == "auto":
         # measured (benchmarks/results/real_images.md, every 3rd development image): mixtures
         # win on colour photographs of one object (horses 0.83 vs 0.51, skin lesions 0.86 vs
@@ -343,10 +344,14 @@ def segment_heat(
             fidelity = "mixtures"
         else:
             fidelity = "means"
-        # the region-means probe (0.09 s on a horse) runs only where a cheap Otsu test at the
-        # working resolution does not rule out many objects (it lets 12 of the 82 horses and
-        # all 17 stained-nuclei tuning images through)
-        if fidelity == "mixtures" and may_be_many_objects(arr, colour_axis):
+        # the region-means probe (0.05-0.2 s on a horse) runs only where a cheap Otsu test on
+        # the mixtures' own features does not rule out many objects (it lets 12 of the 82
+        # horses and all 17 stained-nuclei tuning images through)
+        if fidelity == "mixtures":
+            from ._mixtures import working_features
+
+            work_features = working_features(arr, colour_axis, texture)
+        if fidelity == "mixtures" and may_be_many_objects(work_features):
             means_params = dict(
                 classes=2, tau=tau, lam=lam, init="auto", reaction=reaction, max_iter=max_iter,
                 tol=tol, fidelity="means", foreground=foreground, objects=objects,
@@ -363,12 +368,14 @@ def segment_heat(
                 return segment_heat.unchecked(image, spacing=spacing, rng=gen,
                                               return_energy=return_energy, **means_params)
     if fidelity == "mixtures":
-        return _segment_mixtures(arr, has_channels, spacing, classes=classes, init=init,
-                                 init_labels=init_labels, tau=tau, lam=lam,
-                                 border_prior=border_prior, components=components,
-                                 texture=texture, max_iter=max_iter, gen=gen,
-                                 foreground=foreground, objects=objects, workers=workers,
-                                 return_energy=return_energy)
+        from ._mixtures import segment_mixtures
+
+        return segment_mixtures(arr, has_channels, spacing, classes=classes, init=init,
+                                init_labels=init_labels, tau=tau, lam=lam,
+                                border_prior=border_prior, components=components,
+                                texture=texture, max_iter=max_iter, gen=gen,
+                                foreground=foreground, objects=objects, workers=workers,
+                                return_energy=return_energy, features=work_features)
     f, mean_in, scale = _normalise(arr, has_channels)
     n_ch = f.shape[-1]
 
@@ -448,37 +455,6 @@ def segment_heat(
         "changed": res["changed"],
         "init": init,
     }
-    return out, info
-
-
-def _segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, tau, lam,
-                      border_prior, components, texture, max_iter, gen, foreground, objects,
-                      workers, return_energy):
-    """The ``fidelity="mixtures"`` path of :func:`segment_heat` (see :mod:`._mixtures`)."""
-    from ._mixtures import run_mixtures
-
-    if classes != 2:
-        raise ValueError(
-            f"fidelity='mixtures' segments two phases (got classes={classes}); use "
-            "fidelity='means' for K > 2 phases."
-        )
-    if init != "auto" or init_labels is not None:
-        raise ValueError(
-            "fidelity='mixtures' starts from the border prior; init and init_labels are for "
-            "fidelity='means'. Drop them or pass fidelity='means'."
-        )
-    mask, info = run_mixtures(arr, -1 if has_channels else None, spacing, tau=tau, lam=lam,
-                              border_prior=border_prior, components=components,
-                              texture=texture, max_iter=max_iter, rng=gen, workers=workers)
-    phases = mask.astype(np.uint8)
-    order = foreground_order(phases, info["brightness"], foreground)
-    out = (phases if order[1] == 1 else 1 - phases).astype(np.uint8)
-    if objects == "one":
-        out = keep_one_object(out)
-    if not return_energy:
-        return out
-    info = {**info, "counts": np.bincount(out.ravel(), minlength=2).astype(np.int64),
-            "init": "border prior"}
     return out, info
 
 

@@ -30,7 +30,7 @@ Choices, with the measurement behind them (``docs/methods/heat.md``):
   0, so the boundary is smooth at full resolution. ``tau`` and ``lam`` are therefore in
   working-resolution pixels on this path: the same regularisation, relative to the image, for
   a 150² photograph and a 600² dermoscopy image.
-- **Small kernels by convolution** (:func:`._mbo.diffuse`). At the default τ = 1 the heat
+- **Small kernels by convolution** (:func:`._mbo.heat_smoother`). At the default τ = 1 the heat
   kernel is a Gaussian of standard deviation √2 px: a truncated (4σ) Gaussian filter with
   reflecting borders (the Neumann condition of the DCT) is 5x cheaper than the DCT and agrees
   with it to 3e-5; kernels narrower than √2 px (aliasing) or wider than 3 px use the DCT.
@@ -53,12 +53,53 @@ from ..._regions import (
     to_full_resolution,
     to_working_resolution,
 )
-from ._mbo import diffuse
+from ._mbo import heat_smoother
 
-__all__ = ["run_mixtures"]
+__all__ = ["run_mixtures", "segment_mixtures", "working_features"]
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
 OUTER_ROUNDS = 6
+def working_features(image: np.ndarray, channel_axis: int | None,
+                     texture: float) -> np.ndarray:
+    """The region features (:func:`physeg._regions.region_features`) of the image at the
+    working resolution: what the rounds run on."""
+    return region_features(to_working_resolution(image, channel_axis), channel_axis,
+                           texture_sigma=texture)
+
+
+def segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, tau, lam,
+                     border_prior, components, texture, max_iter, gen, foreground, objects,
+                     workers, return_energy, features=None):
+    """The ``fidelity="mixtures"`` path of :func:`physeg.families.heat.segment_heat`: checks
+    its arguments, runs :func:`run_mixtures`, applies the foreground and objects rules."""
+    from ..._foreground import foreground_order, keep_one_object
+
+    if classes != 2:
+        raise ValueError(
+            f"fidelity='mixtures' segments two phases (got classes={classes}); use "
+            "fidelity='means' for K > 2 phases."
+        )
+    if init != "auto" or init_labels is not None:
+        raise ValueError(
+            "fidelity='mixtures' starts from the border prior; init and init_labels are for "
+            "fidelity='means'. Drop them or pass fidelity='means'."
+        )
+    mask, info = run_mixtures(arr, -1 if has_channels else None, spacing, tau=tau, lam=lam,
+                              border_prior=border_prior, components=components,
+                              texture=texture, max_iter=max_iter, rng=gen, workers=workers,
+                              features=features)
+    phases = mask.astype(np.uint8)
+    order = foreground_order(phases, info["brightness"], foreground)
+    out = (phases if order[1] == 1 else 1 - phases).astype(np.uint8)
+    if objects == "one":
+        out = keep_one_object(out)
+    if not return_energy:
+        return out
+    info = {**info, "counts": np.bincount(out.ravel(), minlength=2).astype(np.int64),
+            "init": "border prior"}
+    return out, info
+
+
 def run_mixtures(
     image: np.ndarray,
     channel_axis: int | None,
@@ -72,24 +113,27 @@ def run_mixtures(
     max_iter: int,
     rng: np.random.Generator,
     workers: int | None = None,
+    features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Two-phase mixture region competition; returns (phase-1 mask, info).
 
     Phase 1 starts as the object of the border prior, so it is usually the object; the
     caller applies the ``foreground`` rule. ``max_iter`` caps the threshold-dynamics steps
     of each descent; ``info`` has ``rounds``, ``iterations`` (all steps) and ``brightness``
-    (mean lightness feature per phase, for the ``bright`` / ``dark`` rules).
+    (mean lightness feature per phase, for the ``bright`` / ``dark`` rules). ``features``:
+    :func:`working_features` of the image when the caller has them already.
     """
     arr = np.asarray(image)
     full_shape = arr.shape[:-1] if channel_axis is not None else arr.shape
-    feats = region_features(to_working_resolution(arr, channel_axis), channel_axis,
-                            texture_sigma=texture)
+    feats = (working_features(arr, channel_axis, texture) if features is None
+             else features)
     spatial = feats.shape[:-1]
     X = feats.reshape(-1, feats.shape[-1])
     u = initial_partition(feats)  # raises on a constant image
     prior = (border_prior * (border_geodesic(feats) - 0.5)).astype(np.float32)
     beta = np.float32(2.0 * lam / math.sqrt(tau))
     mixtures = PhaseMixtures(components, MAX_FIT, rng)
+    smooth = heat_smoother(spatial, tau, spacing, workers=workers)
     steps = rounds = 0
     score = np.zeros(spatial, np.float32)
     while rounds < OUTER_ROUNDS:
@@ -98,7 +142,7 @@ def run_mixtures(
         odds = mixtures.log_odds(X).reshape(spatial) + prior
         v = odds > 0
         for _ in range(max_iter):
-            psi = diffuse(v.astype(np.float32), tau, spacing, workers=workers)
+            psi = smooth(v.astype(np.float32))
             score = odds + beta * (2.0 * psi - 1.0)
             new = score > 0
             steps += 1
