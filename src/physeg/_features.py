@@ -146,12 +146,15 @@ def _border(stack: np.ndarray) -> np.ndarray:
 
 
 def pixel_features(image: np.ndarray, channel_axis: int | None, *,
-                   sigmas: Sequence[float] = SIGMAS, border: bool = True) -> np.ndarray:
+                   sigmas: Sequence[float] = SIGMAS, border: bool = True,
+                   extra: np.ndarray | None = None) -> np.ndarray:
     """float32 features (*spatial, F) of a 2D/3D grey or colour image (see the module notes).
 
     ``channel_axis`` is -1 or None (as after :func:`physeg._validate.check_image`). The number
     and order of features depend only on the channel layout (colour, grey, C channels), the
-    ``sigmas`` and ``border``.
+    ``sigmas`` and ``border``; ``extra`` (*spatial, e), channels computed by the caller, come
+    last. A view of a feature-major (F, *spatial) block (interleaving the planes into the last
+    axis cost 0.1 of 0.35 s on a 512² colour image; the forest reads both at the same speed).
     """
     chans, full = _channels(image, channel_axis)
     feats: list[np.ndarray] = []
@@ -159,7 +162,14 @@ def pixel_features(image: np.ndarray, channel_axis: int | None, *,
         feats += _bank(f, sigmas, is_full)
     if border:
         feats.append(_border(np.stack([10.0 * c for c in chans], axis=-1)))
-    return np.stack(feats, axis=-1).astype(np.float32, copy=False)
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.float32)
+        if extra.shape[:-1] != feats[0].shape:
+            raise ValueError(f"extra features of shape {extra.shape} for an image of spatial "
+                             f"shape {feats[0].shape}")
+        feats += [extra[..., j] for j in range(extra.shape[-1])]
+    block = np.stack([np.asarray(g, dtype=np.float32) for g in feats], axis=0)
+    return np.moveaxis(block, 0, -1)
 
 
 def mixture_features(F: np.ndarray, lay: str, sigmas: Sequence[float]) -> np.ndarray:
@@ -376,7 +386,7 @@ class Forest:
 
     def proba(self, X: np.ndarray) -> np.ndarray:
         """Mean class fractions over the trees, (rows, K) float64."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = np.asarray(X, dtype=np.float32)  # any strides: a feature-major view is not copied
         out = np.zeros((X.shape[0], self.n_classes))
         for i in range(0, X.shape[0], _CHUNK):
             block = X[i:i + _CHUNK]
@@ -457,9 +467,8 @@ class TrainingRows:
             cls_img = np.where(values[c] == m, c, -1)  # -1: unlabelled (or any other value)
             if progress is not None:
                 progress(i, n + 1, f"features of training image {i + 1}/{n}")
-            F = pixel_features(img, ca, border=border)
-            if extras is not None:
-                F = _append(F, extras[i])
+            F = pixel_features(img, ca, border=border,
+                               extra=None if extras is None else extras[i])
             X, y = sample_pixels(F, cls_img, samples, rng)
             Xs, ys, cls_maps = [*Xs, X], [*ys, y], [*cls_maps, cls_img]
         n_extra = 0 if extras is None else int(np.shape(extras[0])[-1])
@@ -527,12 +536,11 @@ class LearnedLikelihood:
         features a per-image colour model uses (:func:`mixture_features`).
         """
         self.check(image, channel_axis)
-        F = pixel_features(image, channel_axis, sigmas=self.sigmas, border=self.border)
-        n_base = F.shape[-1]
-        if self.n_extra:
-            if extra is None or np.shape(extra)[-1] != self.n_extra:
-                raise ValueError(f"this likelihood needs {self.n_extra} extra feature channels")
-            F = _append(F, extra)
+        if self.n_extra and (extra is None or np.shape(extra)[-1] != self.n_extra):
+            raise ValueError(f"this likelihood needs {self.n_extra} extra feature channels")
+        F = pixel_features(image, channel_axis, sigmas=self.sigmas, border=self.border,
+                           extra=extra if self.n_extra else None)
+        n_base = F.shape[-1] - self.n_extra
         p = self.forest.proba(F.reshape(-1, F.shape[-1]))
         logp = np.log(np.maximum(p, floor)).astype(np.float32).reshape(F.shape[:-1] + (-1,))
         if not with_border:
@@ -578,14 +586,6 @@ class LearnedLikelihood:
             raise ValueError(f"the forest expects {forest.n_features} features; a {lay} image "
                              f"gives {expected}")
         return out
-
-
-def _append(F: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    extra = np.asarray(extra, dtype=np.float32)
-    if extra.shape[:-1] != F.shape[:-1]:
-        raise ValueError(f"extra features of shape {extra.shape} for an image of spatial "
-                         f"shape {F.shape[:-1]}")
-    return np.concatenate([F, extra], axis=-1)
 
 
 def _n_features(lay: str, n_sigmas: int, border: bool) -> int:

@@ -136,6 +136,41 @@ def test_descend_energy_and_regularisation():
     assert np.mean(smooth == mask) > 0.99 > np.mean(raw == mask) + 0.05  # corners round
 
 
+@pytest.mark.parametrize("shape,tau", [((40, 57), 1.0), ((13, 20, 17), 1.0), ((30, 30), 3.0)])
+def test_scattered_change_equals_the_reflecting_filter(shape, tau):
+    """The incremental G*(change) of the binary descent is the smoother's output (borders and
+    corners included: the reflected margins are folded back)."""
+    from physeg.families.heat._learned import _scatter, _scatter_kernels
+    from physeg.families.heat._mbo import heat_smoother
+
+    gen = np.random.default_rng(1)
+    d = np.zeros(shape, np.float32)
+    idx = np.unique(np.r_[gen.choice(d.size, 25, replace=False), 0, d.size - 1])
+    sign = gen.choice([-1.0, 1.0], idx.size)
+    d.reshape(-1)[idx] = sign
+    kernels = _scatter_kernels(shape, tau, (1.0,) * len(shape))
+    full = heat_smoother(shape, tau)(d)
+    assert np.abs(_scatter(idx, sign, kernels, shape) - full).max() < 1e-6
+
+
+def test_binary_descent_equals_the_full_recomputation():
+    """Updating G*u by the flipped pixels gives the labels of re-filtering u at every step."""
+    from physeg.families.heat._mbo import heat_smoother
+
+    gen = np.random.default_rng(3)
+    _, mask = shape_image("circle", 64)
+    p1 = np.clip(np.where(mask > 0, 0.7, 0.3) + gen.normal(0, 0.25, mask.shape), 0.01, 0.99)
+    logp = np.log(np.stack([1 - p1, p1], -1)).astype(np.float32)
+    lab, steps = descend(logp, tau=1.0, lam=2.0, spacing=(1.0, 1.0))
+    smooth, v = heat_smoother(mask.shape, 1.0), p1 > 0.5
+    for ref_steps in range(1, 201):  # the plain loop: odds + beta (2 G*u - 1) > 0
+        new = logp[..., 1] - logp[..., 0] + 4.0 * (2.0 * smooth(v.astype(np.float32)) - 1) > 0
+        if np.array_equal(new, v):
+            break
+        v = new
+    assert steps == ref_steps > 2 and np.array_equal(lab, v.astype(np.intp))
+
+
 def _fitted(seed=0):
     gen = np.random.default_rng(seed)
     img, mask = shape_image("circle", 48, channels=3, shape_value=(0.9, 0.5, 0.1))

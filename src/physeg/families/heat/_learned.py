@@ -39,7 +39,7 @@ import numpy as np
 from ..._features import LEARN_PARAM_SPECS
 from ..._validate import as_rng, check_image, check_training_pairs
 from .._registry import Model, Param
-from ._mbo import diffuse
+from ._mbo import _FILTER_SIGMA, heat_smoother
 
 __all__ = ["LEARNED_FIT_PARAMS", "LearnedHeatModel", "fit_learned", "learned_from_dict"]
 
@@ -101,28 +101,81 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
     if lam <= 0:
         return lab.astype(np.intp), 0
     beta = np.float32(2.0 * lam / math.sqrt(tau))
+    # built once: diffuse() would rebuild the kernels at every step
+    smooth = heat_smoother(lab.shape, tau, spacing, workers=workers)
     steps = 0
     if K == 2:
-        odds = logp[..., 1] - logp[..., 0]
+        # odds + β(2ψ - 1) > 0  <=>  ψ > (β - odds) / 2β: one comparison per step
+        thr = (float(beta) - (logp[..., 1] - logp[..., 0]).astype(np.float64)) / (2.0 * beta)
         v = lab == 1
+        kernels = _scatter_kernels(lab.shape, tau, spacing)
+        psi = smooth(v.astype(np.float32)).astype(np.float64)
         for _ in range(max_iter):
-            # the Gaussian filter where it agrees with the DCT (τ = 1: 5x cheaper), see diffuse
-            psi = diffuse(v.astype(np.float32), tau, spacing, workers=workers)
-            new = odds + beta * (2.0 * psi - 1.0) > 0
+            new = psi > thr
             steps += 1
-            if np.array_equal(new, v):
+            changed = np.flatnonzero(new != v)
+            if changed.size == 0:
                 break
             v = new
+            # after the first steps a few hundred of 262 144 pixels flip: G_τ*u is updated by
+            # G_τ*(their change) (15 ms of 20 per step saved on a 512² image); the full
+            # filter again when the flips cost more than it
+            if kernels is None or changed.size * kernels[0].size ** v.ndim > v.size:
+                psi = smooth(v.astype(np.float32)).astype(np.float64)
+            else:
+                psi += _scatter(changed, np.where(v.reshape(-1)[changed], 1.0, -1.0), kernels,
+                                v.shape)
         return v.astype(np.intp), steps
     for _ in range(max_iter):
-        psi = np.stack([diffuse((lab == k).astype(np.float32), tau, spacing, workers=workers)
-                        for k in range(K)], axis=-1)
-        new = np.argmax(logp + beta * psi, axis=-1)
+        psi = smooth(np.stack([lab == k for k in range(K)]).astype(np.float32))
+        new = np.argmax(logp + beta * np.moveaxis(psi, 0, -1), axis=-1)
         steps += 1
         if np.array_equal(new, lab):
             break
         lab = new
     return lab.astype(np.intp), steps
+
+
+def _scatter_kernels(shape: Sequence[int], tau: float,
+                     spacing: Sequence[float]) -> list[np.ndarray] | None:
+    """The 1D kernels of :func:`._mbo.heat_smoother`'s filter (the same formula), or None where
+    it uses the DCT or an axis is shorter than the kernel (several reflections)."""
+    sigmas = [math.sqrt(2.0 * tau) / h for h in spacing]
+    if not (math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA):
+        return None
+    kernels = []
+    for sigma, n in zip(sigmas, shape, strict=True):
+        x = np.arange(-int(4.0 * sigma + 0.5), int(4.0 * sigma + 0.5) + 1)
+        if n < x.size:
+            return None
+        phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+        kernels.append(phi / phi.sum())
+    return kernels if len({k.size for k in kernels}) == 1 else None
+
+
+def _scatter(idx: np.ndarray, sign: np.ndarray, kernels: list[np.ndarray],
+             shape: tuple[int, ...]) -> np.ndarray:
+    """G*d for d = ``sign`` at the flat indices ``idx`` (0 elsewhere), equal to the separable
+    reflecting filter: the kernels are added around each pixel in an array padded by the
+    radius r, and the margins folded back onto their mirror pixels (the filter is symmetric,
+    so scattering equals gathering). float64, ``shape``."""
+    r = kernels[0].size // 2
+    ext = tuple(n + 2 * r for n in shape)
+    w = kernels[0]
+    for k in kernels[1:]:
+        w = np.multiply.outer(w, k)
+    off = np.ravel_multi_index(np.indices(w.shape).reshape(len(shape), -1), ext)
+    base = np.ravel_multi_index(np.unravel_index(idx, shape), ext)
+    e = np.bincount((base[:, None] + off[None, :]).ravel(),
+                    weights=(sign[:, None] * w.reshape(1, -1)).ravel(),
+                    minlength=int(np.prod(ext))).reshape(ext)
+    for axis, n in enumerate(shape):
+        e = np.moveaxis(e, axis, 0)
+        core = e[r:r + n].copy()
+        core[:r] += e[r - 1::-1]
+        core[n - r:] += e[r + n:][::-1]
+        e = np.moveaxis(core, 0, axis)
+    return e
 
 
 class LearnedHeatModel(Model):

@@ -1,0 +1,121 @@
+"""Few labels: prediction time of ``physeg.fit("heat", ...)`` on 512² colour images, one thread.
+
+Regenerate::
+
+    OMP_NUM_THREADS=1 nice python benchmarks/few_labels_timing.py [--data DIR] [--repeats 3]
+
+Protocol: a learned heat model is fitted on the S = 3 training images of ``few_labels.py``'s
+first ph2 draw (its defaults, its seed); the images timed are 512 x 512 centre crops of the
+next ``--images`` ph2 development images that are neither training nor test images of that
+benchmark. Every image is predicted ``--repeats`` times with ``adapt=0`` and ``adapt=1``
+(``model.predict``, wall seconds, after one untimed warm-up call); the table gives the median
+and the maximum over images x repeats, and the median of each stage (no-label prior features,
+pixel features, forest, prior shift + descent + adaptation). The target of issue 16 is
+<= 1 s per image. Wall time on a shared machine: the load average is recorded with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import _common  # noqa: E402
+
+_common.single_thread()
+
+import numpy as np  # noqa: E402
+
+import few_labels as fl  # noqa: E402
+
+
+def crop(img: np.ndarray, size: int = 512) -> np.ndarray:
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        raise ValueError(f"image {img.shape} is smaller than {size}²")
+    r, c = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[r:r + size, c:c + size])
+
+
+def stages(model, img: np.ndarray, adapt: float) -> dict[str, float]:
+    """Seconds of each stage of ``model.predict`` (the same calls, timed apart)."""
+    from physeg._features import pixel_features
+    from physeg._validate import as_rng
+    from physeg.families.heat._learned import prior_channels, segment_posterior
+
+    lik, p = model.likelihood, model.params
+    t = [time.perf_counter()]
+    extra = prior_channels(img, -1)
+    t.append(time.perf_counter())
+    F = pixel_features(img, -1, sigmas=lik.sigmas, border=lik.border, extra=extra)
+    t.append(time.perf_counter())
+    prob = lik.forest.proba(F.reshape(-1, F.shape[-1]))
+    t.append(time.perf_counter())
+    logp = np.log(np.maximum(prob, 1e-3)).astype(np.float32).reshape(F.shape[:-1] + (-1,))
+    border = F[..., F.shape[-1] - lik.n_extra - 1]
+    from physeg._features import mixture_features
+
+    mix = mixture_features(F, lik.layout, lik.sigmas)
+    segment_posterior(logp, border, mix, extra[..., 1], tau=p["tau"], lam=p["lam"], adapt=adapt,
+                      prior_weight=p["prior_weight"], spacing=(1.0, 1.0), rng=as_rng(0))
+    t.append(time.perf_counter())
+    d = np.diff(t)
+    return {"prior": d[0], "features": d[1], "forest": d[2], "regulariser": d[3]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_data_argument(ap)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--regenerate", default=None)
+    args = ap.parse_args()
+
+    import physeg
+
+    data, ds = Path(args.data), "ph2"
+    R = fl.rows(data, ds)
+    test, pool = fl.split(len(R), 8)
+    train_idx = fl.draw(pool, 3, 0, ds)
+    pairs = [fl.load(data, ds, R[i]) for i in train_idx]
+    model = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=3)
+    ids = [i for i in pool if i not in train_idx][:args.images]
+    imgs = [crop(fl.load(data, ds, R[i])[0]) for i in ids]
+    rows, walls = [], {0.0: [], 1.0: []}
+    for img in imgs:
+        for adapt in walls:
+            model.predict(img, channel_axis=-1, adapt=adapt)  # warm-up (imports, caches)
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                model.predict(img, channel_axis=-1, adapt=adapt)
+                walls[adapt].append(time.perf_counter() - t0)
+                rows.append({"adapt": adapt, **stages(model, img, adapt)})
+    out = {"environment": _common.environment(), "train_ids": [R[i]["id"] for i in train_idx],
+           "image_ids": [R[i]["id"] for i in ids], "fitted_params": model.params,
+           "wall_s": {str(a): w for a, w in walls.items()}, "stages": rows}
+    md = ["# Few labels: prediction time on 512² colour images (one thread)", "",
+          f"Model: `physeg.fit(\"heat\", ...)` on ph2 {out['train_ids']} (fitted adapt = "
+          f"{model.params['adapt']}, prior_weight = {model.params['prior_weight']}); images: "
+          f"512² centre crops of ph2 {out['image_ids']}; {args.repeats} repeats each; load "
+          f"average {out['environment']['load_average'][0]:.2f} on "
+          f"{out['environment']['cpus']} CPUs.", "",
+          "| adapt | median s | max s | prior | features | forest | regulariser | <= 1 s |",
+          "|---|---|---|---|---|---|---|---|"]
+    for a, w in walls.items():
+        st = [r for r in rows if r["adapt"] == a]
+        med = {k: float(np.median([r[k] for r in st])) for k in
+               ("prior", "features", "forest", "regulariser")}
+        md.append(f"| {a:g} | {np.median(w):.3f} | {np.max(w):.3f} | {med['prior']:.3f} | "
+                  f"{med['features']:.3f} | {med['forest']:.3f} | {med['regulariser']:.3f} | "
+                  f"{'yes' if np.median(w) <= 1.0 else 'no'} |")
+    cmd = args.regenerate or "OMP_NUM_THREADS=1 nice python benchmarks/few_labels_timing.py"
+    pj, pm = _common.write_results("few_labels_timing", out, "\n".join(md), regenerate=cmd)
+    print("\n".join(md))
+    print(pj, pm)
+
+
+if __name__ == "__main__":
+    main()
