@@ -27,9 +27,8 @@ import _common  # noqa: E402
 
 _common.single_thread()
 
-import numpy as np  # noqa: E402
-
 import few_labels as fl  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def crop(img: np.ndarray, size: int = 512) -> np.ndarray:
@@ -42,7 +41,7 @@ def crop(img: np.ndarray, size: int = 512) -> np.ndarray:
 
 def stages(model, img: np.ndarray, adapt: float) -> dict[str, float]:
     """Seconds of each stage of ``model.predict`` (the same calls, timed apart)."""
-    from physeg._features import pixel_features
+    from physeg._features import mixture_features, pixel_features
     from physeg._validate import as_rng
     from physeg.families.heat._learned import prior_channels, segment_posterior
 
@@ -56,8 +55,6 @@ def stages(model, img: np.ndarray, adapt: float) -> dict[str, float]:
     t.append(time.perf_counter())
     logp = np.log(np.maximum(prob, 1e-3)).astype(np.float32).reshape(F.shape[:-1] + (-1,))
     border = F[..., F.shape[-1] - lik.n_extra - 1]
-    from physeg._features import mixture_features
-
     mix = mixture_features(F, lik.layout, lik.sigmas)
     segment_posterior(logp, border, mix, extra[..., 1], tau=p["tau"], lam=p["lam"], adapt=adapt,
                       prior_weight=p["prior_weight"], spacing=(1.0, 1.0), rng=as_rng(0))

@@ -162,9 +162,10 @@ def test_binary_descent_equals_the_full_recomputation():
     p1 = np.clip(np.where(mask > 0, 0.7, 0.3) + gen.normal(0, 0.25, mask.shape), 0.01, 0.99)
     logp = np.log(np.stack([1 - p1, p1], -1)).astype(np.float32)
     lab, steps = descend(logp, tau=1.0, lam=2.0, spacing=(1.0, 1.0))
-    smooth, v = heat_smoother(mask.shape, 1.0), p1 > 0.5
-    for ref_steps in range(1, 201):  # the plain loop: odds + beta (2 G*u - 1) > 0
+    smooth, v, ref_steps = heat_smoother(mask.shape, 1.0), p1 > 0.5, 0
+    while ref_steps < 200:  # the plain loop: odds + beta (2 G*u - 1) > 0, beta = 4
         new = logp[..., 1] - logp[..., 0] + 4.0 * (2.0 * smooth(v.astype(np.float32)) - 1) > 0
+        ref_steps += 1
         if np.array_equal(new, v):
             break
         v = new

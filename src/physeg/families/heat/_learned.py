@@ -95,7 +95,33 @@ Progress = Callable[[int, "int | None", str], None]
 def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float],
             max_iter: int = _MAX_ITER, workers: int | None = None,
             start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Threshold dynamics on the fidelity ``-logp`` (*spatial, K); returns (labels, steps)."""
+    """Threshold dynamics on the fidelity ``-logp``; returns (labels, steps).
+
+    Parameters
+    ----------
+    logp : ndarray of float32, shape (*spatial, K)
+        Log-probabilities per class (the fidelity is their negative).
+    tau : float
+        Diffusion time (pixel²) of the heat kernel, > 0; the interface is smoothed over
+        about ``sqrt(2 tau)`` px per step.
+    lam : float
+        Perimeter weight in px per nat, >= 0; larger = smoother, shorter boundaries; 0
+        returns the pointwise argmax (0 steps).
+    spacing : sequence of float
+        Pixel size per spatial axis (> 0).
+    max_iter : int, optional
+        Most steps; the descent stops earlier when no pixel changes.
+    workers : int, optional
+        Threads of the DCT where the smoother uses it (None = one).
+    start : ndarray of int, optional
+        Start labels (default: the argmax of ``logp``).
+
+    Notes
+    -----
+    Binary: each step sets u = [G_τ*u > (β − odds)/2β], β = 2λ/√τ; after the first step
+    :math:`G_\tau*u` is updated by the scattered kernels of the flipped pixels
+    (:func:`_scatter`, equal to re-filtering to ~1e-8) while that is cheaper.
+    """
     K = logp.shape[-1]
     lab = np.argmax(logp, axis=-1) if start is None else start
     if lam <= 0:
