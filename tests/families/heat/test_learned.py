@@ -172,6 +172,28 @@ def test_binary_descent_equals_the_full_recomputation():
     assert steps == ref_steps > 2 and np.array_equal(lab, v.astype(np.intp))
 
 
+def test_three_class_descent_equals_the_full_recomputation():
+    """K = 3: the two indicator fields of every flipped pixel are updated by scattering; the
+    labels and the number of steps are those of re-filtering every field at every step."""
+    from scipy import ndimage as ndi
+
+    from physeg.families.heat._mbo import heat_smoother
+
+    gen = np.random.default_rng(2)
+    P = ndi.gaussian_filter(gen.dirichlet([1, 1, 1], size=(70, 90)), (2, 2, 0))
+    logp = np.log(P / P.sum(-1, keepdims=True)).astype(np.float32)
+    lab, steps = descend(logp, tau=1.0, lam=2.0, spacing=(1.0, 1.0))
+    smooth, ref, ref_steps = heat_smoother(lab.shape, 1.0), np.argmax(logp, -1), 0
+    while ref_steps < 200:
+        psi = np.stack([smooth((ref == k).astype(np.float32)) for k in range(3)], -1)
+        new = np.argmax(logp + np.float32(4.0) * psi, -1)
+        ref_steps += 1
+        if np.array_equal(new, ref):
+            break
+        ref = new
+    assert steps == ref_steps > 2 and np.array_equal(lab, ref)
+
+
 def _fitted(seed=0):
     gen = np.random.default_rng(seed)
     img, mask = shape_image("circle", 48, channels=3, shape_value=(0.9, 0.5, 0.1))
