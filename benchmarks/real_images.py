@@ -89,7 +89,9 @@ ANCHORS = ("skimage-otsu", "skimage-chan_vese", "skimage-morph_cv", "grabcut")
 #: Only what README.md documents; the lead adds to it. A row is ``method:name``.
 BEST: dict[str, dict[str, dict[str, Any]]] = {
     # the two region models of heat side by side (the default "auto" picks one per image)
-    "heat": {"means": {"fidelity": "means"}, "mixtures": {"fidelity": "mixtures"}},
+    # and the single-object post-processing (largest object, holes filled; issue 15 item 3)
+    "heat": {"means": {"fidelity": "means"}, "mixtures": {"fidelity": "mixtures"},
+             "one": {"objects": "one"}},
     # kinetic with the mixtures' object posterior as the particles' feature
     "kinetic": {"mixtures": {"fidelity": "mixtures"}},
 }
