@@ -351,11 +351,12 @@ def timing_targets(path: Path) -> list[dict]:
     512² colour image, one thread), when that file exists."""
     if not path.is_file():
         return []
-    walls = json.loads(path.read_text())["wall_s"]
-    return [{"target": f"prediction <= 1 s, 512² colour, adapt={float(a):g} (median s; "
-                       "few_labels_timing.md)", "dataset": "ph2", "S": 3,
+    res = json.loads(path.read_text())
+    return [{"target": f"prediction <= 1 s, 512² colour, {c.get('classes', 2)} classes, "
+                       f"adapt={float(a):g} (median s; few_labels_timing.md)",
+             "dataset": c.get("dataset", "ph2"), "S": 3,
              "value": float(np.median(w)), "met": float(np.median(w)) <= 1.0}
-            for a, w in walls.items()]
+            for c in res.get("cases", [res]) for a, w in c["wall_s"].items()]
 
 
 def markdown(summary: list[dict], tg: list[dict], meta: dict) -> str:

@@ -7,7 +7,8 @@ Regenerate::
 Protocol: a learned heat model is fitted on the S = 3 training images of ``few_labels.py``'s
 first ph2 draw (its defaults, its seed); the images timed are 512 x 512 centre crops of the
 next ``--images`` ph2 development images that are neither training nor test images of that
-benchmark. Every image is predicted ``--repeats`` times with ``adapt=0`` and ``adapt=1``
+benchmark. The same for wbc (a three-class model; its 120² images upscaled to 512²).
+Every image is predicted ``--repeats`` times with ``adapt=0`` and ``adapt=1``
 (``model.predict``, wall seconds, after one untimed warm-up call); the table gives the median
 and the maximum over images x repeats, and the median of each stage (no-label prior features,
 pixel features, forest, prior shift + descent + adaptation). The target of issue 16 is
@@ -63,24 +64,26 @@ def stages(model, img: np.ndarray, adapt: float) -> dict[str, float]:
     return {"prior": d[0], "features": d[1], "forest": d[2], "regulariser": d[3]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _common.add_data_argument(ap)
-    ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--regenerate", default=None)
-    args = ap.parse_args()
+def upscale(img: np.ndarray, size: int = 512) -> np.ndarray:
+    from skimage.transform import resize
 
+    return resize(img, (size, size), order=1, preserve_range=True).astype(img.dtype)
+
+
+def time_case(ds: str, data: Path, args) -> dict:
+    """Fit on the first draw's S = 3 images of ``ds``, time 512² versions of the next
+    ``args.images`` development images (ph2: centre crops; wbc, 120² cells: bilinear
+    upscales, a three-class model)."""
     import physeg
 
-    data, ds = Path(args.data), "ph2"
     R = fl.rows(data, ds)
     test, pool = fl.split(len(R), 8)
     train_idx = fl.draw(pool, 3, 0, ds)
     pairs = [fl.load(data, ds, R[i]) for i in train_idx]
     model = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=3)
     ids = [i for i in pool if i not in train_idx][:args.images]
-    imgs = [crop(fl.load(data, ds, R[i])[0]) for i in ids]
+    make = crop if ds == "ph2" else upscale
+    imgs = [make(fl.load(data, ds, R[i])[0]) for i in ids]
     rows, walls = [], {0.0: [], 1.0: []}
     for img in imgs:
         for adapt in walls:
@@ -90,24 +93,43 @@ def main() -> None:
                 model.predict(img, channel_axis=-1, adapt=adapt)
                 walls[adapt].append(time.perf_counter() - t0)
                 rows.append({"adapt": adapt, **stages(model, img, adapt)})
-    out = {"environment": _common.environment(), "train_ids": [R[i]["id"] for i in train_idx],
-           "image_ids": [R[i]["id"] for i in ids], "fitted_params": model.params,
-           "wall_s": {str(a): w for a, w in walls.items()}, "stages": rows}
+    return {"dataset": ds, "classes": len(model.likelihood.values),
+            "train_ids": [R[i]["id"] for i in train_idx], "image_ids": [R[i]["id"] for i in ids],
+            "fitted_params": model.params, "wall_s": {str(a): w for a, w in walls.items()},
+            "stages": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_data_argument(ap)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--regenerate", default=None)
+    args = ap.parse_args()
+
+    data = Path(args.data)
+    cases = [time_case(ds, data, args) for ds in ("ph2", "wbc")]
+    env = _common.environment()
+    # the binary ph2 case is the target's row (few_labels.py reads wall_s)
+    out = {"environment": env, **cases[0], "cases": cases}
     md = ["# Few labels: prediction time on 512² colour images (one thread)", "",
-          f"Model: `physeg.fit(\"heat\", ...)` on ph2 {out['train_ids']} (fitted adapt = "
-          f"{model.params['adapt']}, prior_weight = {model.params['prior_weight']}); images: "
-          f"512² centre crops of ph2 {out['image_ids']}; {args.repeats} repeats each; load "
-          f"average {out['environment']['load_average'][0]:.2f} on "
-          f"{out['environment']['cpus']} CPUs.", "",
-          "| adapt | median s | max s | prior | features | forest | regulariser | <= 1 s |",
-          "|---|---|---|---|---|---|---|---|"]
-    for a, w in walls.items():
-        st = [r for r in rows if r["adapt"] == a]
-        med = {k: float(np.median([r[k] for r in st])) for k in
-               ("prior", "features", "forest", "regulariser")}
-        md.append(f"| {a:g} | {np.median(w):.3f} | {np.max(w):.3f} | {med['prior']:.3f} | "
-                  f"{med['features']:.3f} | {med['forest']:.3f} | {med['regulariser']:.3f} | "
-                  f"{'yes' if np.median(w) <= 1.0 else 'no'} |")
+          f"Models: `physeg.fit(\"heat\", ...)` on the S = 3 images of few_labels.py's first "
+          f"draw; {args.repeats} repeats per image; load average {env['load_average'][0]:.2f} "
+          f"on {env['cpus']} CPUs.", "",
+          "| dataset | classes | images | adapt | median s | max s | prior | features | forest "
+          "| regulariser | <= 1 s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        for a, w in c["wall_s"].items():
+            st = [r for r in c["stages"] if r["adapt"] == float(a)]
+            med = {k: float(np.median([r[k] for r in st])) for k in
+                   ("prior", "features", "forest", "regulariser")}
+            what = "512² crops" if c["dataset"] == "ph2" else "512² upscales"
+            md.append(f"| {c['dataset']} | {c['classes']} | {what} of {', '.join(c['image_ids'])}"
+                      f" | {float(a):g} | {np.median(w):.3f} | {np.max(w):.3f} | "
+                      f"{med['prior']:.3f} | {med['features']:.3f} | {med['forest']:.3f} | "
+                      f"{med['regulariser']:.3f} | {'yes' if np.median(w) <= 1.0 else 'no'} |")
+    md += ["", "Fitted parameters: " + "; ".join(f"{c['dataset']} {c['fitted_params']}"
+                                              for c in cases)]
     cmd = args.regenerate or "OMP_NUM_THREADS=1 nice python benchmarks/few_labels_timing.py"
     pj, pm = _common.write_results("few_labels_timing", out, "\n".join(md), regenerate=cmd)
     print("\n".join(md))

@@ -120,7 +120,7 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
     -----
     Binary: each step sets u = [G_τ*u > (β − odds)/2β], β = 2λ/√τ; after the first step
     :math:`G_\tau*u` is updated by the scattered kernels of the flipped pixels
-    (:func:`_scatter`, equal to re-filtering to ~1e-8) while that is cheaper.
+    (:func:`_scatter_add`, equal to re-filtering to ~1e-8) while that is cheaper.
     """
     K = logp.shape[-1]
     lab = np.argmax(logp, axis=-1) if start is None else start
@@ -149,12 +149,11 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
             if kernels is None or changed.size * kernels[0].size ** v.ndim > v.size:
                 psi = smooth(v.astype(np.float32)).astype(np.float64)
             else:
-                psi += _scatter(changed, np.where(v.reshape(-1)[changed], 1.0, -1.0), kernels,
-                                v.shape)
+                _scatter_add(psi.reshape(-1), changed, np.where(v.reshape(-1)[changed], 1.0, -1.0),
+                             kernels, v.shape)
         return v.astype(np.intp), steps
     kernels = _scatter_kernels(lab.shape, tau, spacing)
-    psi = np.moveaxis(smooth(np.stack([lab == k for k in range(K)]).astype(np.float32)), 0, -1)
-    psi = psi.astype(np.float64)
+    psi = _phase_fields(smooth, lab, K)
     for _ in range(max_iter):
         new = np.argmax(logp + beta * psi, axis=-1)
         steps += 1
@@ -165,14 +164,21 @@ def descend(logp: np.ndarray, *, tau: float, lam: float, spacing: Sequence[float
         lab = new
         # as for K = 2: the two indicator fields of each flipped pixel change by -1 / +1
         if kernels is None or 2 * changed.size * kernels[0].size ** lab.ndim > lab.size:
-            psi = np.moveaxis(smooth(np.stack([lab == k for k in range(K)]).astype(np.float32)),
-                              0, -1).astype(np.float64)
+            psi = _phase_fields(smooth, lab, K)
             continue
+        flat_psi = psi.reshape(-1)  # (pixels, K), C-ordered: pixel p, class k at p K + k
         for k in np.unique(np.concatenate([was, now])):
             idx = np.concatenate([changed[now == k], changed[was == k]])
             sign = np.concatenate([np.ones(int((now == k).sum())), -np.ones(int((was == k).sum()))])
-            psi[..., k] += _scatter(idx, sign, kernels, lab.shape)
+            _scatter_add(flat_psi, idx, sign, kernels, lab.shape, stride=K, offset=int(k))
     return lab.astype(np.intp), steps
+
+
+def _phase_fields(smooth: Callable[[np.ndarray], np.ndarray], lab: np.ndarray,
+                  K: int) -> np.ndarray:
+    """G*[lab == k] for every class, C-ordered float64 (*spatial, K) (updated in place)."""
+    u = np.stack([lab == k for k in range(K)]).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(smooth(u), 0, -1), dtype=np.float64)
 
 
 def _scatter_kernels(shape: Sequence[int], tau: float,
@@ -192,29 +198,27 @@ def _scatter_kernels(shape: Sequence[int], tau: float,
     return kernels if len({k.size for k in kernels}) == 1 else None
 
 
-def _scatter(idx: np.ndarray, sign: np.ndarray, kernels: list[np.ndarray],
-             shape: tuple[int, ...]) -> np.ndarray:
-    """G*d for d = ``sign`` at the flat indices ``idx`` (0 elsewhere), equal to the separable
-    reflecting filter: the kernels are added around each pixel in an array padded by the
-    radius r, and the margins folded back onto their mirror pixels (the filter is symmetric,
-    so scattering equals gathering). float64, ``shape``."""
-    r = kernels[0].size // 2
-    ext = tuple(n + 2 * r for n in shape)
-    w = kernels[0]
-    for k in kernels[1:]:
-        w = np.multiply.outer(w, k)
-    off = np.ravel_multi_index(np.indices(w.shape).reshape(len(shape), -1), ext)
-    base = np.ravel_multi_index(np.unravel_index(idx, shape), ext)
-    e = np.bincount((base[:, None] + off[None, :]).ravel(),
-                    weights=(sign[:, None] * w.reshape(1, -1)).ravel(),
-                    minlength=int(np.prod(ext))).reshape(ext)
-    for axis, n in enumerate(shape):
-        e = np.moveaxis(e, axis, 0)
-        core = e[r:r + n].copy()
-        core[:r] += e[r - 1::-1]
-        core[n - r:] += e[r + n:][::-1]
-        e = np.moveaxis(core, 0, axis)
-    return e
+def _scatter_add(out: np.ndarray, idx: np.ndarray, sign: np.ndarray,
+                 kernels: list[np.ndarray], shape: tuple[int, ...], *, stride: int = 1,
+                 offset: int = 0) -> None:
+    """Add G*d to ``out`` (flat float64; pixel p at ``p * stride + offset``) for d = ``sign``
+    at the flat pixel indices ``idx`` (0 elsewhere), equal to the separable reflecting filter:
+    each kernel tap lands on its target pixel, a target beyond an edge on its mirror pixel
+    (scipy's ``reflect``: -1 -> 0, n -> n - 1; the filter is symmetric, so scattering equals
+    gathering). Costs len(idx) x taps, not the image size."""
+    coords = np.unravel_index(idx, shape)
+    flat = np.zeros((idx.size,) + (1,) * len(shape), np.intp)
+    w = sign.reshape(flat.shape).astype(np.float64)
+    for axis, (c, n, k) in enumerate(zip(coords, shape, kernels, strict=True)):
+        r = k.size // 2
+        t = c[:, None] + np.arange(-r, r + 1)
+        t = np.where(t < 0, -t - 1, np.where(t >= n, 2 * n - 1 - t, t))
+        view = [idx.size] + [1] * len(shape)
+        view[axis + 1] = k.size
+        flat = flat * n + t.reshape(view)
+        w = w * k.reshape([1] * (axis + 1) + [k.size] + [1] * (len(shape) - axis - 1))
+    flat, w = np.broadcast_arrays(flat, w)
+    np.add.at(out, flat.ravel() * stride + offset, w.ravel())
 
 
 class LearnedHeatModel(Model):
