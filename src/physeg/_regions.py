@@ -133,12 +133,11 @@ def may_be_many_objects(features: np.ndarray) -> bool:
     mixtures' own, so the test costs one Otsu threshold). Otsu's threshold of the lightness
     (Gaussian-smoothed, σ = 1 working pixel), the phase holding less of the border as the
     objects: at least 8 objects of at least 0.1 % of the image, the largest under 70 % of
-    them. Measured against
-    the probe it guards (region means at 40 000 px and at full resolution, ``many_objects``'
-    defaults): it passed all 17 stained-nuclei tuning images (dsb2018 colour, every third
-    development image from the second and from the third on; every image the probe called
-    "many" among them) and 12 of the 82 development horses, so the probe (0.05-0.2 s on a
-    horse) runs on those 12 only.
+    them. Measured against the probe it guards (region means at 40 000 px and at full
+    resolution, ``many_objects``' defaults): it passed all 17 stained-nuclei tuning images
+    (dsb2018 colour, every third development image from the second and from the third on;
+    every image the probe called "many" among them) and 12 of the 82 development horses, so
+    the probe (0.05-0.2 s on a horse) runs on those 12 only.
     """
     from scipy import ndimage as ndi
 
@@ -296,15 +295,16 @@ def em_steps(model: Any, X: np.ndarray, *, max_iter: int = 3, tol: float = 1e-2,
         \sigma^2_c = \textstyle\sum_n r_{nc}x_n^2/N_c - \mu_c^2 + \text{reg}.
 
     The same iterates as ``GaussianMixture(covariance_type="diag", weights_init=...,
-    means_init=..., precisions_init=..., max_iter, tol, reg_covar).fit(X)`` (tested to 1e-8),
+    means_init=..., precisions_init=..., max_iter, tol, reg_covar).fit(X)`` (tested to 1e-9),
     without its per-call validation and its k-means++ initialisation, which a warm start
     discards: 1.6 instead of 6.9 ms for 3 steps on 2 000 pixels with 5 components (one
     thread), and the region competition re-fits 10 times per image. The arrays are laid out
     (components, pixels) so that every reduction runs over the short axis.
     """
-    Xt = np.asarray(X, np.float64).T                                 # (F, N): the reductions
-    n = Xt.shape[1]                                                  # run over components,
-    Xt2 = Xt * Xt                                                    # the long axis is last
+    # (F, N) and (C, N) arrays: the reductions run over the components, the long axis last
+    Xt = np.asarray(X, np.float64).T
+    n = Xt.shape[1]
+    Xt2 = Xt * Xt
     weights, means, precisions = model.weights_, model.means_, model.precisions_
     previous = -np.inf
     for _ in range(max_iter):
@@ -390,7 +390,8 @@ class PhaseMixtures:
 
 
 def _log_density(model: Any, X: np.ndarray) -> np.ndarray:
-    r"""``model.score_samples(X)`` of a fitted diagonal ``GaussianMixture``, in float32.
+    r"""``model.score_samples(X)`` of a fitted diagonal ``GaussianMixture`` (or
+    :class:`DiagonalMixture`), in float32.
 
     The same density from the fitted parameters, written as two matrix products
     (:math:`\sum_d p_{kd}(x_d-\mu_{kd})^2 = (x^2) p_k - 2 x (p_k\mu_k) + \sum_d p_{kd}\mu_{kd}^2`)
