@@ -577,3 +577,26 @@ def _distance_to_boundary(mask):
     from scipy import ndimage as ndi
 
     return np.maximum(ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
+
+
+def test_large_grey_images_of_many_objects_run_the_particles_at_65000_px(monkeypatch):
+    # 400 x 400 grey nuclei: the posterior at full resolution, the particles at ~65 000 px
+    pytest.importorskip("sklearn")
+    seen = []
+    run = _dsmc.run_particle_model
+
+    def recording(features, *args, **kwargs):
+        seen.append(features.shape[:2])
+        return run(features, *args, **kwargs)
+
+    monkeypatch.setattr(_dsmc, "run_particle_model", recording)
+    gen = np.random.default_rng(6)
+    yy, xx = np.mgrid[:400, :400]
+    nuclei = np.zeros((400, 400), bool)
+    for cy, cx in gen.integers(30, 370, (12, 2)):
+        nuclei |= (yy - cy) ** 2 + (xx - cx) ** 2 < 14**2
+    img = np.clip(np.where(nuclei, 0.8, 0.1) + gen.normal(0, 0.05, nuclei.shape), 0, 1)
+    lab = physeg.segment(img, "kinetic", rng=0)
+    assert lab.shape == nuclei.shape
+    assert len(seen) == 1 and 60_000 <= seen[0][0] * seen[0][1] <= 70_000
+    assert 2 * np.sum((lab == 1) & nuclei) / (np.sum(lab == 1) + nuclei.sum()) > 0.95
