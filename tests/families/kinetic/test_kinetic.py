@@ -547,10 +547,9 @@ def test_auto_gives_grey_nuclei_the_posterior_feature_and_one_object_the_intensi
     assert _auto_fidelity(img, None, 3)[0] == "means"
 
 
-def test_large_colour_images_run_the_particles_at_the_working_resolution(monkeypatch):
-    # 200 x 240 = 48 000 px: the posterior and the particles at about 10 000 px, the labels
-    # interpolated back to full size; the disc's boundary within about one working pixel
-    pytest.importorskip("sklearn")
+@pytest.fixture
+def particle_grids(monkeypatch):
+    """The (rows, cols) of every feature image the particle model is run on."""
     seen = []
     run = _dsmc.run_particle_model
 
@@ -559,6 +558,13 @@ def test_large_colour_images_run_the_particles_at_the_working_resolution(monkeyp
         return run(features, *args, **kwargs)
 
     monkeypatch.setattr(_dsmc, "run_particle_model", recording)
+    return seen
+
+
+def test_large_colour_images_run_the_particles_at_the_working_resolution(particle_grids):
+    # 200 x 240 = 48 000 px: the posterior and the particles at about 10 000 px, the labels
+    # interpolated back to full size; the disc's boundary within about one working pixel
+    pytest.importorskip("sklearn")
     gen = np.random.default_rng(5)
     yy, xx = np.mgrid[:200, :240]
     disc = (yy - 95) ** 2 + (xx - 125) ** 2 < 55**2
@@ -566,8 +572,8 @@ def test_large_colour_images_run_the_particles_at_the_working_resolution(monkeyp
     img = np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1)
     lab = physeg.segment(img, "kinetic", channel_axis=-1, rng=0)
     assert lab.shape == disc.shape and lab.dtype == np.uint8
-    assert len(seen) == 1 and 9000 <= seen[0][0] * seen[0][1] <= 11000
-    assert 2 * np.sum((lab == 1) & disc) / (np.sum(lab == 1) + disc.sum()) > 0.97
+    assert len(particle_grids) == 1 and 9000 <= np.prod(particle_grids[0]) <= 11000
+    assert _dice(lab == 1, disc) > 0.97
     wrong = (lab == 1) != disc
     assert _distance_to_boundary(disc)[wrong].max() <= 4  # about 2 working pixels
 
@@ -579,17 +585,9 @@ def _distance_to_boundary(mask):
     return np.maximum(ndi.distance_transform_edt(mask), ndi.distance_transform_edt(~mask))
 
 
-def test_large_grey_images_of_many_objects_run_the_particles_at_65000_px(monkeypatch):
+def test_large_grey_images_of_many_objects_run_the_particles_at_65000_px(particle_grids):
     # 400 x 400 grey nuclei: the posterior at full resolution, the particles at ~65 000 px
     pytest.importorskip("sklearn")
-    seen = []
-    run = _dsmc.run_particle_model
-
-    def recording(features, *args, **kwargs):
-        seen.append(features.shape[:2])
-        return run(features, *args, **kwargs)
-
-    monkeypatch.setattr(_dsmc, "run_particle_model", recording)
     gen = np.random.default_rng(6)
     yy, xx = np.mgrid[:400, :400]
     nuclei = np.zeros((400, 400), bool)
@@ -598,5 +596,5 @@ def test_large_grey_images_of_many_objects_run_the_particles_at_65000_px(monkeyp
     img = np.clip(np.where(nuclei, 0.8, 0.1) + gen.normal(0, 0.05, nuclei.shape), 0, 1)
     lab = physeg.segment(img, "kinetic", rng=0)
     assert lab.shape == nuclei.shape
-    assert len(seen) == 1 and 60_000 <= seen[0][0] * seen[0][1] <= 70_000
-    assert 2 * np.sum((lab == 1) & nuclei) / (np.sum(lab == 1) + nuclei.sum()) > 0.95
+    assert len(particle_grids) == 1 and 60_000 <= np.prod(particle_grids[0]) <= 70_000
+    assert _dice(lab == 1, nuclei) > 0.95

@@ -39,7 +39,7 @@ import numpy as np
 from ..._features import LEARN_PARAM_SPECS
 from ..._validate import as_rng, check_image, check_training_pairs
 from .._registry import Model, Param
-from ._mbo import _FILTER_SIGMA, heat_smoother
+from ._mbo import filter_kernels, heat_smoother
 
 __all__ = ["LEARNED_FIT_PARAMS", "LearnedHeatModel", "fit_learned", "learned_from_dict"]
 
@@ -183,18 +183,12 @@ def _phase_fields(smooth: Callable[[np.ndarray], np.ndarray], lab: np.ndarray,
 
 def _scatter_kernels(shape: Sequence[int], tau: float,
                      spacing: Sequence[float]) -> list[np.ndarray] | None:
-    """The 1D kernels of :func:`._mbo.heat_smoother`'s filter (the same formula), or None where
-    it uses the DCT or an axis is shorter than the kernel (several reflections)."""
-    sigmas = [math.sqrt(2.0 * tau) / h for h in spacing]
-    if not (math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA):
+    """The 1D kernels of :func:`._mbo.heat_smoother`'s filter (:func:`._mbo.filter_kernels`),
+    or None where it uses the DCT, an axis is shorter than the kernel (several reflections) or
+    the axes' kernels differ in length."""
+    kernels = filter_kernels(tau, spacing)
+    if kernels is None or any(n < k.size for n, k in zip(shape, kernels, strict=True)):
         return None
-    kernels = []
-    for sigma, n in zip(sigmas, shape, strict=True):
-        x = np.arange(-int(4.0 * sigma + 0.5), int(4.0 * sigma + 0.5) + 1)
-        if n < x.size:
-            return None
-        phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-        kernels.append(phi / phi.sum())
     return kernels if len({k.size for k in kernels}) == 1 else None
 
 

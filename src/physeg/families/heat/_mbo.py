@@ -28,6 +28,7 @@ __all__ = [
     "kmeans_labels",
     "otsu_labels",
     "otsu_threshold_1d",
+    "filter_kernels",
     "heat_smoother",
     "run_binary",
     "run_multi",
@@ -109,6 +110,22 @@ def heat_step(
 _FILTER_SIGMA = 3.0
 
 
+def filter_kernels(tau: float, spacing: Sequence[float]) -> list[np.ndarray] | None:
+    """The 1D kernels (one per axis, float64, normalised) of the truncated (4σ) Gaussian filter
+    that :func:`heat_smoother` applies for diffusion time ``tau``, or None where it uses the
+    DCT (σ = √(2τ)/h outside [√2, 3] px on some axis). scipy's ``gaussian_filter`` kernels:
+    ``exp(-x² / 2σ²)`` on ``|x| <= int(4σ + 0.5)``, divided by their sum."""
+    sigmas = [math.sqrt(2.0 * tau) / float(h) for h in spacing]
+    if not (math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA):
+        return None
+    kernels = []
+    for sigma in sigmas:
+        x = np.arange(-int(4.0 * sigma + 0.5), int(4.0 * sigma + 0.5) + 1)
+        phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+        kernels.append(phi / phi.sum())
+    return kernels
+
+
 def heat_smoother(shape: Sequence[int], tau: float, spacing: Sequence[float] | None = None, *,
                   workers: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     r"""The Neumann heat semigroup :math:`u\mapsto G_\tau * u` on fields of spatial ``shape``.
@@ -123,18 +140,12 @@ def heat_smoother(shape: Sequence[int], tau: float, spacing: Sequence[float] | N
     """
     shape = tuple(int(n) for n in shape)
     spacing = (1.0,) * len(shape) if spacing is None else tuple(float(h) for h in spacing)
-    sigmas = [math.sqrt(2.0 * tau) / h for h in spacing]
-    if math.sqrt(2.0) - 1e-9 <= min(sigmas) and max(sigmas) <= _FILTER_SIGMA:
+    kernels = filter_kernels(tau, spacing)
+    if kernels is not None:
         from scipy import ndimage as ndi
 
         # scipy's gaussian_filter, with its 1D kernels computed once instead of at every step
         # (the same kernels and passes: identical output)
-        kernels = []
-        for sigma in sigmas:
-            x = np.arange(-int(4.0 * sigma + 0.5), int(4.0 * sigma + 0.5) + 1)
-            phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-            kernels.append(phi / phi.sum())
-
         def by_filter(u: np.ndarray) -> np.ndarray:
             out = u.astype(np.float32, copy=False)
             first = u.ndim - len(shape)  # leading axes: the phases, not smoothed
