@@ -154,3 +154,30 @@ def test_auto_keeps_the_means_for_a_colour_image_of_many_nuclei():
 def _disc_mask(size=96):
     yy, xx = np.mgrid[:size, :size]
     return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
+
+
+def test_auto_takes_the_means_when_both_models_see_a_few_separate_nuclei():
+    # 5 nuclei: too few for the means-alone rule (8) and its cheap gate, but the mixtures'
+    # own answer is 5 separate objects, which contradicts their one-object prior, and the
+    # means' probe agrees (4 or more, none dominant): the second rule takes the means
+    from scipy import ndimage as ndi
+
+    from physeg._regions import may_be_many_objects
+    from physeg.families.heat._mixtures import working_features
+
+    gen = np.random.default_rng(7)
+    yy, xx = np.mgrid[:96, :96]
+    mask = np.zeros((96, 96), bool)
+    for cy, cx in [(25, 25), (25, 70), (48, 48), (70, 25), (70, 70)]:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 49
+    img = np.where(mask[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
+    img = np.clip(img + gen.normal(0, 0.04, img.shape), 0, 1)
+    assert not may_be_many_objects(working_features(img, -1, 0.0))
+    mixtures = segment_heat(img, channel_axis=-1, rng=0, fidelity="mixtures")
+    assert ndi.label(mixtures == 1)[1] >= 4
+    auto, info = segment_heat(img, channel_axis=-1, rng=0, return_energy=True)
+    assert info["init"] != "border prior"  # the means path ran
+    assert _dice(auto == 1, mask) > 0.95
+    # objects="one" after the rule: the means' largest nucleus, not the mixtures'
+    one = segment_heat(img, channel_axis=-1, rng=0, objects="one")
+    assert ndi.label(one == 1)[1] == 1 and np.all(mask[one == 1])

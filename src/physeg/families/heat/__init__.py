@@ -236,8 +236,10 @@ def segment_heat(
         10 000 pixels (τ and λ in those pixels) and interpolates the result back.
         ``"auto"``: mixtures for a binary colour image (not a grey image stored as RGB) unless
         its region means already find many separate objects (8 or more, none holding 35 %
-        of the foreground: nuclei, cells), means otherwise. Fails for: a colour image of a
-        few objects (the prior favours one), and grey photographs of one object (means).
+        of the foreground: nuclei, cells), or both models do (the mixtures' own answer 4 or
+        more objects, the means' too; :func:`._mixtures.segment_colour_auto`), means
+        otherwise. Fails for: a colour image of 2-3 objects (the prior favours one), clumped
+        nuclei the means merge into one, and grey photographs of one object (means).
     foreground : {"auto", "bright", "dark"}, default "auto"
         Which phase is label 1: ``"auto"`` = the one holding less of the image border (ties:
         the minority; fails for an object that fills the frame), ``"bright"`` / ``"dark"`` =
@@ -323,7 +325,6 @@ def segment_heat(
         spacing = (1.0,) * ndim
     vol = float(np.prod(spacing))
 
-    work_features = None  # the mixtures' working-resolution features, when the rule made them
     if fidelity == "auto":
         # measured (benchmarks/results/real_images.md, every 3rd development image): mixtures
         # win on colour photographs of one object (horses 0.83 vs 0.51, skin lesions 0.86 vs
@@ -331,12 +332,7 @@ def segment_heat(
         # and on the synthetic grid; on colour images of many objects, which the means
         # recognise themselves (physeg._regions.many_objects), the means win too (5 stained
         # nuclei tuning images: 0.85 vs 0.64; docs/methods/heat.md)
-        from ..._regions import (
-            is_colour,
-            many_objects,
-            may_be_many_objects,
-            to_working_resolution,
-        )
+        from ..._regions import is_colour
 
         colour_axis = -1 if has_channels else None
         if classes == 2 and init == "auto" and init_labels is None \
@@ -344,29 +340,24 @@ def segment_heat(
             fidelity = "mixtures"
         else:
             fidelity = "means"
-        # the region-means probe (0.04-0.37 s on a horse) runs only where a cheap Otsu test on
-        # the mixtures' own features does not rule out many objects (it lets 12 of the 82
-        # horses and all 17 stained-nuclei tuning images through)
         if fidelity == "mixtures":
-            from ._mixtures import working_features
+            from ._mixtures import segment_colour_auto
 
-            work_features = working_features(arr, colour_axis, texture)
-        if fidelity == "mixtures" and may_be_many_objects(work_features):
             means_params = dict(
                 classes=2, tau=tau, lam=lam, init="auto", reaction=reaction, max_iter=max_iter,
                 tol=tol, fidelity="means", foreground=foreground, objects=objects,
                 components=components, border_prior=border_prior, texture=texture,
                 channel_axis=channel_axis, init_labels=None, workers=workers)
-            probe = to_working_resolution(arr, colour_axis, _PROBE_PIXELS)
-            same = probe.shape == arr.shape
-            result = segment_heat.unchecked(
-                probe, spacing=spacing if same else None, rng=gen,
-                return_energy=return_energy and same, **means_params)
-            if many_objects(result[0] if return_energy and same else result):
-                if same:
-                    return result
-                return segment_heat.unchecked(image, spacing=spacing, rng=gen,
-                                              return_energy=return_energy, **means_params)
+
+            def run_means(img, full_resolution, energy):
+                return segment_heat.unchecked(img, spacing=spacing if full_resolution else None,
+                                              rng=gen, return_energy=energy, **means_params)
+
+            return segment_colour_auto(
+                arr, spacing, run_means=run_means, probe_pixels=_PROBE_PIXELS, tau=tau,
+                lam=lam, border_prior=border_prior, components=components, texture=texture,
+                max_iter=max_iter, gen=gen, foreground=foreground, objects=objects,
+                workers=workers, return_energy=return_energy)
     if fidelity == "mixtures":
         from ._mixtures import segment_mixtures
 
@@ -375,7 +366,7 @@ def segment_heat(
                                 border_prior=border_prior, components=components,
                                 texture=texture, max_iter=max_iter, gen=gen,
                                 foreground=foreground, objects=objects, workers=workers,
-                                return_energy=return_energy, features=work_features)
+                                return_energy=return_energy)
     f, mean_in, scale = _normalise(arr, has_channels)
     n_ch = f.shape[-1]
 
