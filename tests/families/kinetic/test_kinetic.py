@@ -598,3 +598,37 @@ def test_large_grey_images_of_many_objects_run_the_particles_at_65000_px(particl
     assert lab.shape == nuclei.shape
     assert len(particle_grids) == 1 and 60_000 <= np.prod(particle_grids[0]) <= 70_000
     assert _dice(lab == 1, nuclei) > 0.95
+
+
+def test_colour_pixel_budget_is_a_quarter_between_2500_and_10000():
+    from physeg.families.kinetic import colour_pixels
+
+    assert colour_pixels(120 * 120) == 3600  # wbc: half per axis
+    assert colour_pixels(43_008) == 10_000  # a horse: the working resolution, as before
+    assert colour_pixels(31_640) == 7910
+    assert colour_pixels(6_400) == 2500  # resampled from 5 000 px on
+    assert colour_pixels(1024) == 2500  # (a 32 x 32 image keeps its pixels)
+
+
+def test_small_colour_image_runs_the_particles_at_half_resolution(particle_grids):
+    pytest.importorskip("sklearn")
+    gen = np.random.default_rng(7)
+    yy, xx = np.mgrid[:120, :120]
+    disc = (yy - 58) ** 2 + (xx - 62) ** 2 < 35**2
+    img = np.where(disc[..., None], [0.25, 0.2, 0.6], [0.8, 0.7, 0.4])
+    img = np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1)
+    lab = physeg.segment(img, "kinetic", channel_axis=-1, rng=0)
+    assert particle_grids == [(60, 60)] and lab.shape == disc.shape
+    assert _dice(lab == 1, disc) > 0.97
+
+
+def test_grey_image_of_the_intensities_runs_the_particles_at_32768_px(particle_grids):
+    # 256 x 256 (65 536 px, twice the budget): the particles at 181 x 181; 255 x 256 at full
+    img, mask = _square(256, noise=0.3, seed=2)
+    lab = physeg.segment(img, "kinetic", rng=0)
+    assert particle_grids == [(181, 181)] and lab.shape == img.shape
+    assert _dice(lab == 1, mask) > 0.97
+    physeg.segment(img[1:], "kinetic", rng=0)
+    assert particle_grids[1] == (255, 256)
+    physeg.segment(img, "kinetic", classes=3, rng=0)  # K > 2 labels are not interpolated
+    assert particle_grids[2] == (256, 256)

@@ -169,9 +169,10 @@ def segment_kinetic(
     fidelity : {"auto", "means", "mixtures"}, default "auto"
         The particles' feature. ``"means"``: the image's intensities (the paper).
         ``"mixtures"`` (K = 2): the posterior of two phase Gaussian mixtures
-        (:func:`object_posterior`; colour images with the border prior, at the working
-        resolution of about 10 000 px; the particles of a grey image at up to 65 000 px; the
-        labels interpolated back). ``"auto"``: mixtures
+        (:func:`object_posterior`; colour images with the border prior, at a quarter of
+        their pixels, 2 500 to 10 000 px (:func:`colour_pixels`); the particles of a grey
+        image at up to 65 000 px; the labels interpolated back). With ``"means"`` a binary
+        grey image of 65 536 px or more runs its particles at 32 768 px. ``"auto"``: mixtures
         for a binary colour image and for a grey image of 3 or more objects (nuclei), means
         otherwise.
     foreground : {"auto", "bright", "dark"}, default "auto"
@@ -227,13 +228,13 @@ def segment_kinetic(
         if classes != 2:
             raise ValueError(f"fidelity='mixtures' gives two phases (got classes={classes}); "
                              "use fidelity='means' for K > 2.")
-        # colour: the posterior, and so the particles, at the working resolution; grey: the
-        # posterior at full resolution (small nuclei), the particles at up to
-        # _GREY_PARTICLE_PIXELS
+        # colour: the posterior, and so the particles, at colour_pixels; grey: the posterior at
+        # full resolution (small nuclei), the particles at up to _GREY_PARTICLE_PIXELS
         feats = object_posterior(img, channel_axis, gen, grey_features=probed)[..., None]
-        feats = to_working_resolution(feats, -1, _GREY_PARTICLE_PIXELS)
-    else:
+    else:  # binary grey: the particles at up to _GREY_MEANS_PIXELS
         feats = image_features(img, channel_axis)
+    feats = to_working_resolution(feats, -1,
+                                  particle_pixels(img, channel_axis, fidelity, classes))
     params = _params(
         classes=classes, delta=delta, sigma=sigma, radius=radius, barriers=barriers, eps=eps,
         dt=dt, t_final=t_final, space_rate=space_rate, transport_rate=transport_rate,
@@ -256,6 +257,45 @@ def segment_kinetic(
 #: seed 0) Dice 0.842 vs 0.844 at full resolution, 1.5 vs 3.8 CPU s (40 000: 0.839, 1.1 s;
 #: 20 000: 0.833, 0.6 s); 256² to 360² images keep their resolution
 _GREY_PARTICLE_PIXELS = 65_000
+#: binary grey images of the intensities (fidelity "means") of at least twice this many pixels
+#: run their particles at it: the 4 synthetic tuning shapes at 256² (sigma 0.3, seed 0) Dice
+#: 0.978 vs 0.886 at full resolution (the anti-aliased resampling averages the noise), 0.16 vs
+#: 0.41 CPU s, GrabCut 0.32 s
+_GREY_MEANS_PIXELS = 32_768
+#: colour images: the posterior and the particles at a quarter of the pixels (half per axis),
+#: at most :data:`physeg._regions.WORK_PIXELS` (10 000), at least 2 500 px (see
+#: :func:`colour_pixels`)
+_COLOUR_MIN = 2_500
+
+
+def colour_pixels(n: int) -> int:
+    """Pixel budget of a colour image of ``n`` pixels for the posterior and the particles:
+    ``min(WORK_PIXELS, max(n // 4, 2 500))``, used from twice the budget on
+    (:func:`physeg._regions.to_working_resolution`), so images under 5 000 px keep theirs.
+
+    Images of 40 000 px or more keep the working resolution as before; a small one (wbc,
+    120 x 120) runs at 3 600 px instead of all 14 400: on 20 wbc tuning images (seed 0) Dice
+    0.948 vs 0.946 at 0.042 vs 0.091 CPU s (GrabCut 0.036 s); 20 horse tuning images 0.830 vs
+    0.832 (the 5 of 31 000-39 000 px run at 7 900-9 700 px).
+    """
+    from ..._regions import WORK_PIXELS
+
+    return min(WORK_PIXELS, max(int(n) // 4, _COLOUR_MIN))
+
+
+def particle_pixels(img: np.ndarray, channel_axis: int | None, fidelity: str,
+                    classes: int = 2) -> int:
+    """The pixel budget of the particles' grid; :func:`segment_kinetic` resamples the feature
+    image to it when it has at least twice as many pixels (and interpolates the labels back,
+    so only binary labels are resampled)."""
+    from ..._regions import is_colour
+
+    n = img.shape[0] * img.shape[1]
+    if classes != 2:
+        return n
+    if is_colour(img, channel_axis):
+        return colour_pixels(n) if fidelity == "mixtures" else n
+    return _GREY_PARTICLE_PIXELS if fidelity == "mixtures" else _GREY_MEANS_PIXELS
 
 
 def _auto_fidelity(img: np.ndarray, channel_axis: int | None,
@@ -297,7 +337,8 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
 
     Region competition without the spatial term (:mod:`physeg._regions`): ``rounds`` times
     the two phase mixtures are re-fitted and every pixel takes the phase of its larger
-    posterior. Colour images run at the working resolution, start from the image minus a 5 %
+    posterior. Colour images run at :func:`colour_pixels` (a quarter of the pixels, at most
+    the working resolution), start from the image minus a 5 %
     border strip and add the border prior :math:`w(D - 1/2)` (phase 1 = the object side).
     Grey images run at full resolution, start from Otsu's threshold and have no prior
     (phase 1 = the brighter side; the ``foreground`` rule then picks the object): a grey
@@ -305,7 +346,7 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     log-odds :math:`\log p_1 - \log p_0 (+ \text{prior})` are returned as the posterior
     :math:`\sigma(\cdot)` in [0, 1], which the consensus dynamics aggregate and binarise (the
     seed's "couple with learning" direction), at the resolution they were computed at: the
-    particles of a colour image run at the working resolution and their labels are
+    particles of a colour image run at that resolution too and their labels are
     interpolated back (bilinear, threshold 1/2). The interaction radius and noise are
     fractions of the image, so this changes the discretisation, not the model: on the tuning
     images (every third development image from the second on, seed 0) horses 0.807 vs 0.811
@@ -331,7 +372,9 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     # grey: full resolution (no spatial term to make resolution-independent, and the small
     # objects it is for blur at the working resolution: 8 nuclei tuning images 0.81 vs 0.77)
     if colour:
-        feats = region_features(to_working_resolution(arr, channel_axis), channel_axis)
+        feats = region_features(
+            to_working_resolution(arr, channel_axis, colour_pixels(arr.shape[0] * arr.shape[1])),
+            channel_axis)
     else:
         feats = region_features(arr, channel_axis) if grey_features is None else grey_features
     X = feats.reshape(-1, feats.shape[-1])

@@ -216,22 +216,39 @@ class LocalAverager:
         row = np.clip(((a2 - x[:, 1]) / self.h).astype(np.int64), 0, rows - 1)
         return row * cols + col
 
+    def padded(self, cells: np.ndarray) -> np.ndarray:
+        """The cells' flat index in the zero-padded FFT grid, where the filtered fields are
+        read (offset by the disk's half-widths)."""
+        cols = self.shape[1]
+        return (cells // cols + self.R[0]) * self.nfft[1] + cells % cols + self.R[1]
+
     def __call__(self, x: np.ndarray, c: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        (rows, cols), (r_row, r_col) = self.shape, self.R
         idx = self.cells(x) if cells is None else cells
+        counts = np.bincount(idx, minlength=self.shape[0] * self.shape[1])
+        return self.mean(c, idx, self.padded(idx), counts)
+
+    def mean(self, c: np.ndarray, cells: np.ndarray, padded: np.ndarray,
+             counts: np.ndarray) -> np.ndarray:
+        """chat from the particles' grid cells, their :meth:`padded` indices and the particle
+        count of every cell (what :func:`simulate` keeps up to date between steps)."""
+        rows, cols = self.shape
+        n_cells = rows * cols
         d = c.shape[1]
-        fields = np.empty((d + 1, rows * cols))
-        fields[0] = np.bincount(idx, minlength=rows * cols)
+        # the fields are deposited straight into the zero-padded grid (what rfft2 would pad)
+        fields = np.zeros((d + 1,) + self.nfft)
+        fields[0, :rows, :cols] = counts.reshape(rows, cols)
         for k in range(d):
-            fields[k + 1] = np.bincount(idx, weights=c[:, k], minlength=rows * cols)
-        conv = self._fft.irfft2(
-            self._fft.rfft2(fields.reshape(d + 1, rows, cols), s=self.nfft) * self.kf,
-            s=self.nfft,
-        )[:, r_row: r_row + rows, r_col: r_col + cols].reshape(d + 1, rows * cols)
-        num = conv[1:, idx].T
-        den = conv[0, idx][:, None]
+            fields[k + 1, :rows, :cols] = np.bincount(
+                cells, weights=c[:, k], minlength=n_cells).reshape(rows, cols)
+        spec = self._fft.rfft2(fields)
+        spec *= self.kf
+        conv = self._fft.irfft2(spec, s=self.nfft, overwrite_x=True).reshape(d + 1, -1)
+        num = conv[1:, padded].T
+        den = conv[0, padded][:, None]
         # the particle itself is always in its own ball, so den >= 1 up to FFT round-off
-        return np.clip(num / np.maximum(den, 0.5), 0.0, 1.0)
+        out = np.maximum(den, 0.5)
+        np.divide(num, out, out=num)
+        return np.clip(num, 0.0, 1.0, out=num)
 
 
 def sround(y: float, rng: np.random.Generator) -> int:
@@ -257,31 +274,42 @@ def space_step(
     ``diffusion(x, c) -> (N, 2)`` overrides D (default sqrt(a_k^2 - x_k^2) on
     Omega = [-a_1, a_1] x [-a_2, a_2], ``p.extent``; D_c = 1).
     """
+    return _pair_step(p, delta, sigma, eps, prob, rng, diffusion).size // 2
+
+
+def _pair_step(p: Particles, delta: float, sigma: float, eps: float, prob: float,
+               rng: np.random.Generator,
+               diffusion: Callable[[np.ndarray, np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """:func:`space_step`; returns the indices of the paired particles (i's, then j's)."""
     n = p.x.shape[0]
     n_p = min(sround(prob * n / 2.0, rng), n // 2)
     if n_p == 0:
-        return 0
+        return np.empty(0, np.int64)
     perm = rng.permutation(n)[: 2 * n_p]
-    i, j = perm[:n_p], perm[n_p:]
-    xi, xj = p.x[i], p.x[j]
-    ci, cj = p.c[i], p.c[j]
-    dist = np.sqrt(np.sum((ci - cj) ** 2, axis=1))
-    P = (dist <= delta)[:, None].astype(np.float64)
-    eta = rng.standard_normal((2, n_p, 2))
+    # the i's and the j's stacked: row k's partner is row k + n_p (mod 2 n_p)
+    x, c = p.x[perm], p.c[perm]
+    dc = c[:n_p] - c[n_p:]
+    dc *= dc
+    P = (np.sqrt(np.sum(dc, axis=1)) <= delta).astype(np.float64)
+    eta = rng.standard_normal((2 * n_p, 2))  # the (2, n_p, 2) draws of i, then j
     amp = np.sqrt(2.0 * eps) * sigma
     ext = np.asarray(p.extent, dtype=np.float64)
     if diffusion is None:
-        Di = np.sqrt(np.clip(ext**2 - xi**2, 0.0, None))
-        Dj = np.sqrt(np.clip(ext**2 - xj**2, 0.0, None))
+        D = ext**2 - x**2
+        np.sqrt(np.maximum(D, 0.0, out=D), out=D)
     else:
-        Di, Dj = diffusion(xi, ci), diffusion(xj, cj)
-    xi_new = xi + eps * P * (xj - xi) + amp * Di * eta[0]
-    xj_new = xj + eps * P * (xi - xj) + amp * Dj * eta[1]
-    ok_i = np.all(np.abs(xi_new) <= ext, axis=1)
-    ok_j = np.all(np.abs(xj_new) <= ext, axis=1)
-    p.x[i] = np.where(ok_i[:, None], xi_new, xi)
-    p.x[j] = np.where(ok_j[:, None], xj_new, xj)
-    return n_p
+        D = np.concatenate([diffusion(x[:n_p], c[:n_p]), diffusion(x[n_p:], c[n_p:])])
+    drift = np.concatenate([x[n_p:], x[:n_p]])
+    drift -= x
+    drift *= np.concatenate([eps * P, eps * P])[:, None]
+    D *= amp
+    D *= eta
+    drift += x
+    drift += D  # x + eps P (x_partner - x) + amp D eta
+    ok = np.abs(drift) <= ext
+    ok = ok[:, 0] & ok[:, 1]
+    p.x[perm] = np.where(ok[:, None], drift, x)
+    return perm
 
 
 def auto_barriers(c: np.ndarray, classes: int) -> np.ndarray:
@@ -346,7 +374,10 @@ def simulate(
     n_steps = int(np.ceil(params.t_final / dt - 1e-9))
     dt = params.t_final / max(n_steps, 1)
     avg = LocalAverager(p.shape, params.radius) if params.transport_rate > 0 else None
-    cells = avg.cells(p.x) if avg is not None and params.space_rate == 0 else None
+    if avg is not None:  # grid cells, padded indices and counts, updated as particles move
+        cells = avg.cells(p.x)
+        padded = avg.padded(cells)
+        counts = np.bincount(cells, minlength=p.shape[0] * p.shape[1]).astype(np.float64)
     nanbu = params.feature_update == "nanbu"
     # binarisation sub-steps: lambda_B (dt / n_sub) L <= 1 keeps [0, 1]^d invariant
     lip = _multiwell.lipschitz(barriers, params.classes)
@@ -354,22 +385,36 @@ def simulate(
     sub = params.binarise_rate * dt / n_sub
     lam_x, lam_t, lam_b = params.space_rate, params.transport_rate, params.binarise_rate
     eps = params.eps
+    well = _multiwell.double_well(barriers) if params.classes == 2 else None
     if callback is not None:
         callback(0.0, p)
     for n in range(n_steps):
         if lam_x > 0:
-            space_step(p, delta=params.delta, sigma=params.sigma, eps=eps,
-                       prob=lam_x * dt / eps, rng=rng, diffusion=diffusion)
+            moved = _pair_step(p, params.delta, params.sigma, eps, lam_x * dt / eps, rng,
+                               diffusion)
+            if avg is not None and moved.size:
+                new = avg.cells(p.x[moved])
+                old = cells[moved]
+                np.subtract.at(counts, old, 1.0)
+                np.add.at(counts, new, 1.0)
+                cells[moved] = new
+                padded[moved] = avg.padded(new)
         if lam_t > 0:
-            chat = avg(p.x, p.c, cells)
-            H = p.c * (1.0 - p.c) if params.classes == 2 else _multiwell.modulation(
-                p.c, params.classes)
+            chat = avg.mean(p.c, cells, padded, counts)
+            if params.classes == 2:
+                H = 1.0 - p.c
+                H *= p.c
+            else:
+                H = _multiwell.modulation(p.c, params.classes)
             if nanbu:
                 hit = rng.random(p.c.shape[0]) < lam_t * dt / eps
                 step = min(eps, 4.0)
                 p.c[hit] += step * H[hit] * (chat[hit] - p.c[hit])
-            else:
-                p.c += lam_t * dt * H * (chat - p.c)
+            else:  # c += lam_T dt H (chat - c), in place
+                H *= lam_t * dt
+                chat -= p.c
+                H *= chat
+                p.c += H
         if lam_b > 0:
             if nanbu:
                 g = _multiwell.grad_potential(p.c, barriers, params.classes)
@@ -377,7 +422,10 @@ def simulate(
                 p.c[hit] -= eps * g[hit]
             else:
                 for _ in range(n_sub):
-                    p.c -= sub * _multiwell.grad_potential(p.c, barriers, params.classes)
+                    g = (well(p.c) if well is not None
+                         else _multiwell.grad_potential(p.c, barriers, params.classes))
+                    g *= sub
+                    p.c -= g
         np.clip(p.c, 0.0, 1.0, out=p.c)  # round-off only: both updates are admissible
         last = n + 1 == n_steps
         if callback is not None and (record_every <= 0 or (n + 1) % record_every == 0 or last):

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalisation", "targets", "modulation", "grad_potential", "lipschitz", "read_out"]
+__all__ = ["normalisation", "targets", "modulation", "grad_potential", "double_well",
+           "lipschitz", "read_out"]
 
 
 def normalisation(cbar: np.ndarray | float) -> np.ndarray:
@@ -80,6 +81,21 @@ def grad_potential(c: np.ndarray, barriers: np.ndarray, classes: int = 2) -> np.
     s = (c - t[k]) / hk
     sb = sbar[np.arange(c.shape[-1]), k]  # (..., d): the barrier of each component's gap
     return hk * normalisation(sb) * s * (s - sb) * (s - 1.0)
+
+
+def double_well(barriers: np.ndarray):
+    """``grad_potential(c, barriers, 2)`` as a function of c (d,) -> (N, d), the per-channel
+    constants computed once (the same arithmetic, so the same values bit for bit)."""
+    b = np.asarray(barriers, dtype=float)[:, 0]
+    kb = 1.0 * normalisation(b)  # h K(sbar) with h = 1, sbar = b
+
+    def grad(c: np.ndarray) -> np.ndarray:
+        g = kb * c  # s = c on the single gap [0, 1]
+        g *= c - b
+        g *= c - 1.0
+        return g
+
+    return grad
 
 
 def lipschitz(barriers: np.ndarray, classes: int = 2) -> float:
