@@ -561,15 +561,20 @@ def particle_grids(monkeypatch):
     return seen
 
 
+def _noisy_colour_disc(shape, centre, radius, seed):
+    """A blue disc on an ochre background, Gaussian noise 0.05: (image, disc mask)."""
+    gen = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    disc = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < radius**2
+    img = np.where(disc[..., None], [0.25, 0.2, 0.6], [0.8, 0.7, 0.4])
+    return np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1), disc
+
+
 def test_large_colour_images_run_the_particles_at_the_working_resolution(particle_grids):
     # 200 x 240 = 48 000 px: the posterior and the particles at about 10 000 px, the labels
     # interpolated back to full size; the disc's boundary within about one working pixel
     pytest.importorskip("sklearn")
-    gen = np.random.default_rng(5)
-    yy, xx = np.mgrid[:200, :240]
-    disc = (yy - 95) ** 2 + (xx - 125) ** 2 < 55**2
-    img = np.where(disc[..., None], [0.25, 0.2, 0.6], [0.8, 0.7, 0.4])
-    img = np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1)
+    img, disc = _noisy_colour_disc((200, 240), (95, 125), 55, seed=5)
     lab = physeg.segment(img, "kinetic", channel_axis=-1, rng=0)
     assert lab.shape == disc.shape and lab.dtype == np.uint8
     assert len(particle_grids) == 1 and 9000 <= np.prod(particle_grids[0]) <= 11000
@@ -612,11 +617,7 @@ def test_colour_pixel_budget_is_a_quarter_between_2500_and_10000():
 
 def test_small_colour_image_runs_the_particles_at_half_resolution(particle_grids):
     pytest.importorskip("sklearn")
-    gen = np.random.default_rng(7)
-    yy, xx = np.mgrid[:120, :120]
-    disc = (yy - 58) ** 2 + (xx - 62) ** 2 < 35**2
-    img = np.where(disc[..., None], [0.25, 0.2, 0.6], [0.8, 0.7, 0.4])
-    img = np.clip(img + gen.normal(0, 0.05, img.shape), 0, 1)
+    img, disc = _noisy_colour_disc((120, 120), (58, 62), 35, seed=7)
     lab = physeg.segment(img, "kinetic", channel_axis=-1, rng=0)
     assert particle_grids == [(60, 60)] and lab.shape == disc.shape
     assert _dice(lab == 1, disc) > 0.97
