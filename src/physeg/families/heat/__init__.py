@@ -49,7 +49,8 @@ Choices (the measurements behind them: ``docs/methods/heat.md``)
   (:mod:`._mixtures`) replaces :math:`|f-c_k|^2` by :math:`-\log p_k(f)` under a colour/texture
   mixture per phase plus a border-distance prior; ``"auto"`` takes the mixtures for binary
   colour images of one object, where they measured best, and the means otherwise (grey
-  images, K > 2, and colour images whose region means already find many separate objects).
+  images, K > 2, and colour images of many separate objects: the region means find 8 or more,
+  or both models find 4 or more; :func:`._mixtures.segment_colour_auto`).
 - **Reaction** ``r > 0``: heatdiff's relaxed update :math:`v_k=(1-r)\psi_k + r\,t_k`, so a seed
   mask (``init="mask"``) grows into the data-compatible region; energy decrease is only
   guaranteed for ``r = 0``.
