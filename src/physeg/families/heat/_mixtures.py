@@ -83,42 +83,40 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
       has 4 or more, the largest under 50 %. On the colour tuning images (every third
       development image from the second and third on, seed 0) the mixtures returned at most
       3 objects on all 54 horses and 33 PH2 lesions, 4 on 3 of the 50 WBC images (the
-      largest holding 93-97 %), and 4 or more (largest under 80 %) on 16 of the 17 stained
-      nuclei images, including the 2 the first rule misses.
+      largest holding 93-97 %), and 4 or more on 16 of the 17 stained nuclei images, 14 of
+      them with the largest under 80 %, including the 2 the first rule misses.
 
     ``run_means(image, full_resolution, return_energy)`` runs the means on ``image``.
     """
-    from ..._foreground import keep_one_object
     from ..._regions import many_objects, may_be_many_objects, to_working_resolution
 
-    colour_axis = -1
-    features = working_features(arr, colour_axis, texture)
-    probe = to_working_resolution(arr, colour_axis, probe_pixels)
-    same = probe.shape == arr.shape
+    features = working_features(arr, -1, texture)
+
+    def probe_means(energy):
+        # the means on the image at up to probe_pixels (called at most once: the second
+        # rule reuses the first's labels); resampled only when a rule needs it
+        probe = to_working_resolution(arr, -1, probe_pixels)
+        same = probe.shape == arr.shape
+        return run_means(probe, same, energy and same), same
+
     probe_labels = None
     if may_be_many_objects(features):
-        result = run_means(probe, same, return_energy and same)
+        result, same = probe_means(return_energy)
         probe_labels = result[0] if return_energy and same else result
         if many_objects(probe_labels):
             return result if same else run_means(arr, True, return_energy)
     # the mixtures with every object kept: the second rule counts them
-    mix = segment_mixtures(arr, True, spacing, classes=2, init="auto", init_labels=None,
-                           tau=tau, lam=lam, border_prior=border_prior,
-                           components=components, texture=texture, max_iter=max_iter,
-                           gen=gen, foreground=foreground, objects="all", workers=workers,
-                           return_energy=return_energy, features=features)
-    mix_labels = mix[0] if return_energy else mix
+    mix_labels, info = segment_mixtures(
+        arr, True, spacing, classes=2, init="auto", init_labels=None, tau=tau, lam=lam,
+        border_prior=border_prior, components=components, texture=texture, max_iter=max_iter,
+        gen=gen, foreground=foreground, objects="all", workers=workers, return_energy=True,
+        features=features)
     if many_objects(mix_labels, count=4, largest=0.8):
         if probe_labels is None:
-            probe_labels = run_means(probe, same, False)
+            probe_labels = probe_means(False)[0]
         if many_objects(probe_labels, count=4, largest=0.5):
             return run_means(arr, True, return_energy)
-    if objects == "one":
-        one = keep_one_object(mix_labels)
-        if not return_energy:
-            return one
-        return one, {**mix[1], "counts": np.bincount(one.ravel(), minlength=2).astype(np.int64)}
-    return mix
+    return _finish(mix_labels, info, objects, return_energy)
 
 
 def segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, tau, lam,
@@ -126,7 +124,7 @@ def segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, 
                      workers, return_energy, features=None):
     """The ``fidelity="mixtures"`` path of :func:`physeg.families.heat.segment_heat`: checks
     its arguments, runs :func:`run_mixtures`, applies the foreground and objects rules."""
-    from ..._foreground import foreground_order, keep_one_object
+    from ..._foreground import foreground_order
 
     if classes != 2:
         raise ValueError(
@@ -145,13 +143,18 @@ def segment_mixtures(arr, has_channels, spacing, *, classes, init, init_labels, 
     phases = mask.astype(np.uint8)
     order = foreground_order(phases, info["brightness"], foreground)
     out = (phases if order[1] == 1 else 1 - phases).astype(np.uint8)
-    if objects == "one":
-        out = keep_one_object(out)
+    return _finish(out, {**info, "init": "border prior"}, objects, return_energy)
+
+
+def _finish(labels, info, objects, return_energy):
+    """The ``objects`` rule on binary labels; with ``return_energy`` also the info, with the
+    label counts of the result."""
+    from ..._foreground import keep_one_object
+
+    out = keep_one_object(labels) if objects == "one" else labels
     if not return_energy:
         return out
-    info = {**info, "counts": np.bincount(out.ravel(), minlength=2).astype(np.int64),
-            "init": "border prior"}
-    return out, info
+    return out, {**info, "counts": np.bincount(out.ravel(), minlength=2).astype(np.int64)}
 
 
 def run_mixtures(
