@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     summary = {}
     for dataset in ("dsb2018 grey", "synthetic"):
         rs = [r for r in records if r["set"] == dataset]
+        if not rs:
+            continue
         ratios = [r["noise_ratio"] for r in rs]
         means = {k: float(np.mean([r["dice"][k] for r in rs])) for k in rs[0]["dice"]}
         rule = [r["rule_dice"] for r in rs]
