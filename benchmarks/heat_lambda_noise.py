@@ -45,7 +45,7 @@ IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], float)
 
 
 def noise_ratio(grey: np.ndarray) -> float:
-    """σ_noise² / variance of a 2-D grey image (Immerkær's estimator on the standardised image)."""
+    """σ_noise² / variance of a 2-D grey image (Immerkær's estimator, standardised image)."""
     x = grey.astype(np.float64)
     x = (x - x.mean()) / max(x.std(), 1e-12)
     residual = ndi.convolve(x, IMMERKAER, mode="reflect")[1:-1, 1:-1]
@@ -111,8 +111,8 @@ def main(argv=None) -> int:
         ratios = [r["noise_ratio"] for r in rs]
         means = {k: float(np.mean([r["dice"][k] for r in rs])) for k in rs[0]["dice"]}
         rule = [r["rule_dice"] for r in rs]
-        summary[dataset] = {"images": len(rs), "mean_dice": means, "rule_mean": float(np.mean(rule)),
-                            "rule_min": float(np.min(rule))}
+        summary[dataset] = {"images": len(rs), "mean_dice": means,
+                            "rule_mean": float(np.mean(rule)), "rule_min": float(np.min(rule))}
         lines.append(f"| {dataset} | {len(rs)} | {min(ratios):.4f}–{max(ratios):.3f} | "
                      + " | ".join(f"{v:.4f}" for v in means.values())
                      + f" | {np.mean(rule):.4f} | {np.min(rule):.4f} |")
