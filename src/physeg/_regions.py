@@ -333,10 +333,14 @@ def seed_mixture(X: np.ndarray, components: int, seed: int) -> DiagonalMixture:
     fit with ``random_state=seed`` (tested to 1e-10), at half its cost (4.7 vs 9.6 ms for 10
     steps on 2 000 pixels with 5 components).
     """
+    import sklearn
     from sklearn.cluster import kmeans_plusplus
 
     X = np.asarray(X, np.float64)
-    _, picked = kmeans_plusplus(X, components, random_state=seed)
+    # the arguments are ours and valid: skipping scikit-learn's parameter validation saves a
+    # fifth of the call (0.72 -> 0.58 ms on 2 000 pixels), the same seeds
+    with sklearn.config_context(skip_parameter_validation=True):
+        _, picked = kmeans_plusplus(X, components, random_state=seed)
     return DiagonalMixture(np.full(components, 1.0 / components), X[picked],
                            np.full((components, X.shape[1]), 1e2))
 

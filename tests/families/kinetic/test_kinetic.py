@@ -444,24 +444,38 @@ def _disc(rows, cols, radius):
 def test_thin_image_local_average_grid_follows_the_pixel_count(monkeypatch):
     """Issue 14 item 9: the disk sums of a 2 x 2048 image used an FFT over the whole
     2048 x 2048 grid of the square [-1, 1]^2 (1000x its pixel count); Omega is now the
-    image's rectangle and the grid its rows x cols pixels (padding included, <= 3x)."""
+    image's rectangle and the grid its rows x cols pixels (padding included, <= 3x), for
+    the FFT and for the row boxes of a disk of few rows alike."""
     from scipy import fft as sfft
 
-    sizes = []
+    sizes, grids = [], []
     real = sfft.rfft2
 
     def recording(a, s=None, *args, **kwargs):
         sizes.append(int(np.prod(s if s is not None else np.shape(a)[-2:])))
         return real(a, s, *args, **kwargs)
 
+    class RecordingAverager(_dsmc.LocalAverager):
+        def __init__(self, *args):
+            super().__init__(*args)
+            grids.append((self.row_box, int(np.prod(self.nfft))))
+
     monkeypatch.setattr(sfft, "rfft2", recording)
-    for shape in ((64, 64), (2, 2048), (4, 1024), (2048, 2)):
+    monkeypatch.setattr(_dsmc, "LocalAverager", RecordingAverager)
+    paths = set()
+    for shape in ((64, 64), (2, 2048), (4, 1024), (2048, 2), (256, 256)):
         feats = np.random.default_rng(0).random((*shape, 1))
         sizes.clear()
+        grids.clear()
         p = _dsmc.make_particles(feats)
         _dsmc.simulate(p, _dsmc.KineticParams(t_final=0.1), np.array([[0.5]]),
                        np.random.default_rng(0))
-        assert sizes and max(sizes) <= 3 * shape[0] * shape[1], (shape, max(sizes))
+        (row_box, grid), = grids
+        paths.add(row_box)
+        assert grid <= 3 * shape[0] * shape[1], (shape, grid)
+        assert row_box != bool(sizes)  # the FFT runs exactly when the row boxes do not
+        assert not sizes or max(sizes) <= 3 * shape[0] * shape[1], (shape, max(sizes))
+    assert paths == {True, False}  # both paths were exercised
     # any radius of the schema (up to 1, half the long side): the disk is cropped to each
     # side, so the padded grid stays within (3 rows) x (3 cols) up to fast FFT lengths
     for shape in ((2, 2048), (7, 300), (64, 64)):

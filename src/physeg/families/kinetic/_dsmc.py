@@ -67,6 +67,11 @@ import numpy as np
 
 from . import _multiwell
 
+#: disks of at most this many cells' radius (rows) are summed as row boxes, wider ones by FFT:
+#: timed on 60², 120² and 256² grids of two fields, the row boxes are 10-40 % faster up to a
+#: radius of 3 cells and slower from 5 on (``benchmarks/kinetic_speed.py``)
+ROW_BOX_MAX = 3
+
 __all__ = [
     "KineticParams",
     "Particles",
@@ -202,6 +207,14 @@ class LocalAverager:
         off_r = np.arange(-self.R[0], self.R[0] + 1)
         off_c = np.arange(-self.R[1], self.R[1] + 1)
         disk = (off_r[:, None] ** 2 + off_c[None, :] ** 2 <= rc * rc + 1e-9).astype(np.float64)
+        # a disk of at most 2 * ROW_BOX_MAX + 1 rows is summed as row boxes (running sums along
+        # the columns) on the image's own grid: cheaper than the FFT there (60² to 256² grids,
+        # benchmarks/results/kinetic_speed.md); wider disks keep the FFT
+        self.row_box = self.R[0] <= ROW_BOX_MAX
+        if self.row_box:
+            self.half_widths = (disk.sum(axis=1).astype(np.int64) - 1) // 2
+            self.nfft = (rows + 2 * self.R[0], cols + 2 * self.R[1] + 1)
+            return
         self.nfft = (sfft.next_fast_len(rows + 2 * self.R[0], real=True),
                      sfft.next_fast_len(cols + 2 * self.R[1], real=True))
         kern = np.zeros(self.nfft)
@@ -212,13 +225,21 @@ class LocalAverager:
         """Flat grid index of each position (row from the top, column from the left)."""
         rows, cols = self.shape
         a1, a2 = self.extent
-        col = np.clip(((x[:, 0] + a1) / self.h).astype(np.int64), 0, cols - 1)
-        row = np.clip(((a2 - x[:, 1]) / self.h).astype(np.int64), 0, rows - 1)
-        return row * cols + col
+        # np.minimum / np.maximum rather than np.clip: the same values, without np.clip's
+        # per-call overhead, which shows on the small grids this runs on every step
+        col = ((x[:, 0] + a1) / self.h).astype(np.int64)
+        row = ((a2 - x[:, 1]) / self.h).astype(np.int64)
+        np.minimum(np.maximum(col, 0, out=col), cols - 1, out=col)
+        np.minimum(np.maximum(row, 0, out=row), rows - 1, out=row)
+        row *= cols
+        row += col
+        return row
 
     def padded(self, cells: np.ndarray) -> np.ndarray:
         """The cells' flat index in the zero-padded FFT grid, where the filtered fields are
-        read (offset by the disk's half-widths)."""
+        read (offset by the disk's half-widths); the row-box path reads the image's grid."""
+        if self.row_box:
+            return cells
         cols = self.shape[1]
         return (cells // cols + self.R[0]) * self.nfft[1] + cells % cols + self.R[1]
 
@@ -234,21 +255,70 @@ class LocalAverager:
         rows, cols = self.shape
         n_cells = rows * cols
         d = c.shape[1]
-        # the fields are deposited straight into the zero-padded grid (what rfft2 would pad)
-        fields = np.zeros((d + 1,) + self.nfft)
-        fields[0, :rows, :cols] = counts.reshape(rows, cols)
+        if self.row_box:
+            # deposited into a grid padded by the disk's half-widths, with a leading zero
+            # column so that its running sum along the columns gives every row box
+            r0, r1 = self.R
+            fields = np.zeros((d + 1,) + self.nfft)
+            inner = (slice(None), slice(r0, r0 + rows), slice(r1 + 1, r1 + 1 + cols))
+        else:  # deposited straight into the zero-padded grid (what rfft2 would pad)
+            fields = np.zeros((d + 1,) + self.nfft)
+            inner = (slice(None), slice(0, rows), slice(0, cols))
+        fields[(0,) + inner[1:]] = counts.reshape(rows, cols)
         for k in range(d):
-            fields[k + 1, :rows, :cols] = np.bincount(
+            fields[(k + 1,) + inner[1:]] = np.bincount(
                 cells, weights=c[:, k], minlength=n_cells).reshape(rows, cols)
-        spec = self._fft.rfft2(fields)
-        spec *= self.kf
-        conv = self._fft.irfft2(spec, s=self.nfft, overwrite_x=True).reshape(d + 1, -1)
+        conv = self._row_boxes(fields) if self.row_box else self._fft_disk(fields)
+        conv = conv.reshape(d + 1, -1)
         num = conv[1:, padded].T
         den = conv[0, padded][:, None]
-        # the particle itself is always in its own ball, so den >= 1 up to FFT round-off
+        # the particle itself is always in its own ball, so den >= 1 up to round-off
         out = np.maximum(den, 0.5)
         np.divide(num, out, out=num)
-        return np.clip(num, 0.0, 1.0, out=num)
+        return np.minimum(np.maximum(num, 0.0, out=num), 1.0, out=num)
+
+    def _fft_disk(self, fields: np.ndarray) -> np.ndarray:
+        """The disk sums of the zero-padded fields, by FFT, on the padded grid."""
+        spec = self._fft.rfft2(fields)
+        spec *= self.kf
+        return self._fft.irfft2(spec, s=self.nfft, overwrite_x=True)
+
+    def _row_boxes(self, fields: np.ndarray) -> np.ndarray:
+        """The disk sums on the image's grid, as a sum over the disk's rows of row boxes
+        (a row of half-width w is a difference of two running sums along the columns)."""
+        rows, cols = self.shape
+        r1 = self.R[1]
+        run = np.cumsum(fields, axis=2, out=fields)
+        out = np.zeros((fields.shape[0], rows, cols))
+        boxes: dict[int, np.ndarray] = {}
+        for k, w in enumerate(self.half_widths.tolist()):  # 2 R + 1 <= 7 disk rows
+            if w not in boxes:
+                boxes[w] = (run[:, :, r1 + w + 1:r1 + w + 1 + cols]
+                            - run[:, :, r1 - w:r1 - w + cols])
+            out += boxes[w][:, k:k + rows]
+        return out
+
+
+def distinct_sample(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """``k`` distinct indices of ``range(n)`` in random order: a uniformly random ordered
+    sample without replacement, as ``rng.permutation(n)[:k]`` is.
+
+    A pair step draws 2 n_p = lambda_x dt / eps N of the N particles, 5 % at the defaults;
+    a full permutation of N for them cost half the step. For k <= n / 4 the indices are the
+    first k distinct values of a stream of uniform draws (sequential sampling without
+    replacement), whose length ``k + 2 k^2 / n + 16`` exceeds the expected k^2 / (2 n)
+    repeats; a stream with too few distinct values is drawn again, which keeps the sample
+    uniform (the event is symmetric in the indices). Larger k use the permutation.
+    """
+    if 4 * k > n:
+        return rng.permutation(n)[:k]
+    length = k + (2 * k * k) // max(n, 1) + 16
+    while True:
+        stream = rng.integers(0, n, size=length)
+        _, first = np.unique(stream, return_index=True)
+        if first.size >= k:
+            first.sort()
+            return stream[first[:k]]
 
 
 def sround(y: float, rng: np.random.Generator) -> int:
@@ -285,7 +355,7 @@ def _pair_step(p: Particles, delta: float, sigma: float, eps: float, prob: float
     n_p = min(sround(prob * n / 2.0, rng), n // 2)
     if n_p == 0:
         return np.empty(0, np.int64)
-    perm = rng.permutation(n)[: 2 * n_p]
+    perm = distinct_sample(rng, n, 2 * n_p)
     # the i's and the j's stacked: row k's partner is row k + n_p (mod 2 n_p)
     x, c = p.x[perm], p.c[perm]
     dc = c[:n_p] - c[n_p:]
@@ -426,7 +496,9 @@ def simulate(
                          else _multiwell.grad_potential(p.c, barriers, params.classes))
                     g *= sub
                     p.c -= g
-        np.clip(p.c, 0.0, 1.0, out=p.c)  # round-off only: both updates are admissible
+        # round-off only: both updates are admissible (np.minimum / np.maximum: np.clip's
+        # values without its per-call overhead)
+        np.minimum(np.maximum(p.c, 0.0, out=p.c), 1.0, out=p.c)
         last = n + 1 == n_steps
         if callback is not None and (record_every <= 0 or (n + 1) % record_every == 0 or last):
             callback((n + 1) * dt, p)
