@@ -23,18 +23,24 @@ def _state(shape, radius, n, seed):
 
 
 @pytest.mark.parametrize("shape", [(40, 40), (12, 40), (40, 3), (1, 64), (3, 200)])
-@pytest.mark.parametrize("radius_cells", [0.5, 1.0, 1.8, 2.5, 3.2])
-def test_row_boxes_equal_the_fft_disk_sums(monkeypatch, shape, radius_cells):
-    """Disks of up to ROW_BOX_MAX cells' radius take the row boxes; forcing the FFT on the
-    same state gives the same local means to round-off."""
-    h = 2.0 / max(shape)
-    avg, x, c = _state(shape, radius_cells * h, 500, seed=1)
-    assert avg.row_box == (min(int(radius_cells), shape[0] - 1) <= _dsmc.ROW_BOX_MAX)
-    got = avg(x, c)
-    monkeypatch.setattr(_dsmc, "ROW_BOX_MAX", -1)
-    fft = _dsmc.LocalAverager(shape, radius_cells * h)
-    assert not fft.row_box
-    np.testing.assert_allclose(got, fft(x, c), atol=1e-12)
+@pytest.mark.parametrize("radius_cells", [0.5, 1.0, 1.8, 2.5, 3.2, 5.5])
+def test_row_boxes_equal_the_fft_disk_sums(shape, radius_cells):
+    """Both ways of summing the disk give the same local means to round-off, also for a
+    disk cropped to a short side; "auto" takes the row boxes for disks of few rows."""
+    radius = radius_cells * 2.0 / max(shape)
+    avg, x, c = _state(shape, radius, 500, seed=1)
+    rows = min(int(radius_cells), shape[0] - 1)
+    assert avg.row_box == (rows <= _dsmc.ROW_BOX_MAX)  # these grids are small
+    boxes = _dsmc.LocalAverager(shape, radius, "row boxes")
+    fft = _dsmc.LocalAverager(shape, radius, "fft")
+    assert boxes.row_box and not fft.row_box
+    np.testing.assert_allclose(boxes(x, c), fft(x, c), atol=1e-12)
+    np.testing.assert_array_equal(avg(x, c), (boxes if avg.row_box else fft)(x, c))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="'row boxes' or 'fft'"):
+        _dsmc.LocalAverager((8, 8), 0.3, "direct")
 
 
 def test_row_boxes_are_the_zero_padded_disk_correlation():
@@ -50,6 +56,15 @@ def test_row_boxes_are_the_zero_padded_disk_correlation():
     got = avg._row_boxes(padded)
     ref = np.stack([correlate2d(f, disk, mode="same") for f in field])
     np.testing.assert_allclose(got, ref, atol=1e-12)
+
+
+def test_large_grids_keep_the_fft_beyond_one_row():
+    """On grids of more than ROW_BOX_CELLS cells only a radius of 1 cell takes the row boxes
+    (where they are faster there); 2 and 3 cells keep the FFT."""
+    n = 256
+    assert n * n > _dsmc.ROW_BOX_CELLS
+    assert [_dsmc.LocalAverager((n, n), (r + 0.5) * 2.0 / n).row_box
+            for r in (1, 2, 3, 7)] == [True, False, False, False]
 
 
 @pytest.mark.parametrize("n, k", [(3600, 180), (1000, 250), (1000, 251), (10, 10), (5, 0)])

@@ -67,10 +67,13 @@ import numpy as np
 
 from . import _multiwell
 
-#: disks of at most this many cells' radius (rows) are summed as row boxes, wider ones by FFT:
-#: timed on 60², 120² and 256² grids of two fields, the row boxes are 10-40 % faster up to a
-#: radius of 3 cells and slower from 5 on (``benchmarks/kinetic_speed.py``)
+#: disks of a radius of 1 cell, and of up to ROW_BOX_MAX cells on grids of at most
+#: ROW_BOX_CELLS cells, are summed as row boxes, the others by FFT. Timed per local average
+#: (``benchmarks/results/kinetic_fast_paths.md``): on 60² and 120² grids the row boxes take
+#: 0.69-0.90 of the FFT's time up to 3 cells and 0.89-1.21 from 5 on; on 256² 0.88 at 1
+#: cell, 0.96 at 2, 1.26 at 3
 ROW_BOX_MAX = 3
+ROW_BOX_CELLS = 20_000
 
 __all__ = [
     "KineticParams",
@@ -190,9 +193,13 @@ class LocalAverager:
         Image shape (rows, cols).
     radius : float
         Ball radius r in Omega units (the long side spans 2).
+    method : {"auto", "row boxes", "fft"}
+        How the disk sums are computed; both give the same sums to round-off (1e-14).
+        ``"auto"``: row boxes for a radius of 1 cell, and up to ``ROW_BOX_MAX`` cells on grids
+        of at most ``ROW_BOX_CELLS`` cells, where they are the faster; the FFT otherwise.
     """
 
-    def __init__(self, shape: tuple[int, int], radius: float):
+    def __init__(self, shape: tuple[int, int], radius: float, method: str = "auto"):
         from scipy import fft as sfft
 
         self._fft = sfft
@@ -207,10 +214,12 @@ class LocalAverager:
         off_r = np.arange(-self.R[0], self.R[0] + 1)
         off_c = np.arange(-self.R[1], self.R[1] + 1)
         disk = (off_r[:, None] ** 2 + off_c[None, :] ** 2 <= rc * rc + 1e-9).astype(np.float64)
-        # a disk of at most 2 * ROW_BOX_MAX + 1 rows is summed as row boxes (running sums along
-        # the columns) on the image's own grid: cheaper than the FFT there (60² to 256² grids,
-        # benchmarks/results/kinetic_speed.md); wider disks keep the FFT
-        self.row_box = self.R[0] <= ROW_BOX_MAX
+        # a disk of few rows is summed as row boxes (running sums along the columns) on the
+        # image's own grid, where that is cheaper than the FFT (ROW_BOX_MAX)
+        if method not in ("auto", "row boxes", "fft"):
+            raise ValueError(f"method must be 'auto', 'row boxes' or 'fft'; got {method!r}.")
+        self.row_box = method == "row boxes" or method == "auto" and (
+            self.R[0] <= 1 or self.R[0] <= ROW_BOX_MAX and rows * cols <= ROW_BOX_CELLS)
         if self.row_box:
             self.half_widths = (disk.sum(axis=1).astype(np.int64) - 1) // 2
             self.nfft = (rows + 2 * self.R[0], cols + 2 * self.R[1] + 1)
