@@ -264,19 +264,17 @@ class LocalAverager:
         rows, cols = self.shape
         n_cells = rows * cols
         d = c.shape[1]
-        if self.row_box:
-            # deposited into a grid padded by the disk's half-widths, with a leading zero
-            # column so that its running sum along the columns gives every row box
-            r0, r1 = self.R
-            fields = np.zeros((d + 1,) + self.nfft)
-            inner = (slice(None), slice(r0, r0 + rows), slice(r1 + 1, r1 + 1 + cols))
-        else:  # deposited straight into the zero-padded grid (what rfft2 would pad)
-            fields = np.zeros((d + 1,) + self.nfft)
-            inner = (slice(None), slice(0, rows), slice(0, cols))
-        fields[(0,) + inner[1:]] = counts.reshape(rows, cols)
+        # the fields are deposited straight into the zero-padded grid: for the FFT at its
+        # origin (what rfft2 would pad); for the row boxes offset by the disk's half-widths
+        # and a leading zero column, so that the running sum along the columns gives every
+        # row box
+        top, left = (self.R[0], self.R[1] + 1) if self.row_box else (0, 0)
+        fields = np.zeros((d + 1,) + self.nfft)
+        inner = fields[:, top:top + rows, left:left + cols]
+        inner[0] = counts.reshape(rows, cols)
         for k in range(d):
-            fields[(k + 1,) + inner[1:]] = np.bincount(
-                cells, weights=c[:, k], minlength=n_cells).reshape(rows, cols)
+            inner[k + 1] = np.bincount(cells, weights=c[:, k],
+                                       minlength=n_cells).reshape(rows, cols)
         conv = self._row_boxes(fields) if self.row_box else self._fft_disk(fields)
         conv = conv.reshape(d + 1, -1)
         num = conv[1:, padded].T
@@ -300,7 +298,7 @@ class LocalAverager:
         run = np.cumsum(fields, axis=2, out=fields)
         out = np.zeros((fields.shape[0], rows, cols))
         boxes: dict[int, np.ndarray] = {}
-        for k, w in enumerate(self.half_widths.tolist()):  # 2 R + 1 <= 7 disk rows
+        for k, w in enumerate(self.half_widths.tolist()):  # one per disk row
             if w not in boxes:
                 boxes[w] = (run[:, :, r1 + w + 1:r1 + w + 1 + cols]
                             - run[:, :, r1 - w:r1 - w + cols])
