@@ -47,8 +47,8 @@ import numpy as np
 from ..._regions import (
     MAX_FIT,
     PhaseMixtures,
-    border_geodesic,
     initial_partition,
+    object_prior,
     region_features,
     to_full_resolution,
     to_working_resolution,
@@ -187,7 +187,7 @@ def run_mixtures(
     spatial = feats.shape[:-1]
     X = feats.reshape(-1, feats.shape[-1])
     u = initial_partition(feats)  # raises on a constant image
-    prior = (border_prior * (border_geodesic(feats) - 0.5)).astype(np.float32)
+    prior = object_prior(feats, border_prior)
     beta = np.float32(2.0 * lam / math.sqrt(tau))
     mixtures = PhaseMixtures(components, MAX_FIT, rng)
     smooth = heat_smoother(spatial, tau, spacing, workers=workers)

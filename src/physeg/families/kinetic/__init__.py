@@ -359,9 +359,9 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
         COMPONENTS,
         MAX_FIT,
         PhaseMixtures,
-        border_geodesic,
         initial_partition,
         is_colour,
+        object_prior,
         otsu_partition,
         region_features,
         to_working_resolution,
@@ -380,7 +380,7 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     X = feats.reshape(-1, feats.shape[-1])
     if colour:
         u = initial_partition(feats).reshape(-1)
-        prior = (BORDER_PRIOR * (border_geodesic(feats) - 0.5)).reshape(-1)
+        prior = object_prior(feats, BORDER_PRIOR).reshape(-1)
     else:
         u = otsu_partition(feats).reshape(-1)
         prior = np.zeros(u.shape, np.float32)
