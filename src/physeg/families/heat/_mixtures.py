@@ -10,7 +10,7 @@ its evidence:
     E_\tau(u) = \sum_x \big[u\,(-\log p_1(f) - w(D-\tfrac12)) + (1-u)(-\log p_0(f))\big]
                 + \frac{\lambda}{\sqrt\tau}\sum_k \int u_k\,(G_\tau*(1-u_k)),
 
-with :math:`D` the contrast-weighted geodesic distance from the border. The mixtures are
+with :math:`D` the contrast-weighted geodesic distance from the 5 % border strip. The mixtures are
 re-estimated from the partition after every threshold-dynamics descent (region competition,
 Zhu–Yuille 1996; GrabCut's loop, with the heat-kernel perimeter instead of a graph cut).
 
