@@ -46,8 +46,12 @@ Choices where the paper left room (and why):
   Omega is convex), so they are unchanged.
 - The local average (2) is O(N log N) per step: particles are deposited (count and features)
   on the rows x cols pixel grid, which tiles Omega, the two fields are convolved with the disk
-  of radius ``r`` by FFT (kernel transform computed once), and each particle reads the ratio
-  in its cell. With positions at pixel centres this is exactly the disk mean over pixels.
+  of radius ``r`` by FFT (kernel transform computed once), or, for a disk of few rows on a
+  small grid, as a sum of row boxes from running sums along the columns (the same sums,
+  cheaper there: :data:`ROW_BOX_MAX`), and each particle reads the ratio in its cell. With
+  positions at pixel centres this is exactly the disk mean over pixels.
+- The pairs of a space step are drawn without a full permutation of the N particles
+  (:func:`distinct_sample`): at the default rates 5 % of them interact per step.
 - Default rates: the spatial aggregation is *slow* by default (``space_rate = 0.05``). The
   paper orders the rates space >> transport >> binarisation for its macroscopic limit, but
   fast aggregation moves similar-feature pixels to a common centre, so the ball of radius r no
