@@ -12,6 +12,7 @@ from physeg._regions import (
     _log_density,
     em_steps,
     initial_partition,
+    many_compact_objects,
     many_objects,
     may_be_many_objects,
     region_features,
@@ -128,6 +129,24 @@ def test_many_objects_tells_nuclei_from_one_object_with_specks():
     assert not many_objects(_discs(grid[:5], 5).astype(np.uint8))  # too few to be "many"
     # many, but one of them holds most of the foreground: a salient object with companions
     assert not many_objects((_discs(grid, 4) | _discs([(48, 48)], 26)).astype(np.uint8))
+
+
+def test_many_compact_objects_counts_round_nuclei_beside_a_clump_and_not_irregular_blobs():
+    grid = [(12 + 24 * i, 12 + 24 * j) for i in range(4) for j in range(4)]
+    outer = [(y, x) for y, x in grid if 12 in (y, x) or 84 in (y, x)]  # 12 round nuclei
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    # a ring-shaped clump holding about half the foreground: many_objects says no
+    ring = _discs([(48 + 14 * np.sin(a), 48 + 14 * np.cos(a)) for a in angles], 5)
+    labels = (ring | _discs(outer, 5)).astype(np.uint8)
+    assert not many_objects(labels)
+    assert many_compact_objects(labels)
+    assert not many_compact_objects(labels, count=13)  # the ring (solidity ~0.5) is not one
+    # as many crosses (solidity about 0.6) are many objects but not compact ones
+    crosses = np.zeros((96, 96), bool)
+    for cy, cx in grid:
+        crosses[cy - 6:cy + 7, cx - 1:cx + 2] = crosses[cy - 1:cy + 2, cx - 6:cx + 7] = True
+    assert many_objects(crosses.astype(np.uint8))
+    assert not many_compact_objects(crosses.astype(np.uint8))
 
 
 def test_the_cheap_many_objects_test_passes_nuclei_and_rejects_one_object():

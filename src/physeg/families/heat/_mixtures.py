@@ -76,8 +76,10 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
     "Many" is decided by the region means' partition of a probe (the image at up to
     ``probe_pixels``, :func:`physeg._regions.many_objects`), in two ways:
 
-    - the means alone: 8 or more objects, the largest under 35 % of the foreground; the
-      probe runs only where the cheap :func:`physeg._regions.may_be_many_objects` allows it;
+    - the means alone: 8 or more objects, the largest under 35 % of the foreground, or 12
+      or more compact ones (:func:`physeg._regions.many_compact_objects`: nuclei beside a
+      clump); the probe runs only where the cheap
+      :func:`physeg._regions.may_be_many_objects` allows it;
     - both models: the mixtures' own label 1 is 4 or more objects, the largest under 80 %
       of it (a one-object prior that still returns several objects), and the means' probe
       has 4 or more, the largest under 50 %. On the colour tuning images (every third
@@ -88,7 +90,8 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
 
     ``run_means(image, full_resolution, return_energy)`` runs the means on ``image``.
     """
-    from ..._regions import many_objects, may_be_many_objects, to_working_resolution
+    from ..._regions import (many_compact_objects, many_objects, may_be_many_objects,
+                             to_working_resolution)
 
     features = working_features(arr, -1, texture)
 
@@ -103,7 +106,7 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
     if may_be_many_objects(features):
         result, same = probe_means(return_energy)
         probe_labels = result[0] if return_energy and same else result
-        if many_objects(probe_labels):
+        if many_objects(probe_labels) or many_compact_objects(probe_labels):
             return result if same else run_means(arr, True, return_energy)
     # the mixtures with every object kept: the second rule counts them
     mix_labels, info = segment_mixtures(
