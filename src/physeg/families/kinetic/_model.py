@@ -30,7 +30,7 @@ SEGMENT_PARAMS = (
           "well barrier(s) cbar: none = 0.5 (K=2) / multi-Otsu (K>=3), 'otsu', or 'a,b,..'"),
     Param("eps", "float", 0.05, "interaction strength epsilon of the spatial binary rule",
           low=1e-4, high=1.0),
-    Param("dt", "float", 0.05, "time step (auto-reduced to the admissibility bounds)",
+    Param("dt", "float", 0.1, "time step (auto-reduced to the admissibility bounds)",
           low=1e-4, high=1.0),
     Param("t_final", "float", 4.0, "final time T; larger = more denoising", low=0.01, high=100.0),
     Param("space_rate", "float", 0.05, "aggregation rate lambda_x; high rates hurt masks",
