@@ -140,8 +140,8 @@ def test_many_compact_objects_counts_round_nuclei_beside_a_clump_and_not_irregul
     labels = (ring | _discs(outer, 5)).astype(np.uint8)
     assert not many_objects(labels)
     assert many_compact_objects(labels)
-    assert not many_compact_objects(labels, count=13)  # the ring (solidity ~0.5) is not one
-    # as many crosses (solidity about 0.6) are many objects but not compact ones
+    assert not many_compact_objects(labels, count=13)  # the ring (solidity 0.68) is not one
+    # as many crosses (solidity 0.63) are many objects but not compact ones
     crosses = np.zeros((96, 96), bool)
     for cy, cx in grid:
         crosses[cy - 6:cy + 7, cx - 1:cx + 2] = crosses[cy - 1:cy + 2, cx - 6:cx + 7] = True

@@ -161,8 +161,8 @@ def segment_kinetic(
         0.1 replaced 0.05 (issue 15): on the development tuning images (seed 0) mean Dice
         0.9464 / 0.8145 / 0.8359 / 0.8486 vs 0.9464 / 0.8147 / 0.8361 / 0.8486 (WBC,
         horses, dsb2018, PH2) and 0.977 vs 0.980 on the 6 synthetic shapes (σ 0.3; the
-        seed's grid: mean 0.9923 vs 0.9942), for 15-35 % less CPU time
-        (``docs/methods/heat.md``, "Sixth round"); ``dt=0.05`` gives the former labels.
+        seed's grid: mean 0.9923 vs 0.9942), for 10-35 % less CPU time
+        (``docs/methods/kinetic.md``); ``dt=0.05`` gives the former labels.
     space_rate, transport_rate, binarise_rate : float, default 0.05, 20, 0.5
         Rates lambda_x, lambda_T, lambda_B of aggregation, feature transport and binarisation.
         Raising ``space_rate`` lets positions cluster (fast rates degrade masks);
