@@ -11,6 +11,7 @@ from physeg._regions import (
     PhaseMixtures,
     _log_density,
     em_steps,
+    explained_variance,
     initial_partition,
     many_compact_objects,
     many_objects,
@@ -156,3 +157,20 @@ def test_the_cheap_many_objects_test_passes_nuclei_and_rejects_one_object():
     horse = np.where(_discs([(48, 48)], 30)[..., None], purple, pink)
     assert may_be_many_objects(region_features(nuclei, -1))
     assert not may_be_many_objects(region_features(horse, -1))
+
+
+def test_explained_variance_is_the_two_phase_signal_share():
+    # two flat phases of contrast 1 in shares p, 1 - p plus Gaussian noise of std s: the
+    # means explain p (1 - p) / (p (1 - p) + s^2) of the variance; 1 without noise, 0 for a
+    # partition that ignores the image
+    gen = np.random.default_rng(0)
+    labels = (gen.random((400, 500)) < 0.3).astype(np.uint8)
+    flat = np.stack([labels, 2 * labels], axis=-1).astype(float)  # 2 channels, |contrast|^2 = 5
+    assert explained_variance(flat, labels) == pytest.approx(1.0)
+    noisy = flat + gen.normal(0, 0.5, flat.shape)
+    signal = 0.3 * 0.7 * 5
+    assert explained_variance(noisy, labels) == pytest.approx(signal / (signal + 2 * 0.25),
+                                                              abs=0.01)
+    unrelated = (gen.random(labels.shape) < 0.5).astype(np.uint8)
+    assert explained_variance(noisy, unrelated) < 0.01
+    assert explained_variance(np.ones((8, 8, 3)), labels[:8, :8]) == 0.0

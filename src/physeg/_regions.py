@@ -82,7 +82,8 @@ __all__ = ["COMPONENTS", "MAX_FIT", "BORDER_PRIOR", "TEXTURE", "BORDER_MARGIN", 
            "region_features", "border_geodesic", "object_prior", "PhaseMixtures",
            "DiagonalMixture", "em_steps", "seed_mixture",
            "initial_partition", "to_working_resolution", "to_full_resolution", "is_colour",
-           "many_objects", "many_compact_objects", "may_be_many_objects", "otsu_partition"]
+           "many_objects", "many_compact_objects", "may_be_many_objects", "explained_variance",
+           "otsu_partition"]
 
 
 def is_colour(image: np.ndarray, channel_axis: int | None) -> bool:
@@ -151,6 +152,29 @@ def many_compact_objects(labels: np.ndarray, *, count: int = 12, area: float = 1
     compact = sum(1 for region in regionprops(components)
                   if region.area >= min_area and region.solidity >= solidity)
     return compact >= count
+
+
+def explained_variance(features: np.ndarray, labels: np.ndarray) -> float:
+    r"""Share of the features' total variance that the partition's phase means explain.
+
+    :math:`\eta = 1 - \sum_k\sum_{x\in k}|f(x)-c_k|^2 / \sum_x|f(x)-\bar f|^2` in [0, 1]
+    (Otsu's separability measure, for vectors): 1 when every phase is one flat colour, near
+    0 when the partition does not follow the colours. ``features`` (*spatial, F),
+    ``labels`` int of the spatial shape. The piecewise-constant model fits stained nuclei on
+    a flat background (region means' partitions of the colour tuning images, CIELAB: 0.76-0.85
+    on the 17 stained-nuclei images) much better than a photograph (0.26-0.68 on the 11
+    tuning horses and the 1 PH2 lesion that pass :func:`may_be_many_objects`).
+    """
+    flat = np.asarray(features, np.float64).reshape(-1, features.shape[-1])
+    phase = np.asarray(labels).ravel()
+    total = float(((flat - flat.mean(axis=0)) ** 2).sum())
+    if not total > 0.0:
+        return 0.0
+    counts = np.bincount(phase)
+    sums = np.stack([np.bincount(phase, weights=flat[:, c]) for c in range(flat.shape[1])], -1)
+    between = float(((sums[counts > 0] ** 2).sum(axis=1) / counts[counts > 0]).sum()
+                    - flat.sum(axis=0) @ flat.sum(axis=0) / phase.size)
+    return min(1.0, max(0.0, between / total))
 
 
 def may_be_many_objects(features: np.ndarray) -> bool:

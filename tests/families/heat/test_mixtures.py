@@ -202,6 +202,31 @@ def test_auto_keeps_the_means_when_nuclei_clump_but_many_stay_round():
     assert _dice(auto == 1, mask) > 0.95
 
 
+def test_auto_keeps_the_means_when_flat_stain_clumps_into_one_large_object(monkeypatch):
+    # 8 round nuclei along the border and a clump holding 66 % of the foreground: too
+    # dominant for the first rule and the second (50 %), too few compact objects (8 < 12); but
+    # the means' two flat phases explain most of the colour variance (flat stain on a flat
+    # background), so the means run. Without that rule the mixtures' border prior loses the
+    # border nuclei (Dice 0.79).
+    import physeg.families.heat._mixtures as mixtures_module
+
+    gen = np.random.default_rng(8)
+    yy, xx = np.mgrid[:96, :96]
+    mask = np.zeros((96, 96), bool)
+    for cy, cx in [(6, 20), (6, 48), (6, 76), (89, 20), (89, 48), (89, 76), (30, 6), (66, 89)]:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 25
+    for cy, cx in [(40, 40), (40, 56), (56, 40), (56, 56), (48, 48), (48, 32), (48, 64)]:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 64
+    img = np.where(mask[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
+    img = np.clip(img + gen.normal(0, 0.04, img.shape), 0, 1)
+    auto, info = segment_heat(img, channel_axis=-1, rng=0, return_energy=True)
+    assert info["init"] != "border prior"  # the means path ran
+    assert _dice(auto == 1, mask) > 0.95
+    monkeypatch.setattr(mixtures_module, "FLAT_PHASES", 1.01)  # the rule off
+    _, info = segment_heat(img, channel_axis=-1, rng=0, return_energy=True)
+    assert info["init"] == "border prior"
+
+
 def _disc_mask(size=96):
     yy, xx = np.mgrid[:size, :size]
     return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2

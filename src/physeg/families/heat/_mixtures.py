@@ -59,6 +59,11 @@ __all__ = ["run_mixtures", "segment_colour_auto", "segment_mixtures", "working_f
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
 OUTER_ROUNDS = 6
+#: the region means explain at least this share of a probe's colour variance (CIELAB):
+#: flat phases, the piecewise-constant model's own case (:func:`segment_colour_auto`)
+FLAT_PHASES = 0.72
+
+
 def working_features(image: np.ndarray, channel_axis: int | None,
                      texture: float) -> np.ndarray:
     """The region features (:func:`physeg._regions.region_features`) of the image at the
@@ -78,8 +83,11 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
 
     - the means alone: 8 or more objects, the largest under 35 % of the foreground, or 12
       or more compact ones (:func:`physeg._regions.many_compact_objects`: nuclei beside a
-      clump); the probe runs only where the cheap
-      :func:`physeg._regions.may_be_many_objects` allows it;
+      clump), or 8 or more objects whatever their sizes when the means' two phases explain
+      at least :data:`FLAT_PHASES` (72 %) of the probe's CIELAB variance
+      (:func:`physeg._regions.explained_variance`: flat stain on a flat background, where
+      clumps hold 42 % of the foreground; photographs' partitions explain 26-68 %); the
+      probe runs only where the cheap :func:`physeg._regions.may_be_many_objects` allows it;
     - both models: the mixtures' own label 1 is 4 or more objects, the largest under 80 %
       of it (a one-object prior that still returns several objects), and the means' probe
       has 4 or more, the largest under 50 %. On the colour tuning images (every third
@@ -90,8 +98,8 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
 
     ``run_means(image, full_resolution, return_energy)`` runs the means on ``image``.
     """
-    from ..._regions import (many_compact_objects, many_objects, may_be_many_objects,
-                             to_working_resolution)
+    from ..._regions import (explained_variance, many_compact_objects, many_objects,
+                             may_be_many_objects, to_working_resolution)
 
     features = working_features(arr, -1, texture)
 
@@ -100,13 +108,18 @@ def segment_colour_auto(arr, spacing, *, run_means, probe_pixels, tau, lam, bord
         # rule reuses the first's labels); resampled only when a rule needs it
         probe = to_working_resolution(arr, -1, probe_pixels)
         same = probe.shape == arr.shape
-        return run_means(probe, same, energy and same), same
+        return run_means(probe, same, energy and same), same, probe
+
+    def flat_and_many(probe, labels):
+        return (many_objects(labels, largest=1.0) and explained_variance(
+            region_features(probe, -1, texture_sigma=0.0), labels) >= FLAT_PHASES)
 
     probe_labels = None
     if may_be_many_objects(features):
-        result, same = probe_means(return_energy)
+        result, same, probe = probe_means(return_energy)
         probe_labels = result[0] if return_energy and same else result
-        if many_objects(probe_labels) or many_compact_objects(probe_labels):
+        if (many_objects(probe_labels) or many_compact_objects(probe_labels)
+                or flat_and_many(probe, probe_labels)):
             return result if same else run_means(arr, True, return_energy)
     # the mixtures with every object kept: the second rule counts them
     mix_labels, info = segment_mixtures(
