@@ -237,12 +237,14 @@ def segment_heat(
         10 000 pixels (τ and λ in those pixels) and interpolates the result back.
         ``"auto"``: mixtures for a binary colour image (not a grey image stored as RGB) unless
         its region means already find many separate objects (8 or more, none holding 35 %
-        of the foreground, or 12 or more compact ones: nuclei, cells), or both models do
-        (the mixtures' own answer 4 or more objects, the means' too;
+        of the foreground; 12 or more compact ones: nuclei, cells; or 8 or more in two flat
+        colour phases, which explain ≥ 72 % of the colour variance: a stained slide), or both
+        models do (the mixtures' own answer 4 or more objects, the means' too;
         :func:`._mixtures.segment_colour_auto`), means otherwise. Fails for: a colour image
-        of 2-3 objects (the prior favours one), clumped nuclei the means merge into one with
-        few round ones beside them, a photograph of many round things (fruit, coins: "many
-        objects"), and grey photographs of one object (means).
+        of 2-3 objects (the prior favours one), fewer than 8 large nuclei clumped together,
+        a photograph of many round things (fruit, coins) or a flat-coloured drawing of one
+        object in 8 or more pieces ("many objects"), and grey photographs of one object
+        (means).
     foreground : {"auto", "bright", "dark"}, default "auto"
         Which phase is label 1: ``"auto"`` = the one holding less of the image border (ties:
         the minority; fails for an object that fills the frame), ``"bright"`` / ``"dark"`` =
