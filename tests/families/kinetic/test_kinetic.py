@@ -561,6 +561,21 @@ def test_auto_gives_grey_nuclei_the_posterior_feature_and_one_object_the_intensi
     assert _auto_fidelity(img, None, 3)[0] == "means"
 
 
+@pytest.mark.parametrize("noise, share, most", [(0.15, 0.03, 0.015), (0.2, 0.1, 0.027)])
+def test_the_posterior_weighs_a_rare_phase_by_its_share(noise, share, most):
+    # pixels of a rare bright phase scattered at random (no spatial structure): the read-out
+    # uses the phases' shares as Bayes' prior, so fewer background pixels are called object
+    # than by the likelihoods alone (measured error 0.010 / 0.022 with the share, 0.023 /
+    # 0.032 without; Bayes' optimum with the exact densities 0.0001 / 0.003)
+    from physeg.families.kinetic import object_posterior
+
+    gen = np.random.default_rng(0)
+    truth = gen.random((200, 200)) < share
+    img = truth + gen.normal(0, noise, truth.shape)
+    posterior = object_posterior(img, None, np.random.default_rng(0))
+    assert np.mean((posterior > 0.5) != truth) < most
+
+
 def _stained(size=128, seed=0, many=True):
     """Purple nuclei on pink tissue: 25 of radius 6 px over the whole frame, the outer ones
     inside the 5 % border strip (``many``), or one disc of radius 32."""
