@@ -255,6 +255,32 @@ def test_default_segments_noisy_square(kind):
     assert _dice(lab, m) >= 0.95
 
 
+def test_phase_midpoint_barrier_is_near_the_middle_of_two_clean_levels():
+    # two noiseless levels normalised to 0 and 1: the phases' local averages are the levels
+    # but for the blurred rim, so the midpoint is near 1/2 (the seed's barrier)
+    yy, xx = np.mgrid[:128, :128]
+    img = np.where((yy - 64) ** 2 + (xx - 60) ** 2 < 30 ** 2, 0.8, 0.2)
+    cbar = _dsmc.phase_midpoints(_dsmc.image_features(img, None), 0.06)
+    assert cbar.shape == (1, 1) and abs(cbar[0, 0] - 0.5) < 0.05
+
+
+def test_default_barrier_keeps_a_dim_object_beside_saturated_pixels():
+    # a dim disc (0.3 on 0.1) and three pixels at 1.0: min-max normalisation puts the disc at
+    # about 0.2, so the seed's barrier 0.5 sends it to the lower well; the phases' midpoint
+    # (about 0.2) keeps it
+    from physeg.families.kinetic import _auto_fidelity
+
+    gen = np.random.default_rng(1)
+    yy, xx = np.mgrid[:128, :128]
+    mask = (yy - 64) ** 2 + (xx - 60) ** 2 < 30 ** 2
+    img = np.where(mask, 0.3, 0.1) + gen.normal(0, 0.03, mask.shape)
+    img[5, 5] = img[120, 100] = img[10, 118] = 1.0
+    assert _auto_fidelity(img, None, 2)[0] == "means"
+    assert 0.1 < _dsmc.phase_midpoints(_dsmc.image_features(img, None), 0.06)[0, 0] < 0.3
+    assert _dice(physeg.segment(img, method="kinetic", rng=0), mask) > 0.95
+    assert _dice(physeg.segment(img, method="kinetic", rng=0, barriers=0.5), mask) < 0.1
+
+
 def test_three_classes_on_three_level_image():
     from physeg.data.synthetic import three_level_image
 

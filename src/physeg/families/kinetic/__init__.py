@@ -19,8 +19,9 @@ Usage::
     model.save("kinetic.json"); physeg.load("kinetic.json").predict(image)
 
 Defaults (chosen by measurement on the seed-000 synthetic shapes, see
-``benchmarks/kinetic_paper.py``): Delta = 0.3, sigma = 0.1, r = 0.06, cbar = 0.5 (K = 2) or the
-multi-Otsu thresholds of the features (K >= 3), eps = 0.05, dt = 0.1, T = 4, rates
+``benchmarks/kinetic_paper.py``): Delta = 0.3, sigma = 0.1, r = 0.06, cbar = the midpoint of
+the phases' local averages (K = 2; 0.5 on the posterior) or the multi-Otsu thresholds of the
+features (K >= 3), eps = 0.05, dt = 0.1, T = 4, rates
 lambda_x = 0.05 (slow aggregation), lambda_T = 20, lambda_B = 0.5.
 
 References
@@ -151,9 +152,13 @@ def segment_kinetic(
         Local-average radius r in Omega units (the image's longer side spans 2); larger =
         more denoising, rounder corners. 0.06 is 3.8 pixels at 128^2.
     barriers : None, "otsu", float or str, default None
-        Barrier(s) cbar of the wells: None = 0.5 (K = 2) or multi-Otsu thresholds of each
-        channel (K >= 3); a number, ``"a,b"`` (K - 1 values) or ``d (K - 1)`` values
-        channel-major (RGB). Lower cbar = more pixels go to the upper well.
+        Barrier(s) cbar of the wells: None = for K = 2 the midpoint of the two phases' mean
+        local averages (:func:`._dsmc.phase_midpoints`; about 0.5 on the seed's images,
+        0.07-0.23 for dim nuclei beside a few saturated pixels) on the intensities and 0.5
+        (equal odds) on the posterior, the multi-Otsu thresholds of each channel for
+        K >= 3; a number (``0.5``: the seed's barrier), ``"a,b"`` (K - 1 values) or
+        ``d (K - 1)`` values channel-major (RGB). Lower cbar = more pixels go to the upper
+        well.
     eps : float, default 0.05
         Quasi-invariant interaction strength epsilon (0..1) of the spatial binary rule.
     dt, t_final : float, default 0.1, 4.0
@@ -218,7 +223,7 @@ def segment_kinetic(
     (1, 0)
     """
     from ..._regions import to_working_resolution
-    from ._dsmc import image_features, run_particle_model
+    from ._dsmc import image_features, phase_midpoints, run_particle_model
 
     img = np.asarray(image)
     if img.ndim != (3 if channel_axis is not None else 2):
@@ -240,10 +245,14 @@ def segment_kinetic(
         feats = image_features(img, channel_axis)
     feats = to_working_resolution(feats, -1,
                                   particle_pixels(img, channel_axis, fidelity, classes))
+    d = feats.shape[-1]
+    if fidelity == "means" and classes == 2 and parse_barriers(barriers, d, 2) is None:
+        # the posterior keeps 0.5 (equal odds); the intensities' barrier is data-driven
+        barriers = phase_midpoints(feats, radius)
     params = _params(
         classes=classes, delta=delta, sigma=sigma, radius=radius, barriers=barriers, eps=eps,
         dt=dt, t_final=t_final, space_rate=space_rate, transport_rate=transport_rate,
-        binarise_rate=binarise_rate, feature_update=feature_update, d=feats.shape[-1],
+        binarise_rate=binarise_rate, feature_update=feature_update, d=d,
     )
     labels, _ = run_particle_model(feats, params, gen, runs=runs)
     full_shape = img.shape[:2]

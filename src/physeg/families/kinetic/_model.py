@@ -27,7 +27,8 @@ SEGMENT_PARAMS = (
     Param("radius", "float", 0.06, "local-average radius r (image side = 2); larger = smoother",
           low=0.005, high=1.0),
     Param("barriers", "str", None,
-          "well barrier(s) cbar: none = 0.5 (K=2) / multi-Otsu (K>=3), 'otsu', or 'a,b,..'"),
+          "well barrier(s) cbar: none = the phases' midpoint (K=2) / multi-Otsu (K>=3), "
+          "'otsu', or 'a,b,..' (0.5: the seed's)"),
     Param("eps", "float", 0.05, "interaction strength epsilon of the spatial binary rule",
           low=1e-4, high=1.0),
     Param("dt", "float", 0.1, "time step (auto-reduced to the admissibility bounds)",
