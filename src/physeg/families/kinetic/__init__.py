@@ -328,27 +328,36 @@ def _auto_fidelity(img: np.ndarray, channel_axis: int | None,
     the posterior, without a spatial term, scores lower under Gaussian and Poisson noise
     (0.96-0.99 vs 0.99-1.0 on 3 shapes at level 2; speckle: 0.998-0.999 vs 0.989-0.995).
     """
-    from scipy import ndimage as ndi
-
-    from ..._foreground import foreground_order
-    from ..._regions import is_colour, many_objects, otsu_partition, region_features
+    from ..._regions import is_colour, many_objects, region_features
 
     if classes != 2:
         return "means", None
     if is_colour(img, channel_axis):
         return "mixtures", None
     feats = region_features(img, channel_axis)
-    # the count on the Otsu partition of the intensity smoothed by sigma = 1 px: on the raw
-    # pixels of a noisy frame with a few objects the threshold cuts the background's noise
-    # into "many objects" (two discs at noise 0.03-0.1: posterior Dice 0.00-0.02, the
-    # intensities 0.81-0.99; docs/methods/kinetic.md)
-    smooth = ndi.gaussian_filter(feats[..., :1], (1.0,) * (feats.ndim - 1) + (0.0,))
+    # the count on the intensity smoothed by sigma = 1 px: on the raw pixels of a noisy frame
+    # with a few objects Otsu's threshold cuts the background's noise into "many objects"
+    # (two discs at noise 0.03-0.1: posterior Dice 0.00-0.02, the intensities 0.81-0.99;
+    # docs/methods/kinetic.md). Three objects suffice: on the 50 grey tuning images the
+    # posterior beat the intensities on 5 of the 6 with fewer than 8 objects (0.71 vs 0.24)
+    objects = _smoothed_objects(feats)
+    return ("mixtures" if many_objects(objects, count=3, largest=0.5) else "means"), feats
+
+
+def _smoothed_objects(features: np.ndarray) -> np.ndarray:
+    """The objects (uint8 mask) of Otsu's partition of the first feature (the lightness)
+    smoothed by a Gaussian of 1 px: the phase holding less of the border
+    (:func:`physeg._foreground.foreground_order`). The probe that the many-objects rules
+    count."""
+    from scipy import ndimage as ndi
+
+    from ..._foreground import foreground_order
+    from ..._regions import otsu_partition
+
+    smooth = ndi.gaussian_filter(features[..., :1], (1.0,) * (features.ndim - 1) + (0.0,))
     phase = otsu_partition(smooth).astype(np.uint8)
     order = foreground_order(phase, np.array([0.0, 1.0]), "auto")
-    # three objects suffice: on the 50 grey tuning images the posterior beat the intensities
-    # on 5 of the 6 with fewer than 8 objects (mean Dice over the 6: 0.71 vs 0.24)
-    objects = (phase == order[1]).astype(np.uint8)
-    return ("mixtures" if many_objects(objects, count=3, largest=0.5) else "means"), feats
+    return (phase == order[1]).astype(np.uint8)
 
 
 def object_posterior(image: np.ndarray, channel_axis: int | None,
@@ -442,15 +451,9 @@ def _colour_many_objects(features: np.ndarray) -> bool:
     none of the 54 horses, 33 PH2 lesions and 50 WBC images; kinetic's Dice on the 17 nuclei
     images went from 0.607 (border prior) to 0.827 (seed 0; at full resolution 0.811).
     """
-    from scipy import ndimage as ndi
+    from ..._regions import many_objects
 
-    from ..._foreground import foreground_order
-    from ..._regions import many_objects, otsu_partition
-
-    smooth = ndi.gaussian_filter(features[..., :1], (1.0,) * (features.ndim - 1) + (0.0,))
-    phase = otsu_partition(smooth).astype(np.uint8)
-    order = foreground_order(phase, np.array([0.0, 1.0]), "auto")
-    return many_objects((phase == order[1]).astype(np.uint8), largest=0.35)
+    return many_objects(_smoothed_objects(features), largest=0.35)
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
