@@ -77,6 +77,10 @@ BORDER_PRIOR = 8.0
 TEXTURE = 0.0
 BORDER_MARGIN = 0.05
 WORK_PIXELS = 10_000
+#: a partition whose phase means explain at least this share of the colour variance (CIELAB,
+#: :func:`explained_variance`) has flat phases, the piecewise-constant model's own case: the
+#: "stained slide" test of the many-objects rules of heat and kinetic
+FLAT_PHASES = 0.72
 
 __all__ = ["COMPONENTS", "MAX_FIT", "BORDER_PRIOR", "TEXTURE", "BORDER_MARGIN", "WORK_PIXELS",
            "region_features", "border_geodesic", "object_prior", "PhaseMixtures",

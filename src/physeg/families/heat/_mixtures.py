@@ -45,6 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..._regions import (
+    FLAT_PHASES,
     MAX_FIT,
     PhaseMixtures,
     initial_partition,
@@ -59,9 +60,6 @@ __all__ = ["run_mixtures", "segment_colour_auto", "segment_mixtures", "working_f
 
 #: re-estimations of the mixtures (each followed by one threshold-dynamics descent)
 OUTER_ROUNDS = 6
-#: the region means explain at least this share of a probe's colour variance (CIELAB):
-#: flat phases, the piecewise-constant model's own case (:func:`segment_colour_auto`)
-FLAT_PHASES = 0.72
 
 
 def working_features(image: np.ndarray, channel_axis: int | None,
