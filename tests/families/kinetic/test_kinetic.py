@@ -648,6 +648,7 @@ def test_colour_nuclei_start_from_otsu_without_the_border_prior(monkeypatch):
     assert 2 * found.sum() / ((lab == 1).sum() + mask.sum()) > 0.9
     assert found[strip].sum() > 0.9 * mask[strip].sum()
     monkeypatch.setattr(kinetic, "_colour_many_objects", lambda features: False)
+    monkeypatch.setattr(kinetic, "_several_objects_despite_the_prior", lambda *args: False)
     with_prior = physeg.segment(img, method="kinetic", channel_axis=-1, rng=0)
     assert ((with_prior == 1) & mask)[strip].sum() < 0.2 * mask[strip].sum()
     # one object of the same colours keeps the border prior
@@ -701,6 +702,34 @@ def test_clumped_nuclei_in_flat_stain_are_many_objects(monkeypatch):
     working = region_features(
         to_working_resolution(shaded, -1, kinetic.colour_pixels(mask.size)), -1)
     assert not kinetic._colour_many_objects(working)
+
+
+def test_a_few_nuclei_found_despite_the_prior_are_rerun_without_it(monkeypatch):
+    """Six stained nuclei, two in the border strip: too few for the many-objects test, so
+    the posterior starts with the border prior, which still returns 4 separate objects and
+    loses the strip's two. Both halves of the rule hold, and the rerun without the prior
+    finds all six (measured: Dice 0.93, 0.84 with the rule off). One object does not."""
+    import physeg.families.kinetic as kinetic
+    from scipy import ndimage as ndi
+
+    gen = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    mask = np.zeros((128, 128), bool)
+    for cy, cx in [(40, 40), (40, 88), (88, 40), (88, 88), (4, 64), (64, 123)]:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 36
+    img = np.where(mask[..., None], [0.45, 0.25, 0.6], [0.9, 0.75, 0.85])
+    img = np.clip(img + gen.normal(0, 0.04, img.shape), 0, 1)
+
+    def dice(lab):
+        return 2 * ((lab == 1) & mask).sum() / ((lab == 1).sum() + mask.sum())
+
+    lab = physeg.segment(img, method="kinetic", channel_axis=-1, rng=0)
+    assert dice(lab) > 0.9 and ndi.label(lab == 1)[1] == 6
+    monkeypatch.setattr(kinetic, "_several_objects_despite_the_prior", lambda *args: False)
+    assert dice(physeg.segment(img, method="kinetic", channel_axis=-1, rng=0)) < 0.88
+    monkeypatch.undo()
+    one, disc = _stained(many=False)
+    assert not kinetic._several_objects_despite_the_prior(one, -1, disc.astype(np.uint8))
 
 
 @pytest.fixture
