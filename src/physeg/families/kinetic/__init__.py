@@ -494,10 +494,10 @@ def _several_objects_despite_the_prior(image: np.ndarray, channel_axis: int | No
     measured there on the tuning images), with kinetic's own probe. On the tuning images
     (every third development image from the second and third on, seed 0) it holds for none
     of the 54 horses, 33 PH2 lesions and 50 WBC images (one half alone holds for 9, 11 and
-    0 of them, where dropping the prior costs 0.2-0.8 Dice). All
-    17 colour dsb2018 tuning images are many objects already, so its gain was measured on
-    the benchmark rows (``rows[0::3]``): it holds for 2 of the 10 colour images,
-    Dice 0.460 -> 0.739 and 0.729 -> 0.912.
+    0 of them, where dropping the prior costs 0.2-0.8 Dice). All 17 colour dsb2018 tuning
+    images are many objects already, so its gain was measured on the benchmark rows
+    (``rows[0::3]``): it holds for 2 of the 10 colour images, Dice 0.460 -> 0.746 and
+    0.729 -> 0.911.
     """
     from ..._regions import is_colour, many_objects, region_features, to_working_resolution
 
