@@ -818,3 +818,18 @@ def test_grey_image_of_the_intensities_runs_the_particles_at_32768_px(particle_g
     assert particle_grids[1] == (255, 256)
     physeg.segment(img, "kinetic", classes=3, rng=0)  # K > 2 labels are not interpolated
     assert particle_grids[2] == (256, 256)
+
+
+def test_capped_binarisation_substeps_keep_the_labels_of_the_stiff_well(monkeypatch):
+    """A barrier of 0.05 makes the well stiff (the invariance bound asks for hundreds of
+    sub-steps per step); the capped, clipped sub-steps give the same labels."""
+    gen = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
+    img = np.clip(0.1 * disc + gen.normal(0, 0.01, disc.shape), 0, 1)
+    img[0, 0] = 1.0  # one saturated pixel: the disc sits near the bottom of the range
+    capped = physeg.segment(img, method="kinetic", rng=0, barriers=0.05, fidelity="means")
+    monkeypatch.setattr(_dsmc, "MAX_BINARY_SUBSTEPS", 10**6)
+    exact = physeg.segment(img, method="kinetic", rng=0, barriers=0.05, fidelity="means")
+    assert np.mean(capped != exact) < 0.002
+    assert 2 * ((exact == 1) & disc).sum() / ((exact == 1).sum() + disc.sum()) > 0.95
