@@ -224,7 +224,7 @@ def segment_kinetic(
     >>> int(lab[16, 16]), int(lab[0, 0])
     (1, 0)
     """
-    from ..._regions import to_working_resolution
+    from ..._regions import is_colour, to_working_resolution
     from ._dsmc import image_features, phase_midpoints, run_particle_model
 
     img = np.asarray(image)
@@ -233,7 +233,8 @@ def segment_kinetic(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
     gen = as_rng(rng)
-    probed = None  # a grey image's region features, computed once by the auto rule
+    with_prior = None  # colour posterior: with the border prior (one object) or without
+    probed = None  # the posterior's region features, computed once (grey: by the auto rule)
     if fidelity == "auto":
         fidelity, probed = _auto_fidelity(img, channel_axis, classes)
     if fidelity == "mixtures":
@@ -242,7 +243,12 @@ def segment_kinetic(
                              "use fidelity='means' for K > 2.")
         # colour: the posterior, and so the particles, at colour_pixels; grey: the posterior at
         # full resolution (small nuclei), the particles at up to _GREY_PARTICLE_PIXELS
-        feats = object_posterior(img, channel_axis, gen, grey_features=probed)[..., None]
+        if probed is None:
+            probed = posterior_features(img, channel_axis)
+        if is_colour(img, channel_axis):
+            with_prior = not _colour_many_objects(probed)
+        feats = object_posterior(img, channel_axis, gen, features=probed,
+                                 border_prior=with_prior)[..., None]
     else:  # binary grey: the particles at up to _GREY_MEANS_PIXELS
         feats = image_features(img, channel_axis)
 
@@ -262,8 +268,8 @@ def segment_kinetic(
         return run_particle_model(features, params, gen, runs=runs)[0]
 
     labels = particles(feats)
-    if fidelity == "mixtures" and _several_objects_despite_the_prior(img, channel_axis, labels):
-        posterior = object_posterior(img, channel_axis, gen, border_prior=False)
+    if with_prior and _several_objects_despite_the_prior(img, channel_axis, labels, probed):
+        posterior = object_posterior(img, channel_axis, gen, features=probed, border_prior=False)
         labels = particles(posterior[..., None])
     full_shape = img.shape[:2]
     if labels.shape != full_shape:  # the particles ran at a reduced resolution
@@ -370,9 +376,23 @@ def _smoothed_objects(features: np.ndarray) -> np.ndarray:
     return (phase == order[1]).astype(np.uint8)
 
 
+def posterior_features(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """:func:`physeg._regions.region_features` at the posterior's resolution: colour images
+    at :func:`colour_pixels`, grey ones at full resolution (no spatial term to make
+    resolution-independent, and the small objects it is for blur at the working resolution:
+    8 nuclei tuning images 0.81 vs 0.77)."""
+    from ..._regions import is_colour, region_features, to_working_resolution
+
+    arr = np.asarray(image)
+    if is_colour(arr, channel_axis):
+        n = arr.shape[0] * arr.shape[1]
+        arr = to_working_resolution(arr, channel_axis, colour_pixels(n))
+    return region_features(arr, channel_axis)
+
+
 def object_posterior(image: np.ndarray, channel_axis: int | None,
                      rng: np.random.Generator, *, rounds: int = 4,
-                     grey_features: np.ndarray | None = None,
+                     features: np.ndarray | None = None,
                      border_prior: bool | None = None) -> np.ndarray:
     r"""The particles' feature for ``fidelity="mixtures"``: p(phase 1 | colour or intensity).
 
@@ -397,8 +417,9 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
     fractions of the image, so this changes the discretisation, not the model: on the tuning
     images (every third development image from the second on, seed 0) horses 0.807 vs 0.811
     at 0.30 vs 1.19 CPU s, PH2 (6) 0.806 vs 0.806 at 0.78 vs 9.9 s.
-    ``grey_features``: :func:`physeg._regions.region_features` of a grey image when the
-    caller has them already (the ``auto`` rule's probe), so they are not computed twice.
+    ``features``: :func:`posterior_features` of the image when the caller has them already
+    (the ``auto`` rule's grey probe, the colour many-objects tests), so they are not
+    computed twice.
     ``border_prior``: for a colour image, True / False forces the start and prior of one
     object / many objects; None (default) lets :func:`_colour_many_objects` decide.
     """
@@ -411,20 +432,11 @@ def object_posterior(image: np.ndarray, channel_axis: int | None,
         is_colour,
         object_prior,
         otsu_partition,
-        region_features,
-        to_working_resolution,
     )
 
     arr = np.asarray(image)
     colour = is_colour(arr, channel_axis)
-    # grey: full resolution (no spatial term to make resolution-independent, and the small
-    # objects it is for blur at the working resolution: 8 nuclei tuning images 0.81 vs 0.77)
-    if colour:
-        feats = region_features(
-            to_working_resolution(arr, channel_axis, colour_pixels(arr.shape[0] * arr.shape[1])),
-            channel_axis)
-    else:
-        feats = region_features(arr, channel_axis) if grey_features is None else grey_features
+    feats = posterior_features(arr, channel_axis) if features is None else features
     # a colour image of many objects (stained nuclei) has no single enclosed object for the
     # border prior: it starts from Otsu's threshold without the prior, as a grey one does
     many = colour and (not border_prior if border_prior is not None
@@ -485,13 +497,15 @@ def _colour_many_objects(features: np.ndarray) -> bool:
 
 
 def _several_objects_despite_the_prior(image: np.ndarray, channel_axis: int | None,
-                                       labels: np.ndarray) -> bool:
+                                       labels: np.ndarray,
+                                       features: np.ndarray | None = None) -> bool:
     """True when a colour image segmented with the border prior (one object) still gives
     several objects and the smoothed-Otsu probe agrees: label 1 of ``labels`` (at the
     particles' resolution) is 4 or more objects of >= 0.1 % of the image, the largest under
     80 % of them, and :func:`_smoothed_objects` at the posterior's resolution has 4 or more,
     the largest under 50 %. :func:`segment_kinetic` then runs the posterior again without
-    the prior (a few stained nuclei, too few for :func:`_colour_many_objects`).
+    the prior (a few stained nuclei, too few for :func:`_colour_many_objects`; it asks only
+    when the prior was used). ``features``: :func:`posterior_features`, when known.
 
     Heat's second many-objects rule (``segment_colour_auto`` in heat's ``_mixtures``,
     measured there on the tuning images), with kinetic's own probe. On the tuning images
@@ -502,16 +516,14 @@ def _several_objects_despite_the_prior(image: np.ndarray, channel_axis: int | No
     (``rows[0::3]``): it holds for 2 of the 10 colour images, Dice 0.460 -> 0.746 and
     0.729 -> 0.911.
     """
-    from ..._regions import is_colour, many_objects, region_features, to_working_resolution
+    from ..._regions import is_colour, many_objects
 
     if not is_colour(image, channel_axis) or not many_objects(labels == 1, count=4,
                                                                largest=0.8):
         return False
-    n = image.shape[0] * image.shape[1]
-    features = region_features(to_working_resolution(image, channel_axis, colour_pixels(n)),
-                               channel_axis)
-    return (not _colour_many_objects(features)
-            and many_objects(_smoothed_objects(features), count=4, largest=0.5))
+    if features is None:
+        features = posterior_features(image, channel_axis)
+    return many_objects(_smoothed_objects(features), count=4, largest=0.5)
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:

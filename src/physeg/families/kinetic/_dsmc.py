@@ -72,10 +72,10 @@ import numpy as np
 from . import _multiwell
 
 #: K = 2: at most this many binarisation sub-steps per time step. A barrier near 0 or 1 makes
-#: the well stiff (K(cbar) ~ cbar^-3): the invariance bound asked 164 per step on a 603 x 1272
-#: dsb2018 image (15 s). Past the cap each sub-step is clipped to [0, 1]: Euler on the double
-#: well moves c from the barrier towards its well, so it can only overshoot 0 or 1 and no
-#: particle changes side. The 4 dsb2018 tuning images on the intensities (seed 0): Dice
+#: the well stiff (K(cbar) ~ cbar^-3): the invariance bound asked 763 per step on a 603 x 1272
+#: dsb2018 image (barrier 0.072, 15 s). Past the cap each sub-step is clipped to [0, 1]: Euler
+#: on the double well moves c from the barrier towards its well, so it can only overshoot 0
+#: or 1 and no particle changes side. The 4 dsb2018 tuning images on the intensities (seed 0): Dice
 #: 0.8974 / 0.8782 / 0.1362 / 0.1945 -> 0.8974 / 0.8782 / 0.1365 / 0.1945, 1.6-4.1 -> 0.6-0.9
 #: CPU s. K > 2 keeps the bound (an overshoot could enter the next gap).
 MAX_BINARY_SUBSTEPS = 16
