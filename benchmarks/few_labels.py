@@ -130,19 +130,24 @@ def learned_readouts(model, img: np.ndarray) -> dict[str, tuple[np.ndarray, floa
     """heat-fit, heat-fit-adapt0 and the forest's argmax from one posterior (timed apart).
 
     heat-fit is the model's own pipeline (``segment_posterior`` with the fitted ``adapt`` and
-    ``prior_weight``, as ``model.predict``); heat-fit-adapt0 the same without the adaptation.
+    ``prior_weight``, or the no-label result where the fit chose ``follow_prior``, as
+    ``model.predict``); heat-fit-adapt0 the same without the adaptation.
     """
     from physeg._validate import as_rng
     from physeg.families.heat._learned import prior_channels, segment_posterior
 
     t0 = time.perf_counter()
     extra = prior_channels(img, -1) if model.params.get("prior") == "default" else None
+    t_prior = time.perf_counter() - t0
     logp, border, mix = model.likelihood.log_proba(img, -1, with_border=True, extra=extra)
     t_lik = time.perf_counter() - t0
     forest = np.argmax(logp, axis=-1).astype(np.uint8)
     p = model.params
     prior = None if extra is None else extra[..., 1]
     out = {"forest": (forest, t_lik)}
+    if p.get("follow_prior"):  # predict returns the prior channels' object mask, no forest
+        lab = (extra[..., 0] > 0.5).astype(np.uint8)
+        return {**out, "heat-fit-adapt0": (lab, t_prior), "heat-fit": (lab, t_prior)}
     for name, a in (("heat-fit-adapt0", 0.0), ("heat-fit", p["adapt"])):
         t0 = time.perf_counter()
         lab = segment_posterior(logp, border, mix, prior, tau=p["tau"], lam=p["lam"], adapt=a,

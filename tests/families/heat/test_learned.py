@@ -219,6 +219,10 @@ def test_save_load_byte_identical_and_no_pickle(tmp_path, monkeypatch):
     assert isinstance(again, LearnedHeatModel)
     out = again.predict(img, channel_axis=-1)
     assert out.dtype == labels.dtype and out.tobytes() == labels.tobytes()
+    # this model follows the no-label result (see the follow test); the forest's labels too
+    assert again.params["follow_prior"] is True
+    learned = model.predict(img, channel_axis=-1, follow_prior=False)
+    assert again.predict(img, channel_axis=-1, follow_prior=False).tobytes() == learned.tobytes()
     np.testing.assert_array_equal(again.predict(img, channel_axis=-1, return_proba=True),
                                   model.predict(img, channel_axis=-1, return_proba=True))
 
@@ -282,7 +286,7 @@ def test_fit_params_checked_once_and_grid_kept():
         physeg.fit("heat", [img[..., 0]], [np.zeros(img.shape[:2], np.uint8)], init="otsu")
     with pytest.raises(ValueError, match="trained on colour 2D images; got a grey 2D"):
         model.predict(img[..., 0])
-    with pytest.raises(ValueError, match="takes tau, lam, adapt and prior_weight"):
+    with pytest.raises(ValueError, match="takes tau, lam, adapt, prior_weight and follow_prior"):
         model.predict(img, channel_axis=-1, classes=3)
 
 
@@ -337,16 +341,62 @@ def test_prior_weight_follows_how_well_the_no_label_model_fits_the_labels():
     train, train_mask = _texture("circle", seed=0)
     one = physeg.fit("heat", [train], [train_mask], rng=0, trees=8)
     assert one.params["prior_weight"] == 0.0 and one.params["adapt"] == 1.0
+    assert not one.params["follow_prior"] and one.info["prior_dice"] < 0.5
     pairs = [_texture(s, seed=k) for k, s in enumerate(("circle", "square", "triangle"))]
     three = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=0, trees=8)
     table = three.info["cross_validation"]
-    assert len(table) == 2 * len(PRIOR_WEIGHTS)
-    assert three.params["prior_weight"] == 0.0
+    assert len(table) == 2 * len(PRIOR_WEIGHTS) + 1 and table[-1]["follow_prior"]
+    assert three.params["prior_weight"] == 0.0 and not three.params["follow_prior"]
     best = max(table, key=lambda r: r["score"])
-    assert best["score"] > max(r["score"] for r in table if r["prior_weight"] >= 4.0)
+    assert best["score"] > max(r["score"] for r in table if r.get("prior_weight", 0) >= 4.0)
     img, mask = shape_image("circle", 64)
     clean = physeg.fit("heat", [img], [mask], rng=0, trees=8)
     assert clean.params["prior_weight"] == PRIOR_WEIGHT_ONE
     fixed = physeg.fit("heat", [p[0] for p in pairs], [p[1] for p in pairs], rng=0, trees=8,
                        prior_weight=2.0, adapt=0.0)
     assert fixed.params["prior_weight"] == 2.0 and "cross_validation" not in fixed.info
+
+
+def test_labels_never_make_it_worse_the_no_label_result_is_a_candidate(tmp_path):
+    """Known answers for ``follow_prior``: the no-label result is kept where the labels show
+    it is the better model.
+
+    One image the no-label model segments exactly (Dice >= FOLLOW_DICE_ONE on it): the model
+    follows it, so its labels are ``physeg.segment(image, "heat")``'s on any image, also after
+    a save / load; a ``prior_weight`` given at fit or predict time uses the learned model.
+    Three images with a boundary weight too strong for corners (lam=40 px/nat): every learned
+    candidate rounds the square and the triangle in cross-validation, the no-label result does
+    not, so cross-validation keeps it. Three classes: never (the prior is binary).
+    """
+    from physeg.families.heat._learned import FOLLOW_DICE_ONE
+
+    gen = np.random.default_rng(0)
+    pairs = []
+    for shape in ("circle", "square", "triangle"):
+        img, mask = shape_image(shape, 64)
+        pairs.append((np.clip(img + gen.normal(0, 0.1, img.shape), 0, 1), mask))
+    one = physeg.fit("heat", [pairs[0][0]], [pairs[0][1]], rng=0, trees=8)
+    assert one.info["prior_dice"] >= FOLLOW_DICE_ONE and one.params["follow_prior"]
+    test = pairs[1][0]
+    default = physeg.segment(test, "heat", rng=0)
+    assert one.predict(test).tobytes() == default.astype(np.uint8).tobytes()
+    again = physeg.load(one.save(tmp_path / "follow.json"))
+    assert again.params["follow_prior"] and again.predict(test).tobytes() == \
+        one.predict(test).tobytes()
+    learned = one.predict(test, prior_weight=4.0)  # the forest + heat perimeter, not the prior
+    assert learned.tobytes() == one.predict(test, follow_prior=False).tobytes()
+    assert _dice(learned == 1, pairs[1][1]) > 0.95
+    given = physeg.fit("heat", [pairs[0][0]], [pairs[0][1]], rng=0, trees=8, prior_weight=4.0)
+    assert not given.params["follow_prior"]
+    with pytest.raises(ValueError, match="follow_prior must be True or False"):
+        one.predict(test, follow_prior="yes")
+
+    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    stiff = physeg.fit("heat", images, masks, rng=0, trees=8, lam=40.0)
+    table = stiff.info["cross_validation"]
+    assert table[-1]["follow_prior"] and stiff.params["follow_prior"]
+    assert table[-1]["score"] > max(r["score"] for r in table[:-1])
+    assert physeg.fit("heat", images, masks, rng=0, trees=8).params["follow_prior"] is False
+    img3, lab3 = three_level_image(48)
+    three = physeg.fit("heat", [img3], [lab3], rng=0, trees=8)
+    assert three.params["follow_prior"] is False

@@ -61,6 +61,10 @@ PRIOR_SCALES = (2.0, 8.0)
 #: pipeline scored on at most ``CV_MAX_EVAL`` held-out images) over the candidates
 PRIOR_WEIGHT_ONE = 4.0
 ADAPT_ONE = 1.0
+#: binary, prior="default", prior_weight chosen at fit time: with one training image the
+#: model returns the no-label result itself (``follow_prior``) when that result reaches this
+#: Dice on the labelled image (with more, it is one more cross-validation candidate)
+FOLLOW_DICE_ONE = 0.85
 PRIOR_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)
 ADAPTS = (0.0, 1.0)
 CV_FOLDS = 3
@@ -80,7 +84,8 @@ LEARNED_FIT_PARAMS: tuple[Param, ...] = (
     Param("prior_weight", "float", None, "nats by which the no-label heat segmentation (prior="
           "default) shifts the learned log-odds towards itself (0 = the forest's posterior "
           "alone; larger = closer to the no-label result; none = chosen at fit time: 4 for one "
-          "training image, else 0, 1, 2, 4 or 8 by cross-validation)", low=0.0, high=100.0),
+          "training image, else 0, 1, 2, 4 or 8 by cross-validation; binary, also the "
+          "no-label result itself when it fits the labels better)", low=0.0, high=100.0),
     Param("prior", "str", "default", "default: the no-label heat segmentation (its object "
           "mask, two smoothings, the intensities relative to its two phases) gives features, so "
           "the forest learns when to trust it; none: image features alone",
@@ -219,7 +224,9 @@ class LearnedHeatModel(Model):
     """``physeg.fit("heat", ...)`` with ``learn="features"``: forest likelihood + heat perimeter.
 
     ``predict(image)`` returns labels 0..K-1 (class k = the k-th mask value); ``params`` hold
-    ``tau``, ``lam``, ``adapt``; ``state()`` the forest as checked arrays (no pickle).
+    ``tau``, ``lam``, ``adapt``, ``prior``, ``prior_weight`` and ``follow_prior`` (True: the
+    labels showed that the no-label result is the better model, and ``predict`` returns it);
+    ``state()`` the forest as checked arrays (no pickle).
     """
 
     def __init__(self, likelihood: Any, params: dict[str, Any],
@@ -236,19 +243,26 @@ class LearnedHeatModel(Model):
                 **kwargs: Any) -> np.ndarray:
         """Segment ``image`` (2D/3D, grey or channels on ``channel_axis``) into labels 0..K-1.
 
-        ``kwargs`` may override ``tau``, ``lam`` and ``adapt`` (checked by their Params);
+        ``kwargs`` may override ``tau``, ``lam``, ``adapt``, ``prior_weight`` (checked by
+        their Params) and ``follow_prior`` (bool); a ``prior_weight`` given without
+        ``follow_prior`` uses the learned model (``follow_prior=False``).
         ``rng`` draws the pixels the per-image mixtures are fitted on (``adapt > 0``; None =
         seed 0, so the same image always gives the same labels).
         ``return_proba=True`` returns the forest's fractions (*spatial, K) instead.
         """
         params = dict(self.params)
         for key, value in kwargs.items():
+            if key == "follow_prior":
+                params[key] = _follow_flag(value, params.get("prior"))
+                continue
             if key not in ("tau", "lam", "adapt", "prior_weight"):
-                raise ValueError("a learned heat model takes tau, lam, adapt and prior_weight; "
-                                 f"got {key!r}.")
+                raise ValueError("a learned heat model takes tau, lam, adapt, prior_weight and "
+                                 f"follow_prior; got {key!r}.")
             p = _param(key)
             v = p.convert(value)
             params[key] = self.params.get(key, 0.0) if v is None else v
+        if "prior_weight" in kwargs and "follow_prior" not in kwargs:
+            params["follow_prior"] = False
         arr = check_image(image, channel_axis=channel_axis, allow_3d=True, allow_channels=True)
         cax = -1 if channel_axis is not None else None
         spatial = arr.shape[:-1] if cax is not None else arr.shape
@@ -258,9 +272,12 @@ class LearnedHeatModel(Model):
         if len(spacing) != len(spatial) or min(spacing) <= 0:
             raise ValueError(f"spacing must give one positive size per spatial axis "
                              f"({len(spatial)}); got {spacing}.")
+        self.likelihood.check(arr, cax)  # before the no-label segmentation, whichever path
         extra = prior_channels(arr, cax) if params.get("prior") == "default" else None
         if return_proba:
             return np.exp(self.likelihood.log_proba(arr, cax, extra=extra))
+        if params.get("follow_prior"):  # the no-label result: the forest is not needed
+            return (extra[..., 0] > 0.5).astype(np.uint8)
         if params["adapt"] > 0:
             logp, border, mix = self.likelihood.log_proba(arr, cax, with_border=True,
                                                           extra=extra)
@@ -328,6 +345,16 @@ def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
         z = (fc - mu0) / d if abs(d) > 0.02 else np.zeros_like(fc)
         chans.append(np.clip(ndi.gaussian_filter(z, 1.0), -2.0, 3.0).astype(np.float32))
     return np.stack(chans, axis=-1)
+
+
+def _follow_flag(value: Any, prior: Any) -> bool:
+    """``follow_prior`` checked: a bool, and only with the no-label prior (``prior="default"``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"follow_prior must be True or False; got {value!r}.")
+    if value and prior != "default":
+        raise ValueError("follow_prior=True needs the no-label prior (a model fitted with "
+                         "prior='default').")
+    return bool(value)
 
 
 def _scaled01(arr: np.ndarray, cax: int | None) -> np.ndarray:
@@ -425,48 +452,58 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
     lam = LEARNED_LAM if lam is None else float(lam)
     if prior != "default":
         prior_weight = 0.0
-    cv = None
+    cv, follow, prior_dice = None, False, None
+    # the no-label result itself is a candidate where it is one (binary, its prior, the
+    # weight not given): then labels can only leave it in place or improve on it
+    may_follow = prior_weight is None and len(lik.values) == 2
     if adapt is None or prior_weight is None:
         if n == 1:  # nothing to cross-validate on: the development-measured values
             adapt = ADAPT_ONE if adapt is None else adapt
             if prior_weight is None:
                 # scaled by how well the no-label result fits the labelled image (0 below
                 # Dice 0.5, the full weight from 0.8): the labels' truth is known, so a
-                # no-label model that fails there (texture, a wrong object) is not trusted
-                d = _score((extras[0][..., 0] > 0.5).astype(np.intp),
-                           np.where(rows.classes[0] > 0, 1, rows.classes[0]), 2)
-                prior_weight = PRIOR_WEIGHT_ONE * float(np.clip((d - 0.5) / 0.3, 0.0, 1.0))
+                # no-label model that fails there (texture, a wrong object) is not trusted,
+                # and one that fits it (FOLLOW_DICE_ONE) is kept as it is
+                prior_dice = _score((extras[0][..., 0] > 0.5).astype(np.intp),
+                                    np.where(rows.classes[0] > 0, 1, rows.classes[0]), 2)
+                prior_weight = PRIOR_WEIGHT_ONE * float(np.clip((prior_dice - 0.5) / 0.3,
+                                                                0.0, 1.0))
+                follow = may_follow and prior_dice >= FOLLOW_DICE_ONE
         else:
             cv = _cross_validate(arrs, axes, rows, extras, trees=min(trees, CV_TREES),
                                  depth=depth, tau=tau, lam=lam,
                                  adapts=ADAPTS if adapt is None else (float(adapt),),
                                  weights=PRIOR_WEIGHTS if prior_weight is None
-                                 else (float(prior_weight),),
+                                 else (float(prior_weight),), follow=may_follow,
                                  rng=np.random.default_rng(int(gen.integers(2**63 - 1))))
-            adapt, prior_weight = cv["adapt"], cv["prior_weight"]
+            adapt, prior_weight, follow = cv["adapt"], cv["prior_weight"], cv["follow_prior"]
     if progress is not None:
         progress(n + 1, n + 1, "random forest trained")
     params = {"tau": tau, "lam": lam, "adapt": float(adapt), "prior": prior,
-              "prior_weight": float(prior_weight)}
+              "prior_weight": float(prior_weight), "follow_prior": bool(follow)}
     info = {"learn": "features", "class_values": lik.values.tolist(), "layout": lik.layout,
             "ndim": lik.ndim, "n_train": n, "unlabelled": unlabelled,
             "samples": samples, "trees": trees, "depth": depth,
             "n_features": lik.forest.n_features, "nodes": int(lik.forest.arrays["offsets"][-1]),
             **({} if cv is None else {"cross_validation": cv["table"]}),
+            **({} if prior_dice is None else {"prior_dice": prior_dice}),
             "fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
     return LearnedHeatModel(lik, params, info)
 
 
-def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts, weights, rng):
-    """Choose (adapt, prior_weight) by the held-out score of the whole pipeline.
+def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts, weights,
+                    follow, rng):
+    """Choose (adapt, prior_weight, follow_prior) by the held-out score of the whole pipeline.
 
     The training images are split into ``min(n, CV_FOLDS)`` folds (a seeded permutation, image
     j of it in fold j mod folds); each fold's images are segmented by a forest of ``trees``
     trees trained on the other folds' sampled rows (no feature is computed twice for
     training), with every candidate pair; the score is the mean over at most ``CV_MAX_EVAL``
     held-out images of Dice of label 1 (binary) or the mean IoU of labels 1..K-1, on the
-    labelled pixels. The best mean wins; ties go to the smaller weight, then the smaller
-    adapt (the simpler model). Only training images and their masks are used.
+    labelled pixels. ``follow``: the no-label result (``extras[i][..., 0]``, needing no
+    forest) is the last candidate, so it wins only with a strictly better score. The best
+    mean wins; ties go to the smaller weight, then the smaller adapt (the simpler model).
+    Only training images and their masks are used.
     """
     from ..._features import LearnedLikelihood
 
@@ -477,7 +514,7 @@ def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts,
     fold_of[order] = np.arange(n) % folds
     evaluate = set(order[:CV_MAX_EVAL].tolist())
     cands = [(a, w) for w in weights for a in adapts]
-    scores = np.zeros(len(cands))
+    scores = np.zeros(len(cands) + 1)
     for f in range(folds):
         held = [i for i in range(n) if fold_of[i] == f and i in evaluate]
         if not held:
@@ -495,11 +532,18 @@ def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts,
                                         lam=lam, adapt=a, prior_weight=w, spacing=spacing,
                                         rng=as_rng(0))
                 scores[c] += _score(lab, truth, logp.shape[-1])
-    best = int(np.argmax(scores))  # argmax keeps the first: smaller weight, smaller adapt
+            if follow:
+                scores[-1] += _score((extra[..., 0] > 0.5).astype(np.intp), truth, 2)
     m = max(1, len(evaluate))
+    table = [{"adapt": a, "prior_weight": w, "score": float(v / m)}
+             for (a, w), v in zip(cands, scores, strict=False)]
+    if follow:
+        table.append({"follow_prior": True, "score": float(scores[-1] / m)})
+    # argmax keeps the first of equals: the smaller weight, the smaller adapt; the learned
+    # model's best is kept with follow_prior too (predict(follow_prior=False) uses it)
+    best = int(np.argmax(scores[:len(cands)]))
     return {"adapt": cands[best][0], "prior_weight": cands[best][1],
-            "table": [{"adapt": a, "prior_weight": w, "score": float(v / m)}
-                      for (a, w), v in zip(cands, scores, strict=True)]}
+            "follow_prior": bool(follow and scores[-1] > scores[best]), "table": table}
 
 
 def _score(lab: np.ndarray, truth: np.ndarray, K: int) -> float:
@@ -532,11 +576,12 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
         if key not in raw:
             raise ValueError(f"the learned model's params lack {key!r}")
         params[key] = _param(key).convert(raw[key])
-    # files written before the prior weight existed used none
+    # files written before the prior weight / the follow flag existed used neither
     params["prior_weight"] = _param("prior_weight").convert(raw.get("prior_weight", 0.0))
     for key in ("tau", "lam", "adapt", "prior_weight"):
         if params[key] is None:
             raise ValueError(f"the learned model's {key!r} is not set")
     if (params["prior"] == "default") != (lik.n_extra > 0):
         raise ValueError("the prior setting does not match the forest's features")
+    params["follow_prior"] = _follow_flag(raw.get("follow_prior", False), params["prior"])
     return LearnedHeatModel(lik, params, data.get("info", {}))
