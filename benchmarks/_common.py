@@ -70,10 +70,23 @@ def add_data_argument(ap: argparse.ArgumentParser, name: str | None = None,
 
 
 def environment() -> dict[str, Any]:
-    """Python version, machine, CPU count, load average and UTC time of a run."""
+    """Python version, machine, CPU model and count, load average and UTC time of a run
+    (the CPU model because absolute seconds differ ~3x between the machines sessions get)."""
     return {"python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
+            "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
             "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def cpu_model() -> str:
+    """The first ``model name`` of /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def write_results(stem: str, data: Any, md: str, out: Path = RESULTS,

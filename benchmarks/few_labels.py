@@ -343,7 +343,8 @@ def targets(summary: list[dict]) -> list[dict]:
                 ds_ = dft.get("dice_cell", dft["score"]) if ds == "wbc" else dft["score"]
                 out.append({"target": "heat-fit S=1 >= no-label default" +
                             (" (cell Dice)" if ds == "wbc" else ""), "dataset": ds, "S": S,
-                            "value": hs - ds_, "met": hs >= ds_})
+                            # 1e-9: the mean over three draws of equal labels rounds
+                            "value": hs - ds_, "met": hs >= ds_ - 1e-9})
             if S == 10:
                 out.append({"target": "training <= 60 CPU s at S=10 (max over draws)",
                             "dataset": ds, "S": S, "value": h["train_cpu_s_max"],

@@ -87,10 +87,10 @@ def time_case(ds: str, data: Path, args) -> dict:
     rows, walls = [], {0.0: [], 1.0: []}
     for img in imgs:
         for adapt in walls:
-            model.predict(img, channel_axis=-1, adapt=adapt)  # warm-up (imports, caches)
+            model.predict(img, channel_axis=-1, adapt=adapt, follow_prior=False)  # warm-up
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                model.predict(img, channel_axis=-1, adapt=adapt)
+                model.predict(img, channel_axis=-1, adapt=adapt, follow_prior=False)
                 walls[adapt].append(time.perf_counter() - t0)
                 rows.append({"adapt": adapt, **stages(model, img, adapt)})
     return {"dataset": ds, "classes": len(model.likelihood.values),
@@ -115,7 +115,7 @@ def main() -> None:
     md = ["# Few labels: prediction time on 512² colour images (one thread)", "",
           f"Models: `physeg.fit(\"heat\", ...)` on the S = 3 images of few_labels.py's first "
           f"draw; {args.repeats} repeats per image; load average {env['load_average'][0]:.2f} "
-          f"on {env['cpus']} CPUs.", "",
+          f"on {env['cpus']} CPUs ({env['cpu_model']}).", "",
           "| dataset | classes | images | adapt | median s | max s | prior | features | forest "
           "| regulariser | <= 1 s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
