@@ -253,7 +253,8 @@ class LearnedHeatModel(Model):
         params = dict(self.params)
         for key, value in kwargs.items():
             if key == "follow_prior":
-                params[key] = _follow_flag(value, params.get("prior"))
+                params[key] = _follow_flag(value, params.get("prior"),
+                                           len(self.likelihood.values))
                 continue
             if key not in ("tau", "lam", "adapt", "prior_weight"):
                 raise ValueError("a learned heat model takes tau, lam, adapt, prior_weight and "
@@ -273,11 +274,11 @@ class LearnedHeatModel(Model):
             raise ValueError(f"spacing must give one positive size per spatial axis "
                              f"({len(spatial)}); got {spacing}.")
         self.likelihood.check(arr, cax)  # before the no-label segmentation, whichever path
+        if params.get("follow_prior") and not return_proba:
+            return no_label_mask(arr, cax)  # the no-label result: no forest, no prior channels
         extra = prior_channels(arr, cax) if params.get("prior") == "default" else None
         if return_proba:
             return np.exp(self.likelihood.log_proba(arr, cax, extra=extra))
-        if params.get("follow_prior"):  # the no-label result: the forest is not needed
-            return (extra[..., 0] > 0.5).astype(np.uint8)
         if params["adapt"] > 0:
             logp, border, mix = self.likelihood.log_proba(arr, cax, with_border=True,
                                                           extra=extra)
@@ -317,21 +318,27 @@ def segment_posterior(logp: np.ndarray, border: np.ndarray | None, mix: np.ndarr
     return lab
 
 
+def no_label_mask(arr: np.ndarray, cax: int | None) -> np.ndarray:
+    """The no-label object mask (uint8 0/1): ``physeg.segment(image, "heat")``'s label 1 (rng 0,
+    binary), called through the registry (this module may not import its package)."""
+    from .._registry import get_method
+
+    m = get_method("heat")
+    lab = m.func(arr, channel_axis=cax, spacing=None, rng=0, **{**m.defaults(), "classes": 2})
+    return (np.asarray(lab) == 1).astype(np.uint8)
+
+
 def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
     r"""The no-label model's opinion as features: its object mask u (the binary default
     ``heat`` segmentation, rng 0), :math:`G_s*u` for ``PRIOR_SCALES`` and, per channel c, the
     intensity relative to u's two phases, :math:`z_c=(f_c-\mu_{0,c})/(\mu_{1,c}-\mu_{0,c})`
     (smoothed at 1 px, clipped to [-2, 3]; 0 where the phases differ by < 0.02): 0 on the
     background, 1 on the object whatever the exposure, polarity or stain, so one training
-    image transfers to images of another kind. float32 (*spatial, 3 + C). The registered
-    method is called through the registry (this module may not import its package)."""
+    image transfers to images of another kind. float32 (*spatial, 3 + C); u is
+    :func:`no_label_mask`."""
     from scipy import ndimage as ndi
 
-    from .._registry import get_method
-
-    m = get_method("heat")
-    lab = m.func(arr, channel_axis=cax, spacing=None, rng=0, **{**m.defaults(), "classes": 2})
-    u = (np.asarray(lab) == 1).astype(np.float32)
+    u = no_label_mask(arr, cax).astype(np.float32)
     chans = [u, *(ndi.gaussian_filter(u, s) for s in PRIOR_SCALES)]
     f = _scaled01(arr, cax)
     inside = u > 0.5
@@ -347,13 +354,19 @@ def prior_channels(arr: np.ndarray, cax: int | None) -> np.ndarray:
     return np.stack(chans, axis=-1)
 
 
-def _follow_flag(value: Any, prior: Any) -> bool:
-    """``follow_prior`` checked: a bool, and only with the no-label prior (``prior="default"``)."""
+def _prior_labels(extra: np.ndarray) -> np.ndarray:
+    """The no-label object mask as labels (intp 0/1) from :func:`prior_channels`' output."""
+    return (extra[..., 0] > 0.5).astype(np.intp)
+
+
+def _follow_flag(value: Any, prior: Any, classes: int) -> bool:
+    """``follow_prior`` checked: a bool, True only for a binary model with ``prior="default"``."""
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"follow_prior must be True or False; got {value!r}.")
-    if value and prior != "default":
-        raise ValueError("follow_prior=True needs the no-label prior (a model fitted with "
-                         "prior='default').")
+    if value and (prior != "default" or classes != 2):
+        raise ValueError("follow_prior=True needs a two-class model fitted with the no-label "
+                         f"prior (prior='default'); this one has {classes} classes and "
+                         f"prior={prior!r}.")
     return bool(value)
 
 
@@ -464,7 +477,7 @@ def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int 
                 # Dice 0.5, the full weight from 0.8): the labels' truth is known, so a
                 # no-label model that fails there (texture, a wrong object) is not trusted,
                 # and one that fits it (FOLLOW_DICE_ONE) is kept as it is
-                prior_dice = _score((extras[0][..., 0] > 0.5).astype(np.intp),
+                prior_dice = _score(_prior_labels(extras[0]),
                                     np.where(rows.classes[0] > 0, 1, rows.classes[0]), 2)
                 prior_weight = PRIOR_WEIGHT_ONE * float(np.clip((prior_dice - 0.5) / 0.3,
                                                                 0.0, 1.0))
@@ -533,14 +546,13 @@ def _cross_validate(arrs, axes, rows, extras, *, trees, depth, tau, lam, adapts,
                                         rng=as_rng(0))
                 scores[c] += _score(lab, truth, logp.shape[-1])
             if follow:
-                scores[-1] += _score((extra[..., 0] > 0.5).astype(np.intp), truth, 2)
+                scores[-1] += _score(_prior_labels(extra), truth, 2)
     m = max(1, len(evaluate))
     table = [{"adapt": a, "prior_weight": w, "score": float(v / m)}
              for (a, w), v in zip(cands, scores, strict=False)]
     if follow:
         table.append({"follow_prior": True, "score": float(scores[-1] / m)})
-    # argmax keeps the first of equals: the smaller weight, the smaller adapt; the learned
-    # model's best is kept with follow_prior too (predict(follow_prior=False) uses it)
+    # argmax keeps the first of equals (the simpler pair), stored with follow_prior too
     best = int(np.argmax(scores[:len(cands)]))
     return {"adapt": cands[best][0], "prior_weight": cands[best][1],
             "follow_prior": bool(follow and scores[-1] > scores[best]), "table": table}
@@ -583,5 +595,6 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedHeatModel:
             raise ValueError(f"the learned model's {key!r} is not set")
     if (params["prior"] == "default") != (lik.n_extra > 0):
         raise ValueError("the prior setting does not match the forest's features")
-    params["follow_prior"] = _follow_flag(raw.get("follow_prior", False), params["prior"])
+    params["follow_prior"] = _follow_flag(raw.get("follow_prior", False), params["prior"],
+                                          len(lik.values))
     return LearnedHeatModel(lik, params, data.get("info", {}))
