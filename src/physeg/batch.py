@@ -29,7 +29,8 @@ Choices made where the issue left room
   told by the reader how the file stores channels (:func:`physeg.io.read_image_and_axis`).
 * **Concurrent runs** into one folder: an output is created no-clobber at write time
   (:mod:`physeg.io`), so the run that loses reports the file ``failed`` ("appeared
-  meanwhile"), or ``skipped`` when the winner wrote the same result (same provenance key).
+  meanwhile"), or ``skipped`` when the winner wrote the same result (same provenance key),
+  whenever during the loser's work it appeared (:func:`_written_by_twin`).
 * **Disk full** (``ENOSPC``) stops the run: no partial file is left, the log ends in whole
   lines, and :attr:`BatchResult.stopped` says why; a re-run resumes.
 * **Size limit.** Inputs declaring more than ``max_pixels`` pixels fail before decoding
@@ -201,14 +202,18 @@ def segment_file(job: Job) -> dict[str, Any]:
                        overlay=job.overlay)
             return rec
         for target in ([] if labels_done else [out]) + ([ov] if ov else []):
-            if target.exists() and not job.overwrite:
-                why = ("; it was written for another input or other parameters"
-                       if target == out and prov else "")
-                raise FileExistsError(
-                    f"output {target} already exists{why}; use --overwrite "
-                    "(overwrite=True) to replace it, or choose another output folder."
-                )
-            pio.check_writable(target, overwrite=job.overwrite, protect=protect)
+            try:
+                if target.exists() and not job.overwrite:
+                    why = ("; it was written for another input or other parameters"
+                           if target == out and prov else "")
+                    raise FileExistsError(f"output {target} already exists{why}; use "
+                                          "--overwrite (overwrite=True) to replace it, or "
+                                          "choose another output folder.")
+                pio.check_writable(target, overwrite=job.overwrite, protect=protect)
+            except FileExistsError:  # the labels may have appeared since the first check
+                if target != out or not _written_by_twin(out, key, rec):
+                    raise
+                labels_done = True
         t = time.perf_counter()
         image, stored_axis = pio.read_image_and_axis(job.input, max_pixels=job.max_pixels)
         timing["read"] = time.perf_counter() - t
@@ -269,11 +274,18 @@ def _write_labels(job: Job, out: Path, labels: np.ndarray, key: str, sha: str,
                                      "seed": job.seed, "labels": rec["labels"],
                                      "shape": list(labels.shape)})
     except FileExistsError:  # it did not exist before segmenting: another run wrote it
-        if (pio.read_provenance(out) or {}).get("key") != key:
+        if not _written_by_twin(out, key, rec):
             raise FileExistsError(f"output {out} appeared meanwhile (another run writing there?)"
                                   "; it was not replaced.") from None
-        rec["status_if_ok"] = "skipped"
-        rec["note"] = "written meanwhile by another run with the same input and parameters"
+
+
+def _written_by_twin(out: Path, key: str, rec: dict[str, Any]) -> bool:
+    """``out`` holds a concurrent run's labels of the same key: ``rec`` says skipped."""
+    if (pio.read_provenance(out) or {}).get("key") != key:
+        return False
+    rec.update(status_if_ok="skipped",
+               note="written meanwhile by another run with the same input and parameters")
+    return True
 
 
 # --------------------------------------------------------------------------- many files
@@ -320,9 +332,8 @@ def _seed(rng: Any) -> int | None:
         return int(rng.integers(0, 2**63 - 1))
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and int(rng) >= 0:
         return int(rng)
-    raise TypeError(
-        f"rng must be None, a non-negative int seed or a numpy.random.Generator; got {rng!r}."
-    )
+    raise TypeError("rng must be None, a non-negative int seed or a numpy.random.Generator; "
+                    f"got {rng!r}.")
 
 
 class _Stop(Exception):  # raised by the result callback to end a run (disk full)
@@ -382,10 +393,8 @@ def plan_batch(
     paths = expand_inputs(inputs)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
-        raise NotADirectoryError(
-            f"output folder {outdir} is an existing file; name a folder (--out DIR, created "
-            "when missing)."
-        )
+        raise NotADirectoryError(f"output folder {outdir} is an existing file; name a folder "
+                                 "(--out DIR, created when missing).")
     max_pixels = pio.check_max_pixels(max_pixels)
     model_sha = None
     if model is not None:
@@ -395,10 +404,8 @@ def plan_batch(
         model_sha = pio.file_sha256(model)
         fitted_for = _load_model(model, model_sha).method
         if method is not None and get_method(method).name != fitted_for:
-            raise ValueError(
-                f"method {method!r} conflicts with the model, which was fitted for "
-                f"{fitted_for!r}; leave out the method (--method)."
-            )
+            raise ValueError(f"method {method!r} conflicts with the model, which was fitted "
+                             f"for {fitted_for!r}; leave out the method (--method).")
         m = get_method(fitted_for)
     else:
         m = get_method(method or "otsu")
