@@ -59,7 +59,8 @@ Choices where the paper left room (and why):
   ``benchmarks/kinetic_paper.py``). Transport is fast (20) and binarisation slow (0.5), so
   noise is averaged out before the wells capture the features.
 - Read-out: class of particle i is written at its ORIGINAL pixel; K = 2: ``mean_k c_k > 1/2``.
-  With ``runs > 1`` the final features are averaged over independent runs, then read out.
+  With ``runs > 1`` the final features are averaged over independent runs, then read out
+  (``segment_kinetic`` then takes the majority over a window: ``readout``).
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ def fit(
         raise ValueError(f"refresh must be a positive number of time units; got {refresh!r}.")
     gen = as_rng(rng)
     allowed = {"eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
-               "feature_update", "runs", "delta", "sigma", "radius", "barriers", "fidelity",
+               "feature_update", "runs", "readout", "delta", "sigma", "radius", "barriers", "fidelity",
                "foreground", "objects"}
     unknown = set(fixed) - allowed
     if unknown:
@@ -299,6 +299,10 @@ def fit(
         "foreground": side,
         "objects": fixed.get("objects") or "all",
         "fidelity": "means",
+        # applied at prediction, at the output's resolution; the loss above scores the
+        # particles' own wells (theta describes the dynamics, not the read-out)
+        "readout": int(fixed.get("readout") or next(
+            p.default for p in SEGMENT_PARAMS if p.name == "readout")),
     }
     info = {
         "loss": loss, "loss_value": float(res.f), "n_evals": res.n_evals,

@@ -35,7 +35,7 @@ from ._model import SEGMENT_PARAMS, KineticModel
 __all__ = ["LearnedKineticModel", "fit_learned", "learned_from_dict"]
 
 _THETA = ("delta", "sigma", "radius", "eps", "dt", "t_final", "space_rate", "transport_rate",
-          "binarise_rate", "feature_update", "runs")
+          "binarise_rate", "feature_update", "runs", "readout")
 
 
 class LearnedKineticModel(KineticModel):
@@ -56,6 +56,7 @@ class LearnedKineticModel(KineticModel):
         ``kwargs`` may override the model settings in ``params`` (Δ, σ, r, rates, T, runs).
         """
         from ._dsmc import KineticParams, run_particle_model
+        from ._multiwell import check_readout, window_majority
 
         schema = {p.name: p for p in SEGMENT_PARAMS}
         params = dict(self.params)
@@ -80,7 +81,7 @@ class LearnedKineticModel(KineticModel):
             feature_update=params["feature_update"])
         labels, _ = run_particle_model(feat[..., None], kp, as_rng(0 if rng is None else rng),
                                        runs=int(params["runs"]))
-        return labels.astype(np.uint8)
+        return window_majority(labels, K, check_readout(params["readout"])).astype(np.uint8)
 
 
 def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int | None,
@@ -127,6 +128,8 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedKineticModel:
     schema = {p.name: p for p in SEGMENT_PARAMS}
     raw = data.get("params", {})
     params = {}
+    # files written before the read-out window existed read out each particle's own well
+    raw = {"readout": 1, **raw}
     for key in _THETA:
         if key not in raw:
             raise ValueError(f"the learned kinetic model's params lack {key!r}")
