@@ -243,6 +243,7 @@ def segment_kinetic(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
     gen = as_rng(rng)
+    readout = check_readout(readout)
     with_prior = None  # colour posterior: with the border prior (one object) or without
     probed = None  # the posterior's region features, computed once (grey: by the auto rule)
     if fidelity == "auto":
@@ -287,7 +288,7 @@ def segment_kinetic(
 
         labels = (to_full_resolution(labels.astype(np.float32), full_shape) > 0.5).astype(
             labels.dtype)
-    labels = window_majority(labels, classes, check_readout(readout))
+    labels = window_majority(labels, classes, readout)
     # the wells order the labels by feature, so the phases' brightness is their label
     # (mixtures: label 1 = the object side of the posterior, "brighter" by construction)
     return apply_rules(labels, np.arange(classes), foreground, objects)

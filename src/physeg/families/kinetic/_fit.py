@@ -252,8 +252,8 @@ def fit(
         raise ValueError(f"refresh must be a positive number of time units; got {refresh!r}.")
     gen = as_rng(rng)
     allowed = {"eps", "dt", "t_final", "space_rate", "transport_rate", "binarise_rate",
-               "feature_update", "runs", "readout", "delta", "sigma", "radius", "barriers", "fidelity",
-               "foreground", "objects"}
+               "feature_update", "runs", "readout", "delta", "sigma", "radius", "barriers",
+               "fidelity", "foreground", "objects"}
     unknown = set(fixed) - allowed
     if unknown:
         raise ValueError(f"unknown fit options {sorted(unknown)}; allowed: {sorted(allowed)}.")

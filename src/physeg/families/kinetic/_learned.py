@@ -53,7 +53,8 @@ class LearnedKineticModel(KineticModel):
                 **kwargs: Any) -> np.ndarray:
         """Labels 0..K-1 of a 2D image; ``rng`` seeds the particles (None = seed 0).
 
-        ``kwargs`` may override the model settings in ``params`` (Δ, σ, r, rates, T, runs).
+        ``kwargs`` may override the model settings in ``params`` (Δ, σ, r, rates, T, runs,
+        readout).
         """
         from ._dsmc import KineticParams, run_particle_model
         from ._multiwell import check_readout, window_majority
