@@ -67,6 +67,8 @@ class Param:
         Inclusive bounds for numbers.
     choices : tuple of str, optional
         Allowed values for strings.
+    odd : bool, optional
+        Integers only: the value must be odd (a window centred on its pixel).
     """
 
     name: str
@@ -76,6 +78,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
+    odd: bool = False
 
     def convert(self, value: Any) -> Any:
         """Convert (CLI strings) and validate one value; raise a helpful error otherwise."""
@@ -113,6 +116,10 @@ class Param:
                         f"parameter {self.name!r} expects an integer, got {value!r}."
                     )
                 value = int(value)
+                if self.odd and value % 2 == 0:
+                    raise ValueError(f"parameter {self.name!r} must be odd (a window centred "
+                                     f"on its pixel), got {value}; use {value - 1} or "
+                                     f"{value + 1}.")
             else:
                 value = float(value)
                 if not np.isfinite(value):
@@ -141,7 +148,7 @@ class Param:
             rng = f"[{lo}, {hi}]"
         else:
             rng = ""
-        return rng
+        return f"{rng} odd" if self.odd else rng
 
 
 @dataclasses.dataclass

@@ -62,9 +62,22 @@ def test_default_readout_lowers_the_error_on_a_noisy_disc():
     assert _dice(window, disc) > 0.98
 
 
-def test_even_window_is_refused():
-    with pytest.raises(ValueError, match="odd window"):
+def test_even_window_is_refused_by_the_schema(tmp_path):
+    """An even window has no centre pixel: refused before anything runs, in the API and the
+    CLI (one line naming the flag's parameter)."""
+    import imageio.v3 as iio
+    from typer.testing import CliRunner
+
+    from physeg.cli import app
+
+    with pytest.raises(ValueError, match="'readout' must be odd.*use 3 or 5"):
         physeg.segment(np.random.default_rng(0).random((24, 24)), "kinetic", readout=4)
+    iio.imwrite(tmp_path / "a.png", np.zeros((16, 16), np.uint8))
+    res = CliRunner().invoke(app, ["segment", str(tmp_path / "a.png"), "-o",
+                                   str(tmp_path / "out"), "--method", "kinetic", "--param",
+                                   "readout=4"])
+    assert res.exit_code == 2 and "'readout' must be odd" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "out").exists()
 
 
 def test_a_model_file_without_the_window_keeps_its_labels(tmp_path):

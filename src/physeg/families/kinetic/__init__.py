@@ -235,7 +235,7 @@ def segment_kinetic(
     """
     from ..._regions import is_colour, to_working_resolution
     from ._dsmc import image_features, phase_midpoints, run_particle_model
-    from ._multiwell import check_readout, window_majority
+    from ._multiwell import window_majority
 
     img = np.asarray(image)
     if img.ndim != (3 if channel_axis is not None else 2):
@@ -243,7 +243,6 @@ def segment_kinetic(
             f"kinetic segments 2D images (rows, cols[, channels]); got shape {img.shape}."
         )
     gen = as_rng(rng)
-    readout = check_readout(readout)
     with_prior = None  # colour posterior: with the border prior (one object) or without
     probed = None  # the posterior's region features, computed once (grey: by the auto rule)
     if fidelity == "auto":

@@ -57,7 +57,7 @@ class LearnedKineticModel(KineticModel):
         readout).
         """
         from ._dsmc import KineticParams, run_particle_model
-        from ._multiwell import check_readout, window_majority
+        from ._multiwell import window_majority
 
         schema = {p.name: p for p in SEGMENT_PARAMS}
         params = dict(self.params)
@@ -82,7 +82,7 @@ class LearnedKineticModel(KineticModel):
             feature_update=params["feature_update"])
         labels, _ = run_particle_model(feat[..., None], kp, as_rng(0 if rng is None else rng),
                                        runs=int(params["runs"]))
-        return window_majority(labels, K, check_readout(params["readout"])).astype(np.uint8)
+        return window_majority(labels, K, int(params["readout"])).astype(np.uint8)
 
 
 def fit_learned(images: Sequence[Any], masks: Sequence[Any], *, unlabelled: int | None,

@@ -45,7 +45,7 @@ SEGMENT_PARAMS = (
     Param("runs", "int", 1, "independent DSMC runs averaged before read-out", low=1, high=100),
     Param("readout", "int", 5, "read-out window (odd, pixels): each pixel takes the majority "
           "label of the window around it; 1 = its own particle's well (the paper); larger = "
-          "fewer stray pixels, rounder corners, thin structures lost", low=1, high=15),
+          "fewer stray pixels, rounder corners, thin structures lost", low=1, high=15, odd=True),
     Param("fidelity", "str", "auto", "particle feature: means (the image's intensities), "
           "mixtures (the posterior of two phase mixtures, + border prior for colour; K = 2) or "
           "auto (mixtures for a binary colour image, or a grey image of many objects such as "

@@ -117,14 +117,6 @@ def read_out(c: np.ndarray, classes: int = 2) -> np.ndarray:
     return np.clip(np.rint(m * (classes - 1)), 0, classes - 1).astype(np.uint8)
 
 
-def check_readout(window: int) -> int:
-    """The read-out window, checked: odd (a square centred on its pixel)."""
-    if int(window) % 2 == 0:
-        raise ValueError(f"readout must be an odd window (1, 3, 5, ...) so that it is centred "
-                         f"on its pixel; got {window}.")
-    return int(window)
-
-
 def window_majority(labels: np.ndarray, classes: int, window: int) -> np.ndarray:
     """Each pixel's label replaced by the most frequent one in the ``window`` x ``window``
     square around it (reflected at the edges; ties keep the pixel's own label); ``window``
