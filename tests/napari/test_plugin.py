@@ -103,6 +103,7 @@ def test_parameter_widgets_come_from_the_registry(widget):
             if p.type == "int" and p.default is not None and not p.choices:
                 assert w.value == p.default
                 assert (p.low is None or w.min == p.low) and (p.high is None or w.max == p.high)
+                assert w.step == (2 if p.odd else 1)  # kinetic's readout: odd windows only
             if p.choices:
                 assert list(w.choices) == list(p.choices)
         for p in m.fit_params:

@@ -84,7 +84,9 @@ def param_widget(p: Any, *, fit: bool = False) -> Any:
     elif p.type == "int" and p.default is not None:
         lo = int(p.low) if p.low is not None else -(2**31 - 1)
         hi = int(p.high) if p.high is not None else 2**31 - 1
-        w = SpinBox(value=int(p.default), min=lo, max=hi, label=label, tooltip=tip)
+        # odd-only parameters (windows) step by 2 from an odd minimum: no even value offered
+        w = SpinBox(value=int(p.default), min=lo, max=hi, step=2 if p.odd else 1, label=label,
+                    tooltip=tip)
     else:
         # floats (whose ranges span decades) and "automatic" (None) defaults: a text field,
         # converted and checked by the schema when the work starts; empty = the default
