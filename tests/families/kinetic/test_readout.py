@@ -50,6 +50,14 @@ def test_isolated_flips_go_and_regions_stay():
     np.testing.assert_array_equal(window_majority(noisy, 2, 1), noisy)  # 1 = the paper's
 
 
+@pytest.mark.parametrize("width, kept", [(1, False), (2, False), (3, True)])
+def test_lines_up_to_half_the_window_wide_vanish(width, kept):
+    """The documented cost: a 5 x 5 window keeps a line of 3 px and loses one of 1-2 px."""
+    lab = np.zeros((30, 30), np.uint8)
+    lab[:, 10:10 + width] = 1
+    assert window_majority(lab, 2, 5).any() == kept
+
+
 def test_default_readout_lowers_the_error_on_a_noisy_disc():
     """A disc in Gaussian noise (sigma 0.3 on contrast 0.5, exact mask): the default window
     removes most of the per-particle read-out's stray pixels (measured 0.970 -> 0.985)."""

@@ -182,7 +182,7 @@ def segment_kinetic(
         label of the window around it (:func:`._multiwell.window_majority`), a
         lower-variance estimate of the particles' outcome than one particle per pixel; 1 =
         each particle's own well (the paper). Larger = fewer stray pixels, corners rounder
-        by about a pixel, structures narrower than half the window lost. 5 measured best on
+        by about a pixel, lines no wider than ``readout // 2`` pixels lost. 5 measured best on
         the tuning images (seed 0; ``docs/methods/kinetic.md``): synthetic σ 0.3 0.977 →
         0.990, horses +0.004, WBC +0.004, dsb2018 +0.001, PH2 +0.000.
     fidelity : {"auto", "means", "mixtures"}, default "auto"

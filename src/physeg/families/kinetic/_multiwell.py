@@ -126,7 +126,7 @@ def window_majority(labels: np.ndarray, classes: int, window: int) -> np.ndarray
     outcome there; its neighbours, of nearly the same feature and surroundings, are further
     draws of nearly the same outcome, so their majority is a lower-variance read-out (the
     spatial counterpart of averaging ``runs``). It removes isolated flips and smooths the
-    front's pixel noise; structures narrower than about half the window vanish.
+    front's pixel noise; lines no wider than ``window // 2`` pixels vanish.
     """
     from scipy import ndimage as ndi
 
