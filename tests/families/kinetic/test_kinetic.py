@@ -808,16 +808,21 @@ def test_small_colour_image_runs_the_particles_at_half_resolution(particle_grids
     assert _dice(lab == 1, disc) > 0.97
 
 
-def test_grey_image_of_the_intensities_runs_the_particles_at_32768_px(particle_grids):
-    # 256 x 256 (65 536 px, twice the budget): the particles at 181 x 181; 255 x 256 at full
-    img, mask = _square(256, noise=0.3, seed=2)
+def test_grey_image_of_the_intensities_runs_the_particles_at_65536_px(particle_grids):
+    # 512 x 256 (131 072 px, twice the budget): the particles at 362 x 181; 511 x 256 and
+    # 256 x 256 at full resolution
+    img, mask = _square(512, noise=0.3, seed=2)
+    img, mask = img[:, :256], mask[:, :256]
     lab = physeg.segment(img, "kinetic", rng=0)
-    assert particle_grids == [(181, 181)] and lab.shape == img.shape
+    assert particle_grids == [(362, 181)] and lab.shape == img.shape
     assert _dice(lab == 1, mask) > 0.97
     physeg.segment(img[1:], "kinetic", rng=0)
-    assert particle_grids[1] == (255, 256)
+    assert particle_grids[1] == (511, 256)
     physeg.segment(img, "kinetic", classes=3, rng=0)  # K > 2 labels are not interpolated
-    assert particle_grids[2] == (256, 256)
+    assert particle_grids[2] == (512, 256)
+    square, square_mask = _square(256, noise=0.3, seed=2)
+    assert _dice(physeg.segment(square, "kinetic", rng=0) == 1, square_mask) > 0.98
+    assert particle_grids[3] == (256, 256)
 
 
 def test_capped_binarisation_substeps_keep_the_labels_of_the_stiff_well(monkeypatch):

@@ -193,7 +193,7 @@ def segment_kinetic(
         (:func:`_several_objects_despite_the_prior`: run again without), at a quarter of
         their pixels, 2 500 to 10 000 px (:func:`colour_pixels`); the particles of a grey
         image at up to 65 000 px; the labels interpolated back). With ``"means"`` a binary
-        grey image of 65 536 px or more runs its particles at 32 768 px. ``"auto"``: mixtures
+        grey image of 131 072 px or more runs its particles at 65 536 px. ``"auto"``: mixtures
         for a binary colour image and for a grey image of 3 or more objects (nuclei), means
         otherwise.
     foreground : {"auto", "bright", "dark"}, default "auto"
@@ -299,10 +299,10 @@ def segment_kinetic(
 #: 20 000: 0.833, 0.6 s); 256² to 360² images keep their resolution
 _GREY_PARTICLE_PIXELS = 65_000
 #: binary grey images of the intensities (fidelity "means") of at least twice this many pixels
-#: run their particles at it: the 4 synthetic tuning shapes at 256² (sigma 0.3, seed 0) Dice
-#: 0.978 vs 0.886 at full resolution (the anti-aliased resampling averages the noise), 0.16 vs
-#: 0.41 CPU s, GrabCut 0.32 s
-_GREY_MEANS_PIXELS = 32_768
+#: run their particles at it; 32 768 until the read-out window averaged the noise that the
+#: resampling had (synthetic shapes at 256², sigma 0.3: 0.9919 at full resolution vs 0.9901,
+#: 0.24 vs 0.13 CPU s; docs/methods/kinetic.md)
+_GREY_MEANS_PIXELS = 65_536
 #: colour images: the posterior and the particles at a quarter of the pixels (half per axis),
 #: at most :data:`physeg._regions.WORK_PIXELS` (10 000), at least 2 500 px (see
 #: :func:`colour_pixels`)
