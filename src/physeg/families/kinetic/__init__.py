@@ -299,9 +299,9 @@ def segment_kinetic(
 #: 20 000: 0.833, 0.6 s); 256² to 360² images keep their resolution
 _GREY_PARTICLE_PIXELS = 65_000
 #: binary grey images of the intensities (fidelity "means") of at least twice this many pixels
-#: run their particles at it; 32 768 until the read-out window averaged the noise that the
-#: resampling had (synthetic shapes at 256², sigma 0.3: 0.9919 at full resolution vs 0.9901,
-#: 0.24 vs 0.13 CPU s; docs/methods/kinetic.md)
+#: run their particles at it; 32 768 until the read-out window took over the noise averaging
+#: the resampling did (synthetic shapes at 256², sigma 0.3: 0.9919 at full resolution vs
+#: 0.9901, 0.24 vs 0.13 CPU s; docs/methods/kinetic.md)
 _GREY_MEANS_PIXELS = 65_536
 #: colour images: the posterior and the particles at a quarter of the pixels (half per axis),
 #: at most :data:`physeg._regions.WORK_PIXELS` (10 000), at least 2 500 px (see
