@@ -107,3 +107,19 @@ def test_a_model_file_without_the_window_keeps_its_labels(tmp_path):
     assert loaded.params["readout"] == 1
     np.testing.assert_array_equal(loaded.predict(img, rng=2),
                                   model.predict(img, rng=2, readout=1))
+
+
+def test_a_learned_model_file_without_the_window_reads_out_each_particle(tmp_path):
+    """The same for a learned-likelihood kinetic model: one loader default serves both."""
+    pytest.importorskip("sklearn")
+    gen = np.random.default_rng(3)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 10:26] = 1
+    img = 0.3 + 0.4 * mask + gen.normal(0, 0.2, mask.shape)
+    model = physeg.fit("kinetic", [img], [mask], likelihood="learned", rng=0, trees=4)
+    doc = json.loads(model.save(tmp_path / "k.json").read_text())
+    del doc["params"]["readout"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    loaded = physeg.load(tmp_path / "old.json")
+    assert loaded.params["readout"] == 1
+    np.testing.assert_array_equal(loaded.predict(img), model.predict(img, readout=1))

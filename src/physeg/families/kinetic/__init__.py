@@ -538,12 +538,13 @@ def _several_objects_despite_the_prior(image: np.ndarray, channel_axis: int | No
 
 
 def _load_model(data: dict[str, Any], path: Any) -> KineticModel:
+    # files written before the read-out window existed read out each particle's own well
+    data = {**data, "params": {"readout": 1, **data.get("params", {})}}
     if isinstance(data.get("state"), dict) and "learned" in data["state"]:
         from ._learned import learned_from_dict
 
         return learned_from_dict(data)
-    # files written before the read-out window existed read out each particle's own well
-    return KineticModel({"readout": 1, **data.get("params", {})}, data.get("info", {}))
+    return KineticModel(data["params"], data.get("info", {}))
 
 
 def fit_kinetic(images: list, masks: list | None, *, progress: Any = None,

@@ -128,9 +128,7 @@ def learned_from_dict(data: dict[str, Any]) -> LearnedKineticModel:
         raise ValueError("a learned kinetic model is 2D")
     schema = {p.name: p for p in SEGMENT_PARAMS}
     raw = data.get("params", {})
-    params = {}
-    # files written before the read-out window existed read out each particle's own well
-    raw = {"readout": 1, **raw}
+    params = {}  # (a file without "readout" gets 1 from the package's loader)
     for key in _THETA:
         if key not in raw:
             raise ValueError(f"the learned kinetic model's params lack {key!r}")
